@@ -1,0 +1,43 @@
+# sendbox tasks. `just --list` shows them.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# Paths are remapped so that the component is the same byte for byte wherever it is built.
+guest_rustflags := "--remap-path-prefix=" + justfile_directory() + "=/sendbox --remap-path-prefix=" + env("CARGO_HOME", env("HOME") + "/.cargo") + "=/cargo"
+
+default:
+    @just --list
+
+# Run the demo: a loopback SMTP server and the sandboxed sender.
+demo:
+    cargo run -p sendbox -- demo
+
+# Run every test (Postfix tests need `just postfix` first, or are reported as excluded).
+test:
+    cargo test --workspace
+
+# Install what building the component needs: clang and the wasm32-wasip2 target.
+setup:
+    rustup target add wasm32-wasip2
+    command -v clang >/dev/null || (apt-get update -qq && apt-get install -y -qq clang)
+
+# Rebuild the component from guest/, proto/ and wit/, and record its sources' hash.
+guest:
+    RUSTFLAGS="{{guest_rustflags}}" cargo build -p sendbox-guest --target wasm32-wasip2 --profile guest
+    cp target/wasm32-wasip2/guest/sendbox_guest.wasm host/component/sendbox.wasm
+    SENDBOX_UPDATE_STAMP=1 cargo check -p sendbox --quiet
+    @echo "component: $(wc -c < host/component/sendbox.wasm) bytes, $(sha256sum host/component/sendbox.wasm | cut -c1-16)…"
+
+# Rebuild the component and fail if it differs from the committed one.
+check-guest: guest
+    git diff --exit-code --stat -- host/component/ || (echo "the committed component is not what the sources build" && exit 1)
+
+# Lints as CI runs them, the guest included.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --all-targets -- -D warnings
+    cargo clippy -p sendbox-guest --target wasm32-wasip2 -- -D warnings
+
+# Install and start Postfix on loopback for the integration tests.
+postfix:
+    bash tests/postfix/setup.sh

@@ -1,0 +1,280 @@
+//! Drives the I/O-free dialogue ([`sendbox_proto::Client`]) over a [`Transport`]: writes
+//! what it asks to write, reads with the deadline it asks for, runs the TLS handshake
+//! when it asks for one, and writes the transcript to stderr.
+
+use std::io::Write as _;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use rustls::ClientConfig as TlsConfig;
+use rustls::pki_types::ServerName;
+use sendbox_proto::{
+    Client, ClientConfig, Credentials, Delivery, Envelope, Error, ErrorKind, Phase, Step, Timer,
+    TlsMode,
+};
+
+use crate::net::{self, Deadline, NetError};
+use crate::transport::{self, Transport, TransportError};
+
+const MS: u64 = 1_000_000;
+
+/// Time limits in milliseconds.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    pub connect_ms: u32,
+    pub command_ms: u32,
+    pub data_end_ms: u32,
+    pub total_ms: u32,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect_ms: 30_000,
+            command_ms: 300_000,
+            data_end_ms: 600_000,
+            total_ms: 900_000,
+        }
+    }
+}
+
+/// Everything needed to reach and talk to the server.
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    pub addresses: Vec<String>,
+    pub tls: TlsMode,
+    pub ca_pem: Option<String>,
+    pub ehlo_name: String,
+    pub timeouts: Timeouts,
+    pub transcript: bool,
+}
+
+/// What the dialogue stopped at when it needed the caller.
+enum Pause {
+    Ready,
+    Delivered(Delivery),
+    Closed,
+}
+
+/// One open SMTP connection.
+pub struct Session {
+    client: Client,
+    transport: Transport,
+    tls: Arc<TlsConfig>,
+    name: ServerName<'static>,
+    timeouts: Timeouts,
+    transcript: bool,
+}
+
+impl Session {
+    /// Connects and runs the dialogue up to the point where a message can be sent.
+    /// Input is checked before any connection is made.
+    pub fn open(
+        server: ServerSettings,
+        credentials: Option<Credentials>,
+    ) -> Result<Session, Error> {
+        let deadline = net::now() + u64::from(server.timeouts.total_ms) * MS;
+        let client = Client::new(ClientConfig {
+            ehlo_name: server.ehlo_name,
+            tls: server.tls,
+            credentials,
+            transcript: server.transcript,
+        })?;
+        let invalid = |message: String| Error::invalid_input(Phase::Connect, message);
+        let name = transport::server_name(&server.host).map_err(invalid)?;
+        let tls = transport::tls_config(server.ca_pem.as_deref()).map_err(|m| invalid(m))?;
+        let addresses = parse_addresses(&server.host, &server.addresses)?;
+
+        let connect_deadline =
+            deadline.min(net::now() + u64::from(server.timeouts.connect_ms) * MS);
+        let tcp = net::connect(&addresses, server.port, connect_deadline).map_err(|error| {
+            let target = format!("{}:{}", server.host, server.port);
+            match error {
+                NetError::Timeout => Error::new(
+                    Phase::Connect,
+                    ErrorKind::Timeout,
+                    format!("connecting to {target} timed out"),
+                ),
+                NetError::Closed => Error::new(
+                    Phase::Connect,
+                    ErrorKind::Network,
+                    format!("{target} closed the connection"),
+                ),
+                NetError::Failed(why) => Error::new(
+                    Phase::Connect,
+                    ErrorKind::Network,
+                    format!("cannot connect: {why}"),
+                ),
+            }
+        })?;
+        let mut session = Session {
+            client,
+            transport: Transport::new(tcp),
+            tls,
+            name,
+            timeouts: server.timeouts,
+            transcript: server.transcript,
+        };
+        if server.tls == TlsMode::Implicit {
+            session.handshake(deadline)?;
+        }
+        match session.run(deadline)? {
+            Pause::Ready => Ok(session),
+            Pause::Delivered(_) | Pause::Closed => Err(Error::new(
+                Phase::Greeting,
+                ErrorKind::Protocol,
+                "the session ended early",
+            )),
+        }
+    }
+
+    /// Sends one message. Refused input sends nothing.
+    pub fn send(&mut self, envelope: Envelope, message: &[u8]) -> Result<Delivery, Error> {
+        let deadline = net::now() + u64::from(self.timeouts.total_ms) * MS;
+        self.client.send(envelope, message)?;
+        match self.run(deadline)? {
+            Pause::Delivered(delivery) => Ok(delivery),
+            Pause::Ready | Pause::Closed => Err(Error::new(
+                Phase::Data,
+                ErrorKind::Protocol,
+                "the transaction ended without a result",
+            )),
+        }
+    }
+
+    /// Sends QUIT and waits briefly for the reply.
+    pub fn close(&mut self) -> Result<(), Error> {
+        let deadline = net::now() + u64::from(self.timeouts.command_ms.min(10_000)) * MS;
+        self.client.quit();
+        self.run(deadline).map(|_| ())
+    }
+
+    fn run(&mut self, deadline: Deadline) -> Result<Pause, Error> {
+        let result = self.step_until_pause(deadline);
+        self.write_transcript();
+        result
+    }
+
+    fn step_until_pause(&mut self, deadline: Deadline) -> Result<Pause, Error> {
+        loop {
+            if self.transcript {
+                self.write_transcript();
+            }
+            match self.client.poll() {
+                Step::Transmit(bytes) => {
+                    let until = self.stage_deadline(self.timeouts.command_ms, deadline);
+                    if let Err(error) = self.transport.send(&bytes, until) {
+                        return Err(self.lost(error, deadline));
+                    }
+                }
+                Step::Receive(wait) => {
+                    let limit = match wait.timer {
+                        Timer::Command => self.timeouts.command_ms,
+                        Timer::DataEnd => self.timeouts.data_end_ms,
+                    };
+                    let until = self.stage_deadline(limit, deadline);
+                    match self.transport.receive(until) {
+                        Ok(bytes) => self.client.receive(&bytes),
+                        Err(error) => return Err(self.lost(error, deadline)),
+                    }
+                }
+                Step::StartTls => {
+                    self.handshake(deadline)?;
+                    self.client.tls_established();
+                }
+                Step::Ready => return Ok(Pause::Ready),
+                Step::Delivered(delivery) => return Ok(Pause::Delivered(delivery)),
+                Step::Failed(error) => return Err(error),
+                Step::Closed => return Ok(Pause::Closed),
+            }
+        }
+    }
+
+    fn handshake(&mut self, deadline: Deadline) -> Result<(), Error> {
+        self.write_transcript();
+        let until = self.stage_deadline(self.timeouts.command_ms, deadline);
+        match self
+            .transport
+            .start_tls(self.tls.clone(), self.name.clone(), until)
+        {
+            Ok(summary) => {
+                if self.transcript {
+                    log(&format!("-- TLS established: {summary}"));
+                }
+                Ok(())
+            }
+            Err(error) => {
+                let mut error = self.lost(error, deadline);
+                error.phase = Phase::Tls;
+                Err(error)
+            }
+        }
+    }
+
+    fn stage_deadline(&self, limit_ms: u32, deadline: Deadline) -> Deadline {
+        deadline.min(net::now() + u64::from(limit_ms) * MS)
+    }
+
+    /// Turns a transport failure into the caller's error and closes the dialogue.
+    fn lost(&mut self, error: TransportError, deadline: Deadline) -> Error {
+        let (kind, message) = match error {
+            TransportError::Net(NetError::Timeout) if net::now() >= deadline => (
+                ErrorKind::Timeout,
+                format!(
+                    "the overall time limit of {} ms ran out",
+                    self.timeouts.total_ms
+                ),
+            ),
+            TransportError::Net(NetError::Timeout) => (
+                ErrorKind::Timeout,
+                "the server did not answer in time".to_owned(),
+            ),
+            TransportError::Net(NetError::Closed) => (
+                ErrorKind::Network,
+                "the server closed the connection".to_owned(),
+            ),
+            TransportError::Net(NetError::Failed(why)) => {
+                (ErrorKind::Network, format!("connection failed: {why}"))
+            }
+            TransportError::Tls(why) => (
+                ErrorKind::Tls,
+                format!("TLS with {:?} failed: {why}", self.name.to_str()),
+            ),
+        };
+        self.client.connection_lost(kind, message)
+    }
+
+    fn write_transcript(&mut self) {
+        for line in self.client.take_transcript() {
+            log(&line);
+        }
+    }
+}
+
+/// Writes a transcript line to stderr. A full or closed stderr must never stop a send,
+/// so write errors are ignored (unlike `eprintln!`, which panics on them).
+fn log(line: &str) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "{line}");
+}
+
+/// The addresses to connect to: the embedder's list, or the host itself if it is an IP.
+fn parse_addresses(host: &str, addresses: &[String]) -> Result<Vec<IpAddr>, Error> {
+    let invalid = |message: String| Error::invalid_input(Phase::Connect, message);
+    if addresses.is_empty() {
+        let literal = host.trim_start_matches('[').trim_end_matches(']');
+        return literal.parse().map(|ip| vec![ip]).map_err(|_| {
+            invalid(format!(
+                "no address given for {host:?}, and the component does not resolve names"
+            ))
+        });
+    }
+    addresses
+        .iter()
+        .map(|a| {
+            a.parse()
+                .map_err(|_| invalid(format!("{a:?} is not an IP address")))
+        })
+        .collect()
+}

@@ -1,0 +1,50 @@
+//! The sendbox component: the committed `.wasm` embedded in this crate, compiled once per
+//! [`Sandbox`] and linked against WASI, ready to be instantiated per call.
+//!
+//! `build.rs` refuses to build when `component/sendbox.wasm` is older than the guest, proto
+//! or WIT sources, so a stale component can never be tested or shipped.
+
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine};
+
+use crate::policy::Confined;
+
+/// The component, built from `guest/` by `just guest`.
+pub const COMPONENT: &[u8] = include_bytes!("../component/sendbox.wasm");
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "sender",
+    exports: { default: async },
+});
+
+pub use exports::sendbox::mail::mail_sender as wit;
+
+/// A compiled, linked component, shared by every send.
+#[derive(Clone)]
+pub struct Sandbox {
+    pub(crate) engine: Engine,
+    pub(crate) pre: SenderPre<Confined>,
+}
+
+impl Sandbox {
+    /// Compiles the embedded component.
+    pub fn new() -> anyhow::Result<Self> {
+        Self::from_component(COMPONENT)
+    }
+
+    /// Compiles another build of the component (for example one under test).
+    pub fn from_component(wasm: &[u8]) -> anyhow::Result<Self> {
+        let mut config = Config::new();
+        // Epochs let the host stop a guest that spins instead of waiting on the network.
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config)?;
+        let component = Component::new(&engine, wasm)
+            .map_err(|e| anyhow::Error::from(e).context("compiling the sendbox component"))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        let pre = SenderPre::new(linker.instantiate_pre(&component)?)?;
+        crate::policy::start_epoch_ticker(&engine);
+        Ok(Sandbox { engine, pre })
+    }
+}

@@ -1,0 +1,393 @@
+//! The API a Rust program embeds: build a [`Mailer`] for one server, then [`Mailer::send`]
+//! or [`Mailer::open`] a [`Session`] for several messages.
+//!
+//! The host resolves the server's name, grants the component exactly the resulting
+//! addresses on the one port, and runs each call in a fresh, confined instance.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use wasmtime::Store;
+use wasmtime::component::ResourceAny;
+
+use crate::component::{Sandbox, Sender, wit};
+use crate::policy::{self, Confined, Limits, NetworkGrant, Transcript};
+
+pub use crate::component::wit::{
+    Delivery, EnhancedStatus, ErrorKind, Phase, RefusedRecipient, Reply, SendError, Timeouts,
+    TlsMode,
+};
+
+/// The one server a [`Mailer`] talks to.
+#[derive(Clone, Debug)]
+pub struct Server {
+    /// Host name or IP address; TLS checks the certificate against it.
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    /// Trust anchors (PEM) to use instead of the web PKI roots.
+    pub ca_pem: Option<String>,
+    /// The name to give in EHLO (default `localhost`).
+    pub ehlo_name: Option<String>,
+    /// Time limits; the component's defaults when `None`.
+    pub timeouts: Option<Timeouts>,
+}
+
+impl Server {
+    pub fn new(host: impl Into<String>, port: u16, tls: TlsMode) -> Self {
+        Server {
+            host: host.into(),
+            port,
+            tls,
+            ca_pem: None,
+            ehlo_name: None,
+            timeouts: None,
+        }
+    }
+
+    /// The usual port for a TLS mode: 465, 587 or 25.
+    pub fn default_port(tls: TlsMode) -> u16 {
+        match tls {
+            TlsMode::Implicit => 465,
+            TlsMode::Starttls => 587,
+            TlsMode::InsecurePlaintext => 25,
+        }
+    }
+}
+
+/// A user name and password for SMTP AUTH. `Debug` never shows the password.
+#[derive(Clone)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Sender and recipients of one message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    /// MAIL FROM address; empty for the null sender.
+    pub sender: String,
+    /// RCPT TO addresses.
+    pub recipients: Vec<String>,
+}
+
+/// Why a send failed.
+#[derive(Debug)]
+pub enum Error {
+    /// The server's name could not be resolved to an address.
+    Resolve { host: String, reason: String },
+    /// The SMTP exchange failed; the component says where and why.
+    Smtp(SendError),
+    /// The call ran longer than [`Limits::run_time`] and was stopped.
+    RunTime(Duration),
+    /// The component could not run or trapped (for example at its memory limit).
+    Component(String),
+}
+
+impl Error {
+    /// Whether the same send may succeed later.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Resolve { .. } | Error::RunTime(_) => true,
+            Error::Smtp(error) => error.transient,
+            Error::Component(_) => false,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Resolve { host, reason } => write!(f, "cannot resolve {host}: {reason}"),
+            Error::Smtp(error) => write!(f, "{}", describe(error)),
+            Error::RunTime(limit) => write!(f, "stopped after the run-time limit of {limit:?}"),
+            Error::Component(why) => write!(f, "the sandboxed component failed: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// One line saying what failed, where, the server's words, and whether to retry.
+pub fn describe(error: &SendError) -> String {
+    let mut line = format!(
+        "{} failed ({}): {}",
+        phase_name(error.phase),
+        kind_name(error.kind),
+        error.message
+    );
+    if let Some(reply) = &error.reply {
+        line.push_str(&format!("; server replied {}", format_reply(reply)));
+    }
+    line.push_str(if error.transient {
+        " [temporary: retrying later may work]"
+    } else {
+        " [permanent]"
+    });
+    line
+}
+
+/// A reply as `550 5.1.1 text`.
+pub fn format_reply(reply: &Reply) -> String {
+    let mut text = reply.code.to_string();
+    if let Some(s) = reply.enhanced_status {
+        text.push_str(&format!(" {}.{}.{}", s.class, s.subject, s.detail));
+    }
+    if !reply.text.is_empty() {
+        text.push(' ');
+        text.push_str(&reply.text.replace('\n', " / "));
+    }
+    text
+}
+
+pub fn phase_name(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Connect => "connect",
+        Phase::Greeting => "greeting",
+        Phase::Tls => "TLS",
+        Phase::Ehlo => "EHLO",
+        Phase::Auth => "AUTH",
+        Phase::Mail => "MAIL",
+        Phase::Rcpt => "RCPT",
+        Phase::Data => "DATA",
+        Phase::Quit => "QUIT",
+    }
+}
+
+pub fn kind_name(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::InvalidInput => "invalid input",
+        ErrorKind::Network => "network",
+        ErrorKind::Timeout => "timeout",
+        ErrorKind::Tls => "TLS",
+        ErrorKind::Auth => "authentication",
+        ErrorKind::Rejected => "rejected",
+        ErrorKind::Protocol => "protocol error",
+        ErrorKind::Closed => "session closed",
+    }
+}
+
+/// Sends mail to one server through the confined component.
+pub struct Mailer {
+    sandbox: Sandbox,
+    server: Server,
+    credentials: Option<Credentials>,
+    grant: NetworkGrant,
+    limits: Limits,
+    transcript: Transcript,
+}
+
+impl Mailer {
+    /// Resolves the server's name here, in the host, and grants the component exactly
+    /// those addresses on the server's port.
+    pub async fn new(
+        sandbox: Sandbox,
+        server: Server,
+        credentials: Option<Credentials>,
+    ) -> Result<Self, Error> {
+        let grant = NetworkGrant::new(resolve(&server.host, server.port).await?);
+        Ok(Mailer {
+            sandbox,
+            server,
+            credentials,
+            grant,
+            limits: Limits::default(),
+            transcript: Transcript::Off,
+        })
+    }
+
+    /// Changes the memory and run-time bounds.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Asks the component for the SMTP transcript (credentials redacted).
+    pub fn with_transcript(mut self, transcript: Transcript) -> Self {
+        self.transcript = transcript;
+        self
+    }
+
+    /// What the component is allowed to connect to.
+    pub fn grant(&self) -> &NetworkGrant {
+        &self.grant
+    }
+
+    /// Connects, sends one message, quits.
+    pub async fn send(&self, envelope: &Envelope, message: &[u8]) -> Result<Delivery, Error> {
+        let (mut store, sender) = self.instantiate().await?;
+        let server = self.wit_server();
+        let credentials = self.wit_credentials();
+        let envelope = wit_envelope(envelope);
+        let call = sender.sendbox_mail_mail_sender().call_send(
+            &mut store,
+            &server,
+            credentials.as_ref(),
+            &envelope,
+            message,
+        );
+        let result = bounded(self.limits.run_time, call).await;
+        finish(result, &store)
+    }
+
+    /// Opens a session: connected, greeted, TLS set up, authenticated.
+    pub async fn open(&self) -> Result<Session, Error> {
+        let (mut store, sender) = self.instantiate().await?;
+        let server = self.wit_server();
+        let credentials = self.wit_credentials();
+        let api = sender.sendbox_mail_mail_sender().session();
+        let call = api.call_open(&mut store, &server, credentials.as_ref());
+        let result = bounded(self.limits.run_time, call).await;
+        let handle = finish(result, &store)?;
+        Ok(Session {
+            store,
+            sender,
+            handle,
+            run_time: self.limits.run_time,
+        })
+    }
+
+    async fn instantiate(&self) -> Result<(Store<Confined>, Sender), Error> {
+        let mut store = policy::confined_store(
+            &self.sandbox.engine,
+            self.grant.clone(),
+            self.limits,
+            &self.transcript,
+        );
+        let sender = self
+            .sandbox
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| Error::Component(format!("{e:#}")))?;
+        Ok((store, sender))
+    }
+
+    fn wit_server(&self) -> wit::Server {
+        let addresses = self
+            .grant
+            .addresses()
+            .iter()
+            .map(|a| a.ip().to_string())
+            .collect();
+        wit::Server {
+            host: self.server.host.clone(),
+            port: self.server.port,
+            addresses,
+            tls: self.server.tls,
+            ca_pem: self.server.ca_pem.clone(),
+            ehlo_name: self.server.ehlo_name.clone(),
+            timeouts: self.server.timeouts,
+            transcript: !matches!(self.transcript, Transcript::Off),
+        }
+    }
+
+    fn wit_credentials(&self) -> Option<wit::Credentials> {
+        self.credentials.as_ref().map(|c| wit::Credentials {
+            username: c.username.clone(),
+            password: c.password.clone(),
+        })
+    }
+}
+
+/// One connection that can carry several messages.
+pub struct Session {
+    store: Store<Confined>,
+    sender: Sender,
+    handle: ResourceAny,
+    run_time: Duration,
+}
+
+impl Session {
+    /// Sends one message. After a failure that concerns only this message (a refused
+    /// sender, every recipient refused) the session stays usable.
+    pub async fn send(&mut self, envelope: &Envelope, message: &[u8]) -> Result<Delivery, Error> {
+        let envelope = wit_envelope(envelope);
+        let api = self.sender.sendbox_mail_mail_sender().session();
+        let call = api.call_send(&mut self.store, self.handle, &envelope, message);
+        let result = bounded(self.run_time, call).await;
+        finish(result, &self.store)
+    }
+
+    /// Sends QUIT and closes the connection.
+    pub async fn close(mut self) -> Result<(), Error> {
+        let api = self.sender.sendbox_mail_mail_sender().session();
+        let call = api.call_close(&mut self.store, self.handle);
+        let result = bounded(self.run_time, call).await;
+        finish(result, &self.store)?;
+        self.handle
+            .resource_drop_async(&mut self.store)
+            .await
+            .map_err(|e| Error::Component(format!("{e:#}")))
+    }
+}
+
+fn wit_envelope(envelope: &Envelope) -> wit::Envelope {
+    wit::Envelope {
+        sender: envelope.sender.clone(),
+        recipients: envelope.recipients.clone(),
+    }
+}
+
+/// Runs a call of the component, stopping it when it exceeds `limit`.
+async fn bounded<T>(
+    limit: Duration,
+    call: impl Future<Output = wasmtime::Result<Result<T, SendError>>>,
+) -> Result<wasmtime::Result<Result<T, SendError>>, Duration> {
+    tokio::time::timeout(limit, call).await.map_err(|_| limit)
+}
+
+/// Maps a bounded call's outcome to ours; a trap reports what the guest wrote to stderr.
+fn finish<T>(
+    result: Result<wasmtime::Result<Result<T, SendError>>, Duration>,
+    store: &Store<Confined>,
+) -> Result<T, Error> {
+    match result {
+        Err(limit) => Err(Error::RunTime(limit)),
+        Ok(Err(trap)) => {
+            let stderr = store.data().stderr();
+            let detail = if stderr.trim().is_empty() {
+                String::new()
+            } else {
+                format!(" (component stderr: {})", stderr.trim())
+            };
+            Err(Error::Component(format!("{trap:#}{detail}")))
+        }
+        Ok(Ok(Err(error))) => Err(Error::Smtp(error)),
+        Ok(Ok(Ok(value))) => Ok(value),
+    }
+}
+
+/// Resolves `host` on the host side; an IP literal is used as it is.
+async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Error> {
+    let literal = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if let Ok(ip) = literal.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let failed = |reason: String| Error::Resolve {
+        host: host.to_owned(),
+        reason,
+    };
+    let mut addresses: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| failed(e.to_string()))?
+        .collect();
+    addresses.dedup();
+    if addresses.is_empty() {
+        return Err(failed("no addresses".to_owned()));
+    }
+    Ok(addresses)
+}

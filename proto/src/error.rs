@@ -1,0 +1,139 @@
+//! What went wrong, where, and whether trying again later can help.
+
+use std::fmt;
+
+use crate::reply::Reply;
+
+/// The stage of the SMTP dialogue an error happened in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Connect,
+    Greeting,
+    Tls,
+    Ehlo,
+    Auth,
+    Mail,
+    Rcpt,
+    Data,
+    Quit,
+}
+
+impl Phase {
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Connect => "connect",
+            Phase::Greeting => "greeting",
+            Phase::Tls => "tls",
+            Phase::Ehlo => "ehlo",
+            Phase::Auth => "auth",
+            Phase::Mail => "mail",
+            Phase::Rcpt => "rcpt",
+            Phase::Data => "data",
+            Phase::Quit => "quit",
+        }
+    }
+}
+
+/// The kind of failure, which decides what a caller should do about it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The caller's input was refused before anything was sent.
+    InvalidInput,
+    /// Connecting failed or the connection broke.
+    Network,
+    /// The server did not answer in time.
+    Timeout,
+    /// TLS could not be set up: handshake or certificate failure, or STARTTLS
+    /// unavailable while TLS is required.
+    Tls,
+    /// Authentication failed or was impossible.
+    Auth,
+    /// The server refused a command with a 4xx or 5xx reply.
+    Rejected,
+    /// The server broke the protocol.
+    Protocol,
+    /// The session was already closed by an earlier error or by `quit`.
+    Closed,
+}
+
+impl ErrorKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidInput => "invalid input",
+            ErrorKind::Network => "network error",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Tls => "TLS error",
+            ErrorKind::Auth => "authentication failed",
+            ErrorKind::Rejected => "rejected",
+            ErrorKind::Protocol => "protocol error",
+            ErrorKind::Closed => "session closed",
+        }
+    }
+}
+
+/// An SMTP client error with everything a user needs to act on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Error {
+    pub phase: Phase,
+    pub kind: ErrorKind,
+    /// The server's reply, when the error is the server's answer.
+    pub reply: Option<Reply>,
+    /// A human explanation, never containing credentials.
+    pub message: String,
+    /// Whether the same send may succeed if retried later (4xx, timeouts, lost connections).
+    pub transient: bool,
+}
+
+impl Error {
+    pub fn new(phase: Phase, kind: ErrorKind, message: impl Into<String>) -> Self {
+        let transient = matches!(kind, ErrorKind::Network | ErrorKind::Timeout);
+        Error {
+            phase,
+            kind,
+            reply: None,
+            message: message.into(),
+            transient,
+        }
+    }
+
+    /// An error that is the server's reply; transient exactly when the reply is 4xx.
+    pub fn from_reply(
+        phase: Phase,
+        kind: ErrorKind,
+        message: impl Into<String>,
+        reply: Reply,
+    ) -> Self {
+        Error {
+            phase,
+            kind,
+            transient: reply.is_transient(),
+            reply: Some(reply),
+            message: message.into(),
+        }
+    }
+
+    pub fn invalid_input(phase: Phase, message: impl Into<String>) -> Self {
+        Error::new(phase, ErrorKind::InvalidInput, message)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} ({}): {}",
+            self.kind.name(),
+            self.phase.name(),
+            self.message
+        )?;
+        if let Some(reply) = &self.reply {
+            write!(f, ": server said {reply}")?;
+        }
+        if self.transient {
+            write!(f, " [transient: retrying later may succeed]")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {}
