@@ -32,6 +32,9 @@ impl wit::Guest for Component {
         envelope: wit::Envelope,
         message: Vec<u8>,
     ) -> Result<wit::Delivery, wit::SendError> {
+        // Refuse bad input before connecting; the dialogue checks it again per message.
+        let envelope = proto::Envelope::from(envelope);
+        envelope.check().map_err(to_wit_error)?;
         let mut session = session::Session::open(server.into(), credentials.map(Into::into))
             .map_err(to_wit_error)?;
         let delivery = session
@@ -61,6 +64,9 @@ impl wit::GuestSession for SessionResource {
         envelope: wit::Envelope,
         message: Vec<u8>,
     ) -> Result<wit::Delivery, wit::SendError> {
+        // Refuse bad input before connecting; the dialogue checks it again per message.
+        let envelope = proto::Envelope::from(envelope);
+        envelope.check().map_err(to_wit_error)?;
         let mut session = self.0.borrow_mut();
         session
             .send(envelope.into(), &message)

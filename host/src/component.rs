@@ -5,9 +5,9 @@
 //! or WIT sources, so a stale component can never be tested or shipped.
 
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine};
+use wasmtime::{Config, Engine, Store};
 
-use crate::policy::Confined;
+use crate::policy::{self, Confined, Limits, NetworkGrant, Transcript};
 
 /// The component, built from `guest/` by `just guest`.
 pub const COMPONENT: &[u8] = include_bytes!("../component/sendbox.wasm");
@@ -23,8 +23,8 @@ pub use exports::sendbox::mail::mail_sender as wit;
 /// A compiled, linked component, shared by every send.
 #[derive(Clone)]
 pub struct Sandbox {
-    pub(crate) engine: Engine,
-    pub(crate) pre: SenderPre<Confined>,
+    engine: Engine,
+    pre: SenderPre<Confined>,
 }
 
 impl Sandbox {
@@ -46,5 +46,19 @@ impl Sandbox {
         let pre = SenderPre::new(linker.instantiate_pre(&component)?)?;
         crate::policy::start_epoch_ticker(&engine);
         Ok(Sandbox { engine, pre })
+    }
+
+    /// A fresh instance in a store confined by the policy: TCP to `grant` only, memory
+    /// and run time bounded by `limits`. [`crate::Mailer`] is built on this; use it
+    /// directly to call the WIT interface yourself.
+    pub async fn instantiate(
+        &self,
+        grant: NetworkGrant,
+        limits: Limits,
+        transcript: &Transcript,
+    ) -> anyhow::Result<(Store<Confined>, Sender)> {
+        let mut store = policy::confined_store(&self.engine, grant, limits, transcript);
+        let sender = self.pre.instantiate_async(&mut store).await?;
+        Ok((store, sender))
     }
 }

@@ -4,12 +4,13 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use mailin::{Action, AuthMechanism, Handler, Response, SessionBuilder};
+pub use mailin::AuthMechanism;
+use mailin::{Action, Handler, Response, SessionBuilder};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
@@ -31,6 +32,8 @@ pub struct LoopbackOptions {
     pub tls: ServerTls,
     /// The one user name and password AUTH accepts; `None` offers no AUTH.
     pub account: Option<(String, String)>,
+    /// The AUTH mechanisms offered (after TLS) when there is an account.
+    pub mechanisms: Vec<AuthMechanism>,
     /// Recipients refused with 550 5.1.1.
     pub refuse: Vec<String>,
 }
@@ -98,6 +101,7 @@ pub struct LoopbackServer {
     address: SocketAddr,
     pki: TestPki,
     received: Arc<Mutex<Vec<Received>>>,
+    connections: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
 }
 
@@ -115,9 +119,9 @@ impl LoopbackServer {
             builder.enable_start_tls();
         }
         if options.account.is_some() {
-            builder
-                .enable_auth(AuthMechanism::Plain)
-                .enable_auth(AuthMechanism::Login);
+            for mechanism in &options.mechanisms {
+                builder.enable_auth(mechanism.clone());
+            }
         }
         let acceptor = Acceptor {
             tls: options.tls,
@@ -130,6 +134,8 @@ impl LoopbackServer {
             },
         };
         let stopping = stop.clone();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counter = connections.clone();
         thread::Builder::new()
             .name("loopback-smtp".into())
             .spawn(move || {
@@ -138,6 +144,7 @@ impl LoopbackServer {
                         break;
                     }
                     let Ok(stream) = stream else { continue };
+                    counter.fetch_add(1, Ordering::SeqCst);
                     let acceptor = acceptor.clone();
                     thread::spawn(move || {
                         let _ = acceptor.serve(stream);
@@ -148,8 +155,14 @@ impl LoopbackServer {
             address,
             pki,
             received,
+            connections,
             stop,
         })
+    }
+
+    /// How many connections the server has accepted.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 
     pub fn address(&self) -> SocketAddr {

@@ -12,7 +12,7 @@ use wasmtime::Store;
 use wasmtime::component::ResourceAny;
 
 use crate::component::{Sandbox, Sender, wit};
-use crate::policy::{self, Confined, Limits, NetworkGrant, Transcript};
+use crate::policy::{Confined, Limits, NetworkGrant, Transcript};
 
 pub use crate::component::wit::{
     Delivery, EnhancedStatus, ErrorKind, Phase, RefusedRecipient, Reply, SendError, Timeouts,
@@ -258,19 +258,10 @@ impl Mailer {
     }
 
     async fn instantiate(&self) -> Result<(Store<Confined>, Sender), Error> {
-        let mut store = policy::confined_store(
-            &self.sandbox.engine,
-            self.grant.clone(),
-            self.limits,
-            &self.transcript,
-        );
-        let sender = self
-            .sandbox
-            .pre
-            .instantiate_async(&mut store)
+        self.sandbox
+            .instantiate(self.grant.clone(), self.limits, &self.transcript)
             .await
-            .map_err(|e| Error::Component(format!("{e:#}")))?;
-        Ok((store, sender))
+            .map_err(|e| Error::Component(format!("{e:#}")))
     }
 
     fn wit_server(&self) -> wit::Server {

@@ -58,6 +58,22 @@ pub struct Envelope {
     pub recipients: Vec<String>,
 }
 
+impl Envelope {
+    /// Checks every address, without connecting to anything. Returns whether an address
+    /// needs SMTPUTF8.
+    pub fn check(&self) -> Result<bool, Error> {
+        if self.recipients.is_empty() {
+            return Err(Error::invalid_input(Phase::Rcpt, "no recipients"));
+        }
+        let mut needs_utf8 =
+            !self.sender.is_empty() && command::check_mailbox(Phase::Mail, &self.sender)?;
+        for recipient in &self.recipients {
+            needs_utf8 |= command::check_mailbox(Phase::Rcpt, recipient)?;
+        }
+        Ok(needs_utf8)
+    }
+}
+
 /// A recipient the server refused, with its reply.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RefusedRecipient {
@@ -315,14 +331,7 @@ impl Client {
                 "the session is not ready for a message",
             ));
         }
-        if envelope.recipients.is_empty() {
-            return Err(Error::invalid_input(Phase::Rcpt, "no recipients"));
-        }
-        let mut needs_utf8 =
-            !envelope.sender.is_empty() && command::check_mailbox(Phase::Mail, &envelope.sender)?;
-        for recipient in &envelope.recipients {
-            needs_utf8 |= command::check_mailbox(Phase::Rcpt, recipient)?;
-        }
+        let needs_utf8 = envelope.check()?;
         if needs_utf8 && !self.capabilities.has("SMTPUTF8") {
             return Err(Error::invalid_input(
                 Phase::Mail,

@@ -6,7 +6,7 @@
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 
-use sendbox::loopback::{LoopbackOptions, LoopbackServer, ServerTls};
+use sendbox::loopback::{AuthMechanism, LoopbackOptions, LoopbackServer, ServerTls};
 use sendbox::mailer::format_reply;
 use sendbox::{
     Credentials, Envelope, Mailer, Sandbox, Server, TlsMode, Transcript, TranscriptBuffer,
@@ -22,6 +22,7 @@ pub async fn run() -> Result<u8, Stop> {
     let server = LoopbackServer::start(LoopbackOptions {
         tls: ServerTls::StartTls,
         account: Some(account.clone()),
+        mechanisms: vec![AuthMechanism::Plain, AuthMechanism::Login],
         refuse: Vec::new(),
     })
     .map_err(|e| {

@@ -1,0 +1,334 @@
+//! Sends through the sandboxed component to a real SMTP server (the mailin library,
+//! in-process, over real loopback sockets) and checks what the server received.
+
+mod support;
+
+use sendbox::loopback::{AuthMechanism, ServerTls};
+use sendbox::mailer::{ErrorKind, Phase};
+use sendbox::{Mailer, TlsMode, Transcript, TranscriptBuffer};
+use support::*;
+
+/// A raw message with every line-ending form and dots where SMTP treats them specially.
+const AWKWARD: &[u8] = b"From: a@example.org\nTo: b@example.org\r\nSubject: dots\r\n\r\n.leading dot\n..two dots\n.\nbare CR\rend\n";
+/// What the server must end up with: CRLF everywhere, dots as the caller wrote them.
+const AWKWARD_RECEIVED: &[u8] = b"From: a@example.org\r\nTo: b@example.org\r\nSubject: dots\r\n\r\n.leading dot\r\n..two dots\r\n.\r\nbare CR\r\nend\r\n";
+
+#[tokio::test]
+async fn starttls_auth_plain_delivers_the_message_byte_for_byte() {
+    let server = loopback(ServerTls::StartTls);
+    let mailer = mailer(&server, TlsMode::Starttls, Some(PASSWORD)).await;
+    let delivery = mailer
+        .send(&envelope("a@example.org", &["b@example.org"]), AWKWARD)
+        .await
+        .expect("delivered");
+    assert_eq!(delivery.accepted, ["b@example.org"]);
+    assert!(delivery.refused.is_empty());
+    assert_eq!(delivery.final_reply.code, 250);
+
+    let received = server.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].sender, "a@example.org");
+    assert_eq!(received[0].recipients, ["b@example.org"]);
+    assert_eq!(received[0].user.as_deref(), Some(USER));
+    assert_eq!(
+        String::from_utf8_lossy(&received[0].data),
+        String::from_utf8_lossy(AWKWARD_RECEIVED)
+    );
+}
+
+#[tokio::test]
+async fn implicit_tls_with_auth_login() {
+    let server = loopback_with(ServerTls::Implicit, vec![AuthMechanism::Login], Vec::new());
+    let mailer = mailer(&server, TlsMode::Implicit, Some(PASSWORD)).await;
+    let message = b"Subject: implicit\r\n\r\nover TLS from the first byte\r\n";
+    mailer
+        .send(&envelope("a@example.org", &["b@example.org"]), message)
+        .await
+        .expect("delivered");
+    let received = server.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].user.as_deref(), Some(USER));
+    assert_eq!(received[0].data, message);
+}
+
+#[tokio::test]
+async fn several_recipients_in_one_transaction() {
+    let server = loopback(ServerTls::StartTls);
+    let mailer = mailer(&server, TlsMode::Starttls, Some(PASSWORD)).await;
+    let recipients = ["one@example.org", "two@example.org", "three@example.org"];
+    let delivery = mailer
+        .send(
+            &envelope("a@example.org", &recipients),
+            b"Subject: many\r\n\r\nhi\r\n",
+        )
+        .await
+        .expect("delivered");
+    assert_eq!(delivery.accepted, recipients);
+    let received = server.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].recipients, recipients);
+}
+
+#[tokio::test]
+async fn one_session_carries_several_messages() {
+    let server = loopback(ServerTls::StartTls);
+    let mailer = mailer(&server, TlsMode::Starttls, Some(PASSWORD)).await;
+    let mut session = mailer.open().await.expect("session opens");
+    for i in 0..3 {
+        let message = format!("Subject: number {i}\r\n\r\nmessage {i}\r\n");
+        session
+            .send(
+                &envelope("a@example.org", &["b@example.org"]),
+                message.as_bytes(),
+            )
+            .await
+            .expect("delivered");
+    }
+    session.close().await.expect("QUIT");
+    let received = server.received();
+    let subjects: Vec<String> = received
+        .iter()
+        .map(|r| {
+            String::from_utf8_lossy(&r.data)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        subjects,
+        [
+            "Subject: number 0",
+            "Subject: number 1",
+            "Subject: number 2"
+        ]
+    );
+    assert_eq!(
+        server.connections(),
+        1,
+        "the session used more than one connection"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_recipient_is_reported_and_the_others_get_the_message() {
+    let server = loopback_with(
+        ServerTls::StartTls,
+        vec![AuthMechanism::Plain],
+        vec!["nobody@example.org"],
+    );
+    let mailer = mailer(&server, TlsMode::Starttls, Some(PASSWORD)).await;
+    let delivery = mailer
+        .send(
+            &envelope("a@example.org", &["nobody@example.org", "b@example.org"]),
+            b"Subject: partly\r\n\r\nhi\r\n",
+        )
+        .await
+        .expect("delivered to one");
+    assert_eq!(delivery.accepted, ["b@example.org"]);
+    assert_eq!(delivery.refused.len(), 1);
+    let refused = &delivery.refused[0];
+    assert_eq!(refused.address, "nobody@example.org");
+    assert_eq!(refused.reply.code, 550);
+    let status = refused
+        .reply
+        .enhanced_status
+        .expect("enhanced status parsed");
+    assert_eq!((status.class, status.subject, status.detail), (5, 1, 1));
+    assert_eq!(server.received()[0].recipients, ["b@example.org"]);
+}
+
+#[tokio::test]
+async fn every_recipient_refused_sends_nothing_and_the_session_survives() {
+    // Without AUTH: mailin wrongly asks for AUTH again after RSET.
+    let server = loopback_with(ServerTls::StartTls, Vec::new(), vec!["nobody@example.org"]);
+    let mailer = mailer(&server, TlsMode::Starttls, None).await;
+    let mut session = mailer.open().await.expect("session opens");
+    let error = smtp_error(
+        session
+            .send(
+                &envelope("a@example.org", &["nobody@example.org"]),
+                b"Subject: x\r\n\r\nx\r\n",
+            )
+            .await
+            .expect_err("nobody accepted it"),
+    );
+    assert_eq!(
+        (error.phase, error.kind, error.transient),
+        (Phase::Rcpt, ErrorKind::Rejected, false)
+    );
+    assert_eq!(error.reply.expect("the server's reply").code, 550);
+    assert!(server.received().is_empty(), "a message was delivered");
+
+    session
+        .send(
+            &envelope("a@example.org", &["b@example.org"]),
+            b"Subject: y\r\n\r\ny\r\n",
+        )
+        .await
+        .expect("the session is still usable");
+    session.close().await.expect("QUIT");
+    assert_eq!(server.received().len(), 1);
+}
+
+#[tokio::test]
+async fn wrong_password_is_an_auth_error_without_the_password_in_it() {
+    let server = loopback(ServerTls::StartTls);
+    let wrong = "not-the-password-4711";
+    let transcript = TranscriptBuffer::new(64 * 1024);
+    let mailer = mailer(&server, TlsMode::Starttls, Some(wrong))
+        .await
+        .with_transcript(Transcript::Capture(transcript.clone()));
+    let error = mailer
+        .send(
+            &envelope("a@example.org", &["b@example.org"]),
+            b"Subject: x\r\n\r\nx\r\n",
+        )
+        .await
+        .expect_err("the password is wrong");
+    let shown = format!("{error} {error:?} {}", transcript.contents());
+    let error = smtp_error(error);
+    assert_eq!(
+        (error.phase, error.kind, error.transient),
+        (Phase::Auth, ErrorKind::Auth, false)
+    );
+    assert_eq!(error.reply.expect("the server's reply").code, 535);
+    assert!(!shown.contains(wrong), "the password leaked: {shown}");
+    assert!(server.received().is_empty());
+}
+
+#[tokio::test]
+async fn transcript_redacts_credentials() {
+    let server = loopback(ServerTls::StartTls);
+    let transcript = TranscriptBuffer::new(64 * 1024);
+    let mailer = mailer(&server, TlsMode::Starttls, Some(PASSWORD))
+        .await
+        .with_transcript(Transcript::Capture(transcript.clone()));
+    mailer
+        .send(
+            &envelope("a@example.org", &["b@example.org"]),
+            b"Subject: x\r\n\r\nx\r\n",
+        )
+        .await
+        .expect("delivered");
+    let text = transcript.contents();
+    assert!(text.contains("C: STARTTLS"), "{text}");
+    assert!(
+        text.contains("C: AUTH PLAIN <credentials redacted>"),
+        "{text}"
+    );
+    assert!(text.contains("S: 235"), "{text}");
+    // Neither the password nor its base64 forms may appear.
+    use std::io::Write as _;
+    let mut plain = Vec::new();
+    write!(plain, "\0{USER}\0{PASSWORD}").unwrap();
+    for secret in [
+        PASSWORD.to_owned(),
+        base64(&plain),
+        base64(PASSWORD.as_bytes()),
+    ] {
+        assert!(!text.contains(&secret), "{secret:?} in transcript:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn an_untrusted_certificate_is_refused_before_anything_is_sent() {
+    let server = loopback(ServerTls::StartTls);
+    let other_ca = loopback(ServerTls::StartTls);
+    let mut config = server_config(&server, TlsMode::Starttls);
+    config.ca_pem = Some(other_ca.ca_pem().to_owned());
+    let mailer = Mailer::new(sandbox(), config, Some(credentials(PASSWORD)))
+        .await
+        .unwrap();
+    let error = smtp_error(
+        mailer
+            .send(&envelope("a@example.org", &["b@example.org"]), b"x")
+            .await
+            .expect_err("the certificate is not trusted"),
+    );
+    assert_eq!((error.phase, error.kind), (Phase::Tls, ErrorKind::Tls));
+    assert!(error.message.contains("certificate"), "{}", error.message);
+    assert!(server.received().is_empty());
+}
+
+#[tokio::test]
+async fn the_public_roots_do_not_trust_a_private_ca() {
+    let server = loopback(ServerTls::Implicit);
+    let mut config = server_config(&server, TlsMode::Implicit);
+    config.ca_pem = None;
+    let mailer = Mailer::new(sandbox(), config, None).await.unwrap();
+    let error = smtp_error(
+        mailer
+            .send(&envelope("a@example.org", &["b@example.org"]), b"x")
+            .await
+            .expect_err("webpki-roots do not include the test CA"),
+    );
+    assert_eq!((error.phase, error.kind), (Phase::Tls, ErrorKind::Tls));
+}
+
+#[tokio::test]
+async fn starttls_required_but_not_offered_stops_before_auth() {
+    let server = loopback(ServerTls::None);
+    let mailer = mailer(&server, TlsMode::Starttls, Some(PASSWORD)).await;
+    let error = smtp_error(
+        mailer
+            .send(&envelope("a@example.org", &["b@example.org"]), b"x")
+            .await
+            .expect_err("no STARTTLS"),
+    );
+    assert_eq!((error.phase, error.kind), (Phase::Tls, ErrorKind::Tls));
+    assert!(server.received().is_empty());
+}
+
+#[tokio::test]
+async fn insecure_plaintext_sends_without_tls_and_refuses_credentials() {
+    let server = loopback(ServerTls::None);
+    let plain = mailer(&server, TlsMode::InsecurePlaintext, None).await;
+    plain
+        .send(
+            &envelope("a@example.org", &["b@example.org"]),
+            b"Subject: p\r\n\r\nplain\r\n",
+        )
+        .await
+        .expect("delivered in plaintext");
+    assert_eq!(server.received().len(), 1);
+
+    let with_password = mailer(&server, TlsMode::InsecurePlaintext, Some(PASSWORD)).await;
+    let before = server.connections();
+    let error = smtp_error(
+        with_password
+            .send(&envelope("a@example.org", &["b@example.org"]), b"x")
+            .await
+            .expect_err("credentials without TLS"),
+    );
+    assert_eq!(error.kind, ErrorKind::InvalidInput);
+    assert_eq!(server.connections(), before, "it connected anyway");
+}
+
+#[tokio::test]
+async fn bad_addresses_are_refused_before_connecting() {
+    let server = loopback(ServerTls::StartTls);
+    let mailer = mailer(&server, TlsMode::Starttls, Some(PASSWORD)).await;
+    let mut session = mailer.open().await.expect("session opens");
+    let error = smtp_error(
+        session
+            .send(
+                &envelope(
+                    "a@example.org",
+                    &["b@example.org>\r\nRCPT TO:<c@example.org"],
+                ),
+                b"x",
+            )
+            .await
+            .expect_err("CRLF in an address"),
+    );
+    assert_eq!(error.kind, ErrorKind::InvalidInput);
+    session.close().await.expect("the session is still fine");
+    assert!(server.received().is_empty());
+}
+
+fn base64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}

@@ -1,0 +1,102 @@
+//! The sandbox holds: the component reaches the granted address and port, and nothing else,
+//! even when it is asked to.
+
+mod support;
+
+use std::net::SocketAddr;
+
+use sendbox::component::wit;
+use sendbox::loopback::ServerTls;
+use sendbox::mailer::{ErrorKind, Phase};
+use sendbox::{Limits, NetworkGrant, Transcript};
+use support::*;
+
+/// Calls the component's `send` directly, asking it to connect to `target` while the host
+/// granted only `grant`.
+async fn send_to(
+    grant: NetworkGrant,
+    target: SocketAddr,
+) -> (
+    Result<wit::Delivery, wit::SendError>,
+    Vec<sendbox::policy::Denied>,
+) {
+    let (mut store, sender) = sandbox()
+        .instantiate(grant, Limits::default(), &Transcript::Off)
+        .await
+        .expect("instantiates");
+    let server = wit::Server {
+        host: target.ip().to_string(),
+        port: target.port(),
+        addresses: vec![target.ip().to_string()],
+        tls: wit::TlsMode::InsecurePlaintext,
+        ca_pem: None,
+        ehlo_name: None,
+        timeouts: None,
+        transcript: false,
+    };
+    let envelope = wit::Envelope {
+        sender: "a@example.org".into(),
+        recipients: vec!["b@example.org".into()],
+    };
+    let result = sender
+        .sendbox_mail_mail_sender()
+        .call_send(
+            &mut store,
+            &server,
+            None,
+            &envelope,
+            b"Subject: x\r\n\r\nx\r\n",
+        )
+        .await
+        .expect("no trap");
+    (result, store.data().denied())
+}
+
+#[tokio::test]
+async fn the_granted_server_is_reachable() {
+    let server = loopback(ServerTls::None);
+    let (result, denied) =
+        send_to(NetworkGrant::new(vec![server.address()]), server.address()).await;
+    result.expect("delivered to the granted server");
+    assert!(denied.is_empty(), "{denied:?}");
+    assert_eq!(server.received().len(), 1);
+}
+
+#[tokio::test]
+async fn another_port_on_the_same_host_is_refused() {
+    let granted = loopback(ServerTls::None);
+    let other = loopback(ServerTls::None);
+    let (result, denied) =
+        send_to(NetworkGrant::new(vec![granted.address()]), other.address()).await;
+    let error = result.expect_err("the other port is not granted");
+    assert_eq!(
+        (error.phase, error.kind),
+        (Phase::Connect, ErrorKind::Network)
+    );
+    assert!(error.message.contains("access denied"), "{}", error.message);
+    assert_eq!(other.connections(), 0, "the other server was reached");
+    assert!(
+        denied.iter().any(|d| d.address == other.address()),
+        "{denied:?}"
+    );
+}
+
+#[tokio::test]
+async fn another_address_is_refused() {
+    let server = loopback(ServerTls::None);
+    // 127.0.0.2 is loopback too: the policy, not the network, must stop it.
+    let elsewhere: SocketAddr = format!("127.0.0.2:{}", server.port()).parse().unwrap();
+    let (result, denied) = send_to(NetworkGrant::new(vec![server.address()]), elsewhere).await;
+    let error = result.expect_err("not granted");
+    assert_eq!(error.phase, Phase::Connect);
+    assert!(error.message.contains("access denied"), "{}", error.message);
+    assert!(denied.iter().any(|d| d.address == elsewhere), "{denied:?}");
+}
+
+#[tokio::test]
+async fn an_empty_grant_reaches_nothing() {
+    let server = loopback(ServerTls::None);
+    let (result, _) = send_to(NetworkGrant::new(Vec::new()), server.address()).await;
+    assert_eq!(result.expect_err("nothing granted").phase, Phase::Connect);
+    assert_eq!(server.connections(), 0);
+}

@@ -1,0 +1,114 @@
+//! Shared by the integration tests: the compiled component, loopback servers, mailers.
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::io::Write as _;
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+use sendbox::loopback::{AuthMechanism, LoopbackOptions, LoopbackServer, ServerTls};
+use sendbox::{Credentials, Envelope, Mailer, Sandbox, Server, TlsMode};
+
+pub const USER: &str = "tester";
+pub const PASSWORD: &str = "correct-horse-battery-staple";
+
+/// The component, compiled once per test binary.
+pub fn sandbox() -> Sandbox {
+    static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
+    SANDBOX
+        .get_or_init(|| Sandbox::new().expect("the embedded component compiles"))
+        .clone()
+}
+
+/// A loopback server with the test account and both AUTH mechanisms.
+pub fn loopback(tls: ServerTls) -> LoopbackServer {
+    loopback_with(
+        tls,
+        vec![AuthMechanism::Plain, AuthMechanism::Login],
+        Vec::new(),
+    )
+}
+
+pub fn loopback_with(
+    tls: ServerTls,
+    mechanisms: Vec<AuthMechanism>,
+    refuse: Vec<&str>,
+) -> LoopbackServer {
+    let account = (tls != ServerTls::None).then(|| (USER.to_owned(), PASSWORD.to_owned()));
+    LoopbackServer::start(LoopbackOptions {
+        tls,
+        account,
+        mechanisms,
+        refuse: refuse.into_iter().map(str::to_owned).collect(),
+    })
+    .expect("the loopback server starts")
+}
+
+/// Server settings for `server`, trusting its CA.
+pub fn server_config(server: &LoopbackServer, tls: TlsMode) -> Server {
+    let mut config = Server::new("127.0.0.1", server.port(), tls);
+    config.ca_pem = Some(server.ca_pem().to_owned());
+    config
+}
+
+pub fn credentials(password: &str) -> Credentials {
+    Credentials {
+        username: USER.to_owned(),
+        password: password.to_owned(),
+    }
+}
+
+/// A mailer for `server`, logging in with `password` if given.
+pub async fn mailer(server: &LoopbackServer, tls: TlsMode, password: Option<&str>) -> Mailer {
+    Mailer::new(
+        sandbox(),
+        server_config(server, tls),
+        password.map(credentials),
+    )
+    .await
+    .expect("an IP literal always resolves")
+}
+
+pub fn envelope(sender: &str, recipients: &[&str]) -> Envelope {
+    Envelope {
+        sender: sender.to_owned(),
+        recipients: recipients.iter().map(|r| r.to_string()).collect(),
+    }
+}
+
+/// The SMTP error inside a sendbox error, or a panic saying what came instead.
+#[track_caller]
+pub fn smtp_error(error: sendbox::Error) -> sendbox::SendError {
+    match error {
+        sendbox::Error::Smtp(smtp) => smtp,
+        other => panic!("expected an SMTP error, got {other:?}"),
+    }
+}
+
+/// Runs the `sendbox` binary with `args`, the password in SENDBOX_TEST_PASSWORD, and
+/// `stdin` as its input.
+pub fn run_sendbox(args: &[&str], password: &str, stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sendbox"))
+        .args(args)
+        .env("SENDBOX_TEST_PASSWORD", password)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sendbox runs");
+    let mut input = child.stdin.take().expect("piped stdin");
+    if let Some(bytes) = stdin {
+        input.write_all(bytes).expect("writing stdin");
+    }
+    drop(input);
+    child.wait_with_output().expect("sendbox finishes")
+}
+
+/// Exit status and output, for assertion messages.
+pub fn text(output: &Output) -> String {
+    format!(
+        "status {:?}\nstdout: {}\nstderr: {}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
