@@ -30,7 +30,7 @@ fn send(
     run_sendbox(&args, password, stdin)
 }
 
-fn auth_args<'a>(ca: &'a str) -> Vec<&'a str> {
+fn auth_args(ca: &str) -> Vec<&str> {
     vec![
         "--ca",
         ca,

@@ -37,9 +37,7 @@ impl wit::Guest for Component {
         envelope.check().map_err(to_wit_error)?;
         let mut session = session::Session::open(server.into(), credentials.map(Into::into))
             .map_err(to_wit_error)?;
-        let delivery = session
-            .send(envelope.into(), &message)
-            .map_err(to_wit_error)?;
+        let delivery = session.send(envelope, &message).map_err(to_wit_error)?;
         // The message is delivered; a failed QUIT cannot change that.
         let _ = session.close();
         Ok(to_wit_delivery(delivery))
@@ -64,9 +62,6 @@ impl wit::GuestSession for SessionResource {
         envelope: wit::Envelope,
         message: Vec<u8>,
     ) -> Result<wit::Delivery, wit::SendError> {
-        // Refuse bad input before connecting; the dialogue checks it again per message.
-        let envelope = proto::Envelope::from(envelope);
-        envelope.check().map_err(to_wit_error)?;
         let mut session = self.0.borrow_mut();
         session
             .send(envelope.into(), &message)

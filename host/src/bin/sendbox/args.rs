@@ -16,7 +16,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Send one message.
-    Send(SendArgs),
+    Send(Box<SendArgs>),
     /// Send a sample message to an SMTP server started on loopback, and show the dialogue
     /// and what the server received. Needs no account and no network.
     Demo,

@@ -31,7 +31,7 @@ async fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Send(args) => send(args).await,
+        Command::Send(args) => send(*args).await,
         Command::Demo => demo::run().await,
     };
     match result {
