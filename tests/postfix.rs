@@ -81,7 +81,8 @@ fn delivered(user: &str, token: &str) -> String {
     let path = Path::new(MAILBOXES).join(user);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let mbox = std::fs::read_to_string(&path).unwrap_or_default();
+        // Lossy: a message with 8-bit content must not hide the others.
+        let mbox = String::from_utf8_lossy(&std::fs::read(&path).unwrap_or_default()).into_owned();
         if let Some(message) = mbox.split("\nFrom ").find(|m| m.contains(token)) {
             return message.to_owned();
         }
