@@ -100,3 +100,91 @@ async fn an_empty_grant_reaches_nothing() {
     assert_eq!(result.expect_err("nothing granted").phase, Phase::Connect);
     assert_eq!(server.connections(), 0);
 }
+
+/// A server that accepts connections and never says a word.
+fn silent_server() -> (std::net::TcpListener, SocketAddr) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    (listener, address)
+}
+
+#[tokio::test]
+async fn the_stage_timeout_fires_on_a_silent_server() {
+    let (_listener, address) = silent_server();
+    let mut server = sendbox::Server::new(
+        "127.0.0.1",
+        address.port(),
+        sendbox::TlsMode::InsecurePlaintext,
+    );
+    server.timeouts = Some(wit::Timeouts {
+        connect_ms: 0,
+        command_ms: 300,
+        data_end_ms: 0,
+        total_ms: 0,
+    });
+    let mailer = sendbox::Mailer::new(sandbox(), server, None).await.unwrap();
+    let error = smtp_error(
+        mailer
+            .send(&envelope("a@example.org", &["b@example.org"]), b"x")
+            .await
+            .expect_err("no greeting"),
+    );
+    assert_eq!(
+        (error.phase, error.kind, error.transient),
+        (Phase::Greeting, ErrorKind::Timeout, true)
+    );
+}
+
+#[tokio::test]
+async fn the_host_stops_a_call_at_its_run_time_limit() {
+    let (_listener, address) = silent_server();
+    // The component would wait 5 minutes for the greeting; the host allows one second.
+    let server = sendbox::Server::new(
+        "127.0.0.1",
+        address.port(),
+        sendbox::TlsMode::InsecurePlaintext,
+    );
+    let limits = Limits {
+        run_time: std::time::Duration::from_secs(1),
+        ..Limits::default()
+    };
+    let mailer = sendbox::Mailer::new(sandbox(), server, None)
+        .await
+        .unwrap()
+        .with_limits(limits);
+    let started = std::time::Instant::now();
+    let error = mailer
+        .send(&envelope("a@example.org", &["b@example.org"]), b"x")
+        .await
+        .expect_err("stopped");
+    assert!(matches!(error, sendbox::Error::RunTime(_)), "{error:?}");
+    assert!(error.is_transient());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "not stopped: {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn the_memory_cap_is_enforced() {
+    let server = loopback(ServerTls::None);
+    let limits = Limits {
+        memory_bytes: 256 * 1024,
+        ..Limits::default()
+    };
+    let mailer = sendbox::Mailer::new(
+        sandbox(),
+        server_config(&server, sendbox::TlsMode::InsecurePlaintext),
+        None,
+    )
+    .await
+    .unwrap()
+    .with_limits(limits);
+    let error = mailer
+        .send(&envelope("a@example.org", &["b@example.org"]), b"x")
+        .await
+        .expect_err("the component needs more than 256 KiB");
+    assert!(matches!(error, sendbox::Error::Component(_)), "{error:?}");
+    assert_eq!(server.connections(), 0);
+}

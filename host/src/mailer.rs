@@ -372,11 +372,15 @@ async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Error> {
         host: host.to_owned(),
         reason,
     };
-    let mut addresses: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+    let mut addresses: Vec<SocketAddr> = Vec::new();
+    for address in tokio::net::lookup_host((host, port))
         .await
         .map_err(|e| failed(e.to_string()))?
-        .collect();
-    addresses.dedup();
+    {
+        if !addresses.contains(&address) {
+            addresses.push(address);
+        }
+    }
     if addresses.is_empty() {
         return Err(failed("no addresses".to_owned()));
     }

@@ -179,7 +179,7 @@ pub fn confined_store(
         table: ResourceTable::new(),
         limits: StoreLimitsBuilder::new()
             .memory_size(limits.memory_bytes)
-            .instances(4)
+            .instances(8)
             .build(),
         stderr,
         denied,

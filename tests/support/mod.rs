@@ -112,3 +112,11 @@ pub fn text(output: &Output) -> String {
         String::from_utf8_lossy(&output.stderr)
     )
 }
+
+/// Asserts the exit code, and that the output (stdout or stderr) mentions `needle`.
+#[track_caller]
+pub fn assert_exit(output: &Output, code: i32, needle: &str) {
+    let all = text(output);
+    assert_eq!(output.status.code(), Some(code), "{all}");
+    assert!(all.contains(needle), "{needle:?} not in {all}");
+}
