@@ -49,8 +49,21 @@ pub struct Received {
     pub user: Option<String>,
 }
 
-/// A certificate authority made for one run, and a server certificate it signed for
-/// `localhost` and `127.0.0.1`.
+/// What kind of server certificate [`TestPki`] makes: a valid one, or one of the broken
+/// kinds that a client must refuse.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerCert {
+    /// For `localhost` and `127.0.0.1`, signed by the CA, valid now.
+    Valid,
+    /// Signed by the CA but for another name (`mail.example.net`).
+    WrongName,
+    /// Signed by the CA, for the right names, but expired in 2021.
+    Expired,
+    /// For the right names, but signed by itself rather than by the CA.
+    SelfSigned,
+}
+
+/// A certificate authority made for one run, and a server certificate of the chosen kind.
 pub struct TestPki {
     /// The CA certificate, to give clients as their trust anchor.
     pub ca_pem: String,
@@ -59,7 +72,12 @@ pub struct TestPki {
 }
 
 impl TestPki {
+    /// A CA and a valid server certificate for `localhost` and `127.0.0.1`.
     pub fn generate() -> Result<Self, rcgen::Error> {
+        Self::generate_with(ServerCert::Valid)
+    }
+
+    pub fn generate_with(kind: ServerCert) -> Result<Self, rcgen::Error> {
         let ca_key = KeyPair::generate()?;
         let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -70,13 +88,23 @@ impl TestPki {
         let ca_cert = ca_params.self_signed(&ca_key)?;
         let issuer = Issuer::new(ca_params, ca_key);
 
+        let names = match kind {
+            ServerCert::WrongName => vec!["mail.example.net".to_owned()],
+            _ => vec!["localhost".to_owned(), "127.0.0.1".to_owned()],
+        };
         let leaf_key = KeyPair::generate()?;
-        let mut leaf_params =
-            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?;
+        let mut leaf_params = CertificateParams::new(names)?;
         leaf_params
             .distinguished_name
             .push(DnType::CommonName, "localhost");
-        let leaf = leaf_params.signed_by(&leaf_key, &issuer)?;
+        if kind == ServerCert::Expired {
+            leaf_params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            leaf_params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
+        let leaf = match kind {
+            ServerCert::SelfSigned => leaf_params.self_signed(&leaf_key)?,
+            _ => leaf_params.signed_by(&leaf_key, &issuer)?,
+        };
         Ok(TestPki {
             ca_pem: ca_cert.pem(),
             chain: vec![leaf.der().clone(), ca_cert.der().clone()],
@@ -84,7 +112,8 @@ impl TestPki {
         })
     }
 
-    fn server_config(&self) -> Arc<ServerConfig> {
+    /// rustls settings for a server presenting this certificate.
+    pub fn server_config(&self) -> Arc<ServerConfig> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()

@@ -1,6 +1,8 @@
 //! Shared by the integration tests: the compiled component, loopback servers, mailers.
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod scripted;
+
 use std::io::Write as _;
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
