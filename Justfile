@@ -22,21 +22,27 @@ setup:
     command -v clang >/dev/null || (apt-get update -qq && apt-get install -y -qq clang)
 
 # Rebuild the component from guest/, proto/ and wit/, and record its sources' hash.
-guest:
-    RUSTFLAGS="{{guest_rustflags}}" cargo build -p sendbox-guest --target wasm32-wasip2 --profile guest
-    cp target/wasm32-wasip2/guest/sendbox_guest.wasm host/component/sendbox.wasm
+guest: (wasm "sendbox-guest" "host/component/sendbox.wasm")
     SENDBOX_UPDATE_STAMP=1 cargo check -p sendbox --quiet
-    @echo "component: $(wc -c < host/component/sendbox.wasm) bytes, $(sha256sum host/component/sendbox.wasm | cut -c1-16)…"
 
-# Rebuild the component and fail if it differs from the committed one.
-check-guest: guest
-    git diff --exit-code --stat -- host/component/ || (echo "the committed component is not what the sources build" && exit 1)
+# Rebuild the nosy test component that the sandbox tests run.
+probe: (wasm "sendbox-probe" "tests/probe/probe.wasm")
+
+# Build a wasm32-wasip2 crate reproducibly and copy the result to `dest`.
+wasm package dest:
+    RUSTFLAGS="{{guest_rustflags}}" cargo build -p {{package}} --target wasm32-wasip2 --profile guest
+    cp target/wasm32-wasip2/guest/$(echo {{package}} | tr - _).wasm {{dest}}
+    @echo "{{dest}}: $(wc -c < {{dest}}) bytes, sha256 $(sha256sum {{dest}} | cut -c1-16)…"
+
+# Rebuild the committed components and fail if they differ from what is committed.
+check-guest: guest probe
+    git diff --exit-code --stat -- host/component/ tests/probe/probe.wasm || (echo "the committed components are not what the sources build" && exit 1)
 
 # Lints as CI runs them, the guest included.
 lint:
     cargo fmt --all -- --check
     cargo clippy --all-targets -- -D warnings
-    cargo clippy -p sendbox-guest --target wasm32-wasip2 -- -D warnings
+    cargo clippy -p sendbox-guest -p sendbox-probe --target wasm32-wasip2 -- -D warnings
 
 # Install and start Postfix on loopback for the integration tests.
 postfix:

@@ -20,6 +20,17 @@ wasmtime::component::bindgen!({
 
 pub use exports::sendbox::mail::mail_sender as wit;
 
+/// A wasmtime engine set up as sendbox runs components: epoch interruption on, so that
+/// [`policy::confined_store`] can stop a guest that computes instead of waiting, and a
+/// thread that advances the epoch for as long as the engine lives.
+pub fn engine() -> anyhow::Result<Engine> {
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    let engine = Engine::new(&config)?;
+    policy::start_epoch_ticker(&engine);
+    Ok(engine)
+}
+
 /// A compiled, linked component, shared by every send.
 #[derive(Clone)]
 pub struct Sandbox {
@@ -35,16 +46,12 @@ impl Sandbox {
 
     /// Compiles another build of the component (for example one under test).
     pub fn from_component(wasm: &[u8]) -> anyhow::Result<Self> {
-        let mut config = Config::new();
-        // Epochs let the host stop a guest that spins instead of waiting on the network.
-        config.epoch_interruption(true);
-        let engine = Engine::new(&config)?;
+        let engine = engine()?;
         let component = Component::new(&engine, wasm)
             .map_err(|e| anyhow::Error::from(e).context("compiling the sendbox component"))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         let pre = SenderPre::new(linker.instantiate_pre(&component)?)?;
-        crate::policy::start_epoch_ticker(&engine);
         Ok(Sandbox { engine, pre })
     }
 

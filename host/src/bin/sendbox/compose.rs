@@ -53,3 +53,28 @@ fn read_input(path: &Path) -> Result<Vec<u8>, String> {
     result.map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     Ok(bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_breaks_in_fields_cannot_add_headers() {
+        let to = ["bob@example.org".to_owned()];
+        let message = build(
+            "alice@example.org",
+            &to,
+            "hi\r\nBcc: eve@example.org\nX-Evil: 1",
+            "body".into(),
+        )
+        .unwrap();
+        let text = String::from_utf8(message).unwrap();
+        let (head, _) = text.split_once("\r\n\r\n").unwrap();
+        for line in head.split("\r\n") {
+            assert!(
+                !line.starts_with("Bcc:") && !line.starts_with("X-Evil:"),
+                "injected header in:\n{text}"
+            );
+        }
+    }
+}

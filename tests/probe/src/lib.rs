@@ -1,0 +1,118 @@
+//! The probe component: each export tries one thing the sendbox sandbox forbids and
+//! reports what happened. It exists only for the sandbox tests.
+
+use std::net::IpAddr;
+
+use wasip2::io::poll;
+use wasip2::sockets::instance_network::instance_network;
+use wasip2::sockets::ip_name_lookup::resolve_addresses;
+use wasip2::sockets::network::{
+    ErrorCode, IpAddress, IpAddressFamily, IpSocketAddress, Ipv4SocketAddress, Ipv6SocketAddress,
+};
+use wasip2::sockets::tcp_create_socket::create_tcp_socket;
+
+wit_bindgen::generate!({ path: "wit", world: "probe" });
+
+struct Probe;
+
+export!(Probe);
+
+impl Guest for Probe {
+    fn lookup(name: String) -> Result<Vec<String>, String> {
+        let stream =
+            resolve_addresses(&instance_network(), &name).map_err(|e| e.message().to_owned())?;
+        let mut found = Vec::new();
+        loop {
+            match stream.resolve_next_address() {
+                Ok(Some(IpAddress::Ipv4((a, b, c, d)))) => found.push(format!("{a}.{b}.{c}.{d}")),
+                Ok(Some(IpAddress::Ipv6(v6))) => found.push(format!("{v6:?}")),
+                Ok(None) => return Ok(found),
+                Err(ErrorCode::WouldBlock) => {
+                    poll::poll(&[&stream.subscribe()]);
+                }
+                Err(e) => return Err(e.message().to_owned()),
+            }
+        }
+    }
+
+    fn list_dir(path: String) -> Result<Vec<String>, String> {
+        let entries = std::fs::read_dir(&path).map_err(|e| e.to_string())?;
+        Ok(entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect())
+    }
+
+    fn environment() -> Vec<(String, String)> {
+        std::env::vars().collect()
+    }
+
+    fn arguments() -> Vec<String> {
+        std::env::args().collect()
+    }
+
+    fn connect(address: String, port: u16) -> Result<(), String> {
+        let ip: IpAddr = address
+            .parse()
+            .map_err(|_| "not an IP address".to_owned())?;
+        let (family, remote) = match ip {
+            IpAddr::V4(v4) => {
+                let [a, b, c, d] = v4.octets();
+                (
+                    IpAddressFamily::Ipv4,
+                    IpSocketAddress::Ipv4(Ipv4SocketAddress {
+                        port,
+                        address: (a, b, c, d),
+                    }),
+                )
+            }
+            IpAddr::V6(v6) => {
+                let [a, b, c, d, e, f, g, h] = v6.segments();
+                let address = (a, b, c, d, e, f, g, h);
+                (
+                    IpAddressFamily::Ipv6,
+                    IpSocketAddress::Ipv6(Ipv6SocketAddress {
+                        port,
+                        flow_info: 0,
+                        address,
+                        scope_id: 0,
+                    }),
+                )
+            }
+        };
+        let socket = create_tcp_socket(family).map_err(|e| e.message().to_owned())?;
+        socket
+            .start_connect(&instance_network(), remote)
+            .map_err(|e| e.message().to_owned())?;
+        let ready = socket.subscribe();
+        loop {
+            match socket.finish_connect() {
+                Ok(_) => return Ok(()),
+                Err(ErrorCode::WouldBlock) => {
+                    poll::poll(&[&ready]);
+                }
+                Err(e) => return Err(e.message().to_owned()),
+            }
+        }
+    }
+
+    fn allocate(mebibytes: u32) -> u32 {
+        let mut kept = Vec::new();
+        for got in 0..mebibytes {
+            let mut block = Vec::new();
+            if block.try_reserve_exact(1 << 20).is_err() {
+                return got;
+            }
+            block.resize(1 << 20, 1u8);
+            kept.push(block);
+        }
+        mebibytes
+    }
+
+    fn spin() -> u64 {
+        let mut n = 0u64;
+        loop {
+            n = std::hint::black_box(n.wrapping_add(1));
+        }
+    }
+}
