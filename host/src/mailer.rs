@@ -386,3 +386,42 @@ async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Error> {
     }
     Ok(addresses)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_password() {
+        let credentials = Credentials {
+            username: "alice".into(),
+            password: "hunter2-secret".into(),
+        };
+        let shown = format!("{credentials:?} {credentials:#?}");
+        assert!(shown.contains("alice"));
+        assert!(!shown.contains("hunter2-secret"), "{shown}");
+    }
+
+    #[test]
+    fn errors_say_phase_reply_and_whether_to_retry() {
+        let error = SendError {
+            phase: Phase::Rcpt,
+            kind: ErrorKind::Rejected,
+            reply: Some(Reply {
+                code: 450,
+                enhanced_status: Some(EnhancedStatus {
+                    class: 4,
+                    subject: 2,
+                    detail: 0,
+                }),
+                text: "mailbox busy\ntry later".into(),
+            }),
+            message: "every recipient was refused".into(),
+            transient: true,
+        };
+        assert_eq!(
+            describe(&error),
+            "RCPT failed (rejected): every recipient was refused; server replied 450 4.2.0 mailbox busy / try later [temporary: retrying later may work]"
+        );
+    }
+}

@@ -39,6 +39,9 @@ impl Credentials {
     }
 }
 
+/// Passwords at least this long are masked wherever a server echoes them.
+pub const MIN_REDACTED_LEN: usize = 4;
+
 /// A SASL mechanism we can use, strongest preferred first when several are offered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mechanism {

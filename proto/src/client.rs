@@ -203,6 +203,11 @@ struct Transaction {
     wire: Vec<u8>,
     accepted: Vec<String>,
     refused: Vec<RefusedRecipient>,
+    /// MAIL, every RCPT and DATA went out in one flight (RFC 2920).
+    pipelined: bool,
+    /// With pipelining, a failure found while replies to commands already sent are
+    /// still to come: they are read, then the transaction ends with this error.
+    doomed: Option<Error>,
 }
 
 /// The client side of one SMTP connection.
@@ -217,6 +222,27 @@ pub struct Client {
     capabilities: Capabilities,
     transaction: Option<Transaction>,
     transcript: Vec<String>,
+}
+
+/// The error when no recipient was accepted; transient only if every refusal was.
+fn every_recipient_refused(refused: &[RefusedRecipient]) -> Error {
+    let summary: Vec<String> = refused
+        .iter()
+        .map(|r| format!("<{}>: {}", r.address, r.reply))
+        .collect();
+    let last = refused
+        .last()
+        .expect("at least one recipient")
+        .reply
+        .clone();
+    let mut error = Error::from_reply(
+        Phase::Rcpt,
+        ErrorKind::Rejected,
+        format!("every recipient was refused ({})", summary.join("; ")),
+        last,
+    );
+    error.transient = refused.iter().all(|r| r.reply.is_transient());
+    error
 }
 
 impl Client {
@@ -278,6 +304,7 @@ impl Client {
             State::Closed => Step::Closed,
             _ => match self.parser.next_reply() {
                 Ok(Some(reply)) => {
+                    let reply = self.redact(reply);
                     self.record_reply(&reply);
                     self.on_reply(reply);
                     self.poll()
@@ -367,9 +394,18 @@ impl Client {
             wire: data.wire,
             accepted: Vec::new(),
             refused: Vec::new(),
+            pipelined: self.capabilities.has("PIPELINING"),
+            doomed: None,
         });
         self.command(&mail);
         self.state = State::Mail;
+        if self.in_transaction().pipelined {
+            // RFC 2920: the whole envelope and DATA in one flight; content waits for 354.
+            for index in 0..self.in_transaction().envelope.recipients.len() {
+                self.rcpt_command(index);
+            }
+            self.command("DATA");
+        }
         Ok(())
     }
 
@@ -582,9 +618,28 @@ impl Client {
 
     fn on_mail(&mut self, reply: Reply) {
         if reply.is_positive() {
-            self.send_rcpt(0);
+            return self.next_rcpt(0);
+        }
+        if reply.is_intermediate() {
+            return self.fail(Error::from_reply(
+                Phase::Mail,
+                ErrorKind::Protocol,
+                "unexpected reply to MAIL",
+                reply,
+            ));
+        }
+        let error = Error::from_reply(
+            Phase::Mail,
+            ErrorKind::Rejected,
+            "the sender was refused",
+            reply,
+        );
+        if self.in_transaction().pipelined {
+            // The replies to RCPT and DATA are on their way; read them first.
+            self.in_transaction().doomed = Some(error);
+            self.state = State::Rcpt { index: 0 };
         } else {
-            self.reject_transaction(Phase::Mail, "the sender was refused", reply);
+            self.reset_then_fail(error);
         }
     }
 
@@ -597,53 +652,54 @@ impl Client {
                 reply,
             ));
         }
-        let transaction = self
-            .transaction
-            .as_mut()
-            .expect("RCPT runs in a transaction");
-        let address = transaction.envelope.recipients[index].clone();
-        if reply.is_positive() {
-            transaction.accepted.push(address);
-        } else {
-            transaction
-                .refused
-                .push(RefusedRecipient { address, reply });
+        let transaction = self.in_transaction();
+        if transaction.doomed.is_none() {
+            let address = transaction.envelope.recipients[index].clone();
+            if reply.is_positive() {
+                transaction.accepted.push(address);
+            } else {
+                transaction
+                    .refused
+                    .push(RefusedRecipient { address, reply });
+            }
         }
         if index + 1 < transaction.envelope.recipients.len() {
-            return self.send_rcpt(index + 1);
+            return self.next_rcpt(index + 1);
         }
-        if !transaction.accepted.is_empty() {
-            self.command("DATA");
-            self.state = State::Data;
-            return;
+        if transaction.doomed.is_none() && transaction.accepted.is_empty() {
+            let error = every_recipient_refused(&transaction.refused);
+            transaction.doomed = Some(error);
         }
-        let refused = mem::take(&mut transaction.refused);
-        let summary: Vec<String> = refused
-            .iter()
-            .map(|r| format!("<{}>: {}", r.address, r.reply))
-            .collect();
-        let last = refused
-            .last()
-            .expect("every recipient was refused")
-            .reply
-            .clone();
-        let mut error = Error::from_reply(
-            Phase::Rcpt,
-            ErrorKind::Rejected,
-            format!("every recipient was refused ({})", summary.join("; ")),
-            last,
-        );
-        error.transient = refused.iter().all(|r| r.reply.is_transient());
-        self.reset_then_fail(error);
+        match (transaction.pipelined, transaction.doomed.take()) {
+            (false, Some(error)) => self.reset_then_fail(error),
+            (false, None) => {
+                self.command("DATA");
+                self.state = State::Data;
+            }
+            (true, doomed) => {
+                // DATA was sent with the envelope; its reply comes next.
+                self.in_transaction().doomed = doomed;
+                self.state = State::Data;
+            }
+        }
     }
 
     fn on_data(&mut self, reply: Reply) {
+        if let Some(error) = self.in_transaction().doomed.take() {
+            if reply.code == 354 {
+                // RFC 2920 section 3.1: the server accepted a DATA we sent ahead; end it
+                // with an empty message, which it refuses for want of recipients.
+                self.record("C: <empty message: the transaction already failed>".to_owned());
+                self.out.extend_from_slice(b".\r\n");
+                self.in_transaction().doomed = Some(error);
+                self.state = State::DataEnd;
+            } else {
+                self.reset_then_fail(error);
+            }
+            return;
+        }
         if reply.code == 354 {
-            let transaction = self
-                .transaction
-                .as_mut()
-                .expect("DATA runs in a transaction");
-            let wire = mem::take(&mut transaction.wire);
+            let wire = mem::take(&mut self.in_transaction().wire);
             self.record(format!("C: <message: {} bytes>", wire.len()));
             self.out.extend_from_slice(&wire);
             self.state = State::DataEnd;
@@ -663,7 +719,13 @@ impl Client {
     fn on_data_end(&mut self, reply: Reply) {
         let transaction = self.transaction.take().expect("data ends a transaction");
         self.state = State::Ready;
-        if reply.is_positive() {
+        if let Some(error) = transaction.doomed {
+            // The reply is to the empty message that closed a failed pipelined transaction.
+            if reply.is_intermediate() {
+                return self.fail(error);
+            }
+            self.outcomes.push_back(Err(error));
+        } else if reply.is_positive() {
             self.outcomes.push_back(Ok(Delivery {
                 accepted: transaction.accepted,
                 refused: transaction.refused,
@@ -702,14 +764,27 @@ impl Client {
         self.state = State::Ehlo;
     }
 
-    fn send_rcpt(&mut self, index: usize) {
-        let transaction = self
-            .transaction
-            .as_ref()
-            .expect("RCPT runs in a transaction");
-        let line = format!("RCPT TO:<{}>", transaction.envelope.recipients[index]);
-        self.command(&line);
+    /// Moves on to the reply for recipient `index`, sending its RCPT unless pipelining
+    /// already did.
+    fn next_rcpt(&mut self, index: usize) {
+        if !self.in_transaction().pipelined {
+            self.rcpt_command(index);
+        }
         self.state = State::Rcpt { index };
+    }
+
+    fn rcpt_command(&mut self, index: usize) {
+        let line = format!(
+            "RCPT TO:<{}>",
+            self.in_transaction().envelope.recipients[index]
+        );
+        self.command(&line);
+    }
+
+    fn in_transaction(&mut self) -> &mut Transaction {
+        self.transaction
+            .as_mut()
+            .expect("only called during a transaction")
     }
 
     /// A transaction-level refusal: reset the transaction, keep the session.
@@ -767,6 +842,31 @@ impl Client {
     fn write_line(&mut self, line: &str) {
         self.out.extend_from_slice(line.as_bytes());
         self.out.extend_from_slice(b"\r\n");
+    }
+
+    /// A server that echoes the password back (it learns it from AUTH) must not get it
+    /// into our transcript, errors or results: every form we send is masked.
+    fn redact(&self, mut reply: Reply) -> Reply {
+        let Some(credentials) = &self.config.credentials else {
+            return reply;
+        };
+        // Shorter passwords would mask ordinary words; they are also no secret worth the name.
+        if credentials.password.len() < auth::MIN_REDACTED_LEN {
+            return reply;
+        }
+        let secrets = [
+            credentials.password.clone(),
+            auth::login_response(&credentials.password),
+            auth::plain_response(credentials),
+        ];
+        for line in &mut reply.lines {
+            for secret in &secrets {
+                if line.contains(secret.as_str()) {
+                    *line = line.replace(secret.as_str(), "<redacted>");
+                }
+            }
+        }
+        reply
     }
 
     fn record(&mut self, line: String) {

@@ -305,7 +305,7 @@ fn some_recipients_refused_the_rest_get_the_message() {
 
 #[test]
 fn all_recipients_refused_sends_no_data_and_keeps_the_session() {
-    let mut client = ready_client("PIPELINING");
+    let mut client = ready_client("8BITMIME");
     client
         .send(envelope(&["a@x.org", "b@x.org"]), b"hi")
         .unwrap();
@@ -457,3 +457,92 @@ fn lost_connection_mid_data_is_never_a_delivery() {
     assert!(matches!(client.poll(), Step::Closed));
     assert!(client.send(envelope(&["a@x.org"]), b"again").is_err());
 }
+
+#[test]
+fn a_password_echoed_by_the_server_is_masked() {
+    let mut client = Client::new(config(TlsMode::Implicit, true)).unwrap();
+    server_says(&mut client, "220 mx\r\n");
+    expect_write(&mut client, "EHLO client.example\r\n");
+    server_says(&mut client, "250-mx\r\n250 AUTH PLAIN\r\n");
+    let Step::Transmit(_) = client.poll() else {
+        panic!()
+    };
+    server_says(
+        &mut client,
+        &format!("535 5.7.8 password {PASSWORD} is wrong\r\n"),
+    );
+    let error = expect_failure(&mut client);
+    let reply = error.reply.unwrap();
+    assert_eq!(reply.text(), "password <redacted> is wrong");
+    assert!(!client.take_transcript().join("\n").contains(PASSWORD));
+}
+
+#[test]
+fn pipelining_sends_the_envelope_in_one_flight() {
+    let mut client = ready_client("PIPELINING");
+    client
+        .send(envelope(&["a@x.org", "b@x.org"]), b"body")
+        .unwrap();
+    expect_write(
+        &mut client,
+        "MAIL FROM:<alice@example.org>\r\nRCPT TO:<a@x.org>\r\nRCPT TO:<b@x.org>\r\nDATA\r\n",
+    );
+    // All replies at once, as a pipelining server sends them.
+    server_says(
+        &mut client,
+        "250 ok\r\n250 ok\r\n550 5.1.1 unknown\r\n354 go\r\n",
+    );
+    expect_write(&mut client, "body\r\n.\r\n");
+    server_says(&mut client, "250 queued\r\n");
+    let Step::Delivered(delivery) = client.poll() else {
+        panic!("not delivered")
+    };
+    assert_eq!(delivery.accepted, ["a@x.org"]);
+    assert_eq!(delivery.refused[0].address, "b@x.org");
+    assert!(matches!(client.poll(), Step::Ready));
+}
+
+#[test]
+fn pipelining_with_the_sender_refused_reads_every_reply_then_resets() {
+    let mut client = ready_client("PIPELINING");
+    client
+        .send(envelope(&["a@x.org", "b@x.org"]), CONTENT)
+        .unwrap();
+    let Step::Transmit(_) = client.poll() else {
+        panic!()
+    };
+    server_says(
+        &mut client,
+        "553 5.7.1 not yours\r\n503 5.5.1 need MAIL\r\n503 5.5.1 need MAIL\r\n503 5.5.1 need RCPT\r\n",
+    );
+    expect_write(&mut client, "RSET\r\n");
+    server_says(&mut client, "250 ok\r\n");
+    let error = expect_failure(&mut client);
+    assert_eq!(
+        (error.phase, error.kind, error.reply.unwrap().code),
+        (Phase::Mail, ErrorKind::Rejected, 553)
+    );
+    assert!(matches!(client.poll(), Step::Ready));
+}
+
+#[test]
+fn pipelining_with_every_recipient_refused_never_sends_the_content() {
+    let mut client = ready_client("PIPELINING");
+    client.send(envelope(&["a@x.org"]), CONTENT).unwrap();
+    let Step::Transmit(_) = client.poll() else {
+        panic!()
+    };
+    // A server that accepts DATA although no recipient was accepted.
+    server_says(&mut client, "250 ok\r\n550 5.1.1 unknown\r\n354 go\r\n");
+    expect_write(&mut client, ".\r\n");
+    server_says(&mut client, "554 5.5.1 no valid recipients\r\n");
+    let error = expect_failure(&mut client);
+    assert_eq!(
+        (error.phase, error.kind),
+        (Phase::Rcpt, ErrorKind::Rejected)
+    );
+    assert_eq!(error.reply.unwrap().code, 550);
+    assert!(matches!(client.poll(), Step::Ready));
+}
+
+const CONTENT: &[u8] = b"never-to-be-sent";

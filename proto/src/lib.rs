@@ -15,6 +15,8 @@ pub mod client;
 pub mod command;
 pub mod data;
 pub mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod reply;
 
 pub use auth::Credentials;

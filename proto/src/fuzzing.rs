@@ -1,0 +1,173 @@
+//! The oracles the fuzz targets in `fuzz/` check, here so that every crash input they
+//! ever found is replayed by `cargo test` (see `fuzz/regressions/`). Each function takes
+//! arbitrary bytes and panics if a promise breaks.
+
+use crate::data::encode;
+use crate::reply::{MAX_LINES, ReplyParser};
+use crate::{Client, ClientConfig, Credentials, Envelope, ErrorKind, Step, TlsMode};
+
+/// The reply parser never panics, and every reply it returns is well formed.
+pub fn reply_parser(input: &[u8]) {
+    // The first byte sets the chunk size, so that lines split at every possible place.
+    let Some((&chunk, bytes)) = input.split_first() else {
+        return;
+    };
+    let chunk = usize::from(chunk).max(1);
+    let mut parser = ReplyParser::new();
+    for piece in bytes.chunks(chunk) {
+        parser.push(piece);
+        loop {
+            match parser.next_reply() {
+                Ok(Some(reply)) => {
+                    assert!((200..=559).contains(&reply.code), "code {}", reply.code);
+                    assert!(!reply.lines.is_empty() && reply.lines.len() <= MAX_LINES);
+                    if let Some(status) = reply.enhanced {
+                        assert_eq!(u16::from(status.class), reply.code / 100);
+                    }
+                }
+                Ok(None) => break,
+                // An error ends the connection; nothing more is parsed.
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+/// Exactly one end-of-data marker, at the end, and no bare CR or LF on the wire.
+pub fn data_encoder(message: &[u8]) {
+    let Ok(encoded) = encode(message) else {
+        assert!(message.contains(&0), "only NUL is refused");
+        return;
+    };
+    let wire = encoded.wire;
+    assert!(wire.ends_with(b".\r\n"));
+    let body = &wire[..wire.len() - 3];
+    // The terminator is CRLF.CRLF; the body before it may not contain that sequence,
+    // nor start with ".\r\n" (an empty message is the terminator alone).
+    assert!(
+        !body.windows(5).any(|w| w == b"\r\n.\r\n"),
+        "early end of data"
+    );
+    assert!(!body.starts_with(b".\r\n"), "early end of data");
+    assert!(body.is_empty() || body.ends_with(b"\r\n"));
+    for (i, &byte) in wire.iter().enumerate() {
+        match byte {
+            b'\r' => assert_eq!(wire.get(i + 1), Some(&b'\n'), "bare CR"),
+            b'\n' => assert!(i > 0 && wire[i - 1] == b'\r', "bare LF"),
+            _ => {}
+        }
+    }
+}
+
+const PASSWORD: &str = "fuzz-password-Zq8";
+
+/// The dialogue, fed arbitrary server bytes as a real driver would, never panics, always
+/// ends, sends nothing but EHLO and STARTTLS before TLS when TLS is required, and never
+/// shows the password in its transcript.
+pub fn dialogue(input: &[u8]) {
+    // The first byte picks the TLS mode and how the server's bytes are split up.
+    let Some((&control, server)) = input.split_first() else {
+        return;
+    };
+    let tls = match control % 3 {
+        0 => TlsMode::StartTls,
+        1 => TlsMode::Implicit,
+        _ => TlsMode::InsecurePlaintext,
+    };
+    let chunk = usize::from(control / 3).max(1);
+    let credentials = (tls != TlsMode::InsecurePlaintext).then(|| Credentials {
+        username: "fuzz-user".into(),
+        password: PASSWORD.into(),
+    });
+    let mut client = Client::new(ClientConfig {
+        ehlo_name: "fuzz.example".into(),
+        tls,
+        credentials,
+        transcript: true,
+    })
+    .expect("a valid configuration");
+    let envelope = Envelope {
+        sender: "a@fuzz.example".into(),
+        recipients: vec!["b@fuzz.example".into(), "c@fuzz.example".into()],
+    };
+
+    let mut replies = server.chunks(chunk);
+    let mut tls_active = tls == TlsMode::Implicit;
+    let mut before_tls = Vec::new();
+    let mut messages = 0;
+    let mut closed = false;
+    for _ in 0..1_000_000 {
+        match client.poll() {
+            Step::Transmit(bytes) => {
+                if !tls_active {
+                    before_tls.extend_from_slice(&bytes);
+                }
+            }
+            Step::Receive(_) => match replies.next() {
+                Some(bytes) => client.receive(bytes),
+                None => {
+                    client.connection_lost(ErrorKind::Network, "end of input");
+                }
+            },
+            Step::StartTls => {
+                tls_active = true;
+                client.tls_established();
+            }
+            Step::Ready if messages < 2 => {
+                messages += 1;
+                client
+                    .send(envelope.clone(), b"Subject: fuzz\r\n\r\nbody\r\n.\r\n")
+                    .expect("valid input");
+            }
+            Step::Ready => client.quit(),
+            Step::Delivered(_) | Step::Failed(_) => {}
+            Step::Closed => {
+                closed = true;
+                break;
+            }
+        }
+    }
+    assert!(closed, "the dialogue did not end");
+
+    if tls == TlsMode::StartTls {
+        let sent = String::from_utf8_lossy(&before_tls);
+        for line in sent.split_terminator("\r\n") {
+            assert!(
+                line == "EHLO fuzz.example" || line == "STARTTLS",
+                "sent before TLS: {line:?}"
+            );
+        }
+    }
+    // Without TLS there are no credentials, and the "password" is just text the server sent.
+    if tls != TlsMode::InsecurePlaintext {
+        let transcript = client.take_transcript().join("\n");
+        assert!(!transcript.contains(PASSWORD), "password in the transcript");
+    }
+}
+
+#[cfg(test)]
+mod regressions {
+    use std::path::Path;
+
+    /// Replays every saved input of one fuzz target.
+    fn replay(target: &str, oracle: fn(&[u8])) -> usize {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fuzz/regressions")
+            .join(target);
+        let mut count = 0;
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let path = entry.unwrap().path();
+            oracle(&std::fs::read(&path).unwrap());
+            count += 1;
+        }
+        count
+    }
+
+    #[test]
+    fn saved_inputs_still_pass() {
+        let replayed = replay("reply_parser", super::reply_parser)
+            + replay("data_encoder", super::data_encoder)
+            + replay("dialogue", super::dialogue);
+        assert!(replayed > 0, "no regression inputs found");
+    }
+}
