@@ -278,3 +278,29 @@ fn demo_runs_and_shows_what_the_server_received() {
         );
     }
 }
+
+#[test]
+fn batch_sends_copies_over_several_sessions() {
+    let server = loopback(ServerTls::StartTls);
+    let ca = ca_file(&server, "batch");
+    let message = std::env::temp_dir().join(format!("sendbox-batch-{}.eml", std::process::id()));
+    std::fs::write(&message, "Subject: copy\r\n\r\nthe same message\r\n").unwrap();
+    let mut args = auth_args(ca.to_str().unwrap());
+    args.extend(["--from", "alice@example.org", "--to", "bob@example.org"]);
+    args.extend([
+        "--raw",
+        message.to_str().unwrap(),
+        "--count",
+        "12",
+        "--concurrency",
+        "3",
+        "--quiet",
+    ]);
+    let target = format!("127.0.0.1:{}", server.port());
+    let mut all = vec!["batch", "--server", &target, "--tls", "starttls"];
+    all.extend(args);
+    let output = run_sendbox(&all, PASSWORD, None);
+    assert_exit(&output, 0, "sent 12, refused 0, failed 0 in ");
+    assert_eq!(server.received().len(), 12);
+    assert_eq!(server.connections(), 3);
+}

@@ -3,6 +3,10 @@
 
 mod support;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use sendbox::batch::{self, Job};
 use sendbox::loopback::{AuthMechanism, ServerTls};
 use sendbox::mailer::{ErrorKind, Phase};
 use sendbox::{Mailer, TlsMode, Transcript, TranscriptBuffer};
@@ -326,6 +330,75 @@ async fn bad_addresses_are_refused_before_connecting() {
     assert_eq!(error.kind, ErrorKind::InvalidInput);
     session.close().await.expect("the session is still fine");
     assert!(server.received().is_empty());
+}
+
+fn jobs(recipients: &[&str], count: usize) -> Vec<Job> {
+    (0..count)
+        .map(|i| Job {
+            envelope: envelope("a@example.org", &[recipients[i % recipients.len()]]),
+            message: format!("Subject: job {i}\r\n\r\nx\r\n").into_bytes().into(),
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_spreads_messages_over_concurrent_sessions() {
+    let server = loopback(ServerTls::StartTls);
+    let mailer = Arc::new(mailer(&server, TlsMode::Starttls, Some(PASSWORD)).await);
+    let reported = Arc::new(AtomicUsize::new(0));
+    let counter = reported.clone();
+    let summary = batch::send_all(mailer, jobs(&["b@example.org"], 20), 3, move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+    })
+    .await;
+    assert_eq!(
+        (summary.sent, summary.partly_refused, summary.failed),
+        (20, 0, 0),
+        "{:?}",
+        summary.failures
+    );
+    assert_eq!(reported.load(Ordering::SeqCst), 20);
+    let mut subjects: Vec<String> = server
+        .received()
+        .iter()
+        .map(|r| {
+            String::from_utf8_lossy(&r.data)
+                .lines()
+                .next()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    subjects.sort();
+    subjects.dedup();
+    assert_eq!(subjects.len(), 20, "every message exactly once");
+    assert_eq!(server.connections(), 3, "one connection per session");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_message_does_not_cost_its_session() {
+    // Without AUTH: mailin wrongly asks for AUTH again after RSET.
+    let server = loopback_with(ServerTls::StartTls, Vec::new(), vec!["nobody@example.org"]);
+    let mailer = Arc::new(mailer(&server, TlsMode::Starttls, None).await);
+    let summary = batch::send_all(
+        mailer,
+        jobs(&["b@example.org", "nobody@example.org"], 10),
+        2,
+        |_| {},
+    )
+    .await;
+    assert_eq!(
+        (summary.sent, summary.failed),
+        (5, 5),
+        "{:?}",
+        summary.failures
+    );
+    assert_eq!(server.received().len(), 5);
+    assert_eq!(
+        server.connections(),
+        2,
+        "a refused recipient reopened a session"
+    );
 }
 
 fn base64(bytes: &[u8]) -> String {

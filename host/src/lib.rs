@@ -6,6 +6,7 @@
 //! - [`component`]: the embedded component, compiled once into a [`Sandbox`];
 //! - [`policy`]: the sandbox policy (network grant, memory cap, run-time bound);
 //! - [`mailer`]: the API to embed: [`Mailer`] for one server, [`Session`] for several messages;
+//! - [`batch`]: many messages over concurrent sessions;
 //! - [`loopback`]: an in-process SMTP server on loopback for the demo and the tests.
 //!
 //! ```no_run
@@ -22,12 +23,13 @@
 //! # Ok(()) }
 //! ```
 
+pub mod batch;
 pub mod component;
 pub mod loopback;
 pub mod mailer;
 pub mod policy;
 
-pub use component::Sandbox;
+pub use component::{Sandbox, SandboxOptions};
 pub use mailer::{
     Credentials, Delivery, Envelope, Error, Mailer, SendError, Server, Session, TlsMode,
 };

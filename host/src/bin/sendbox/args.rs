@@ -17,6 +17,8 @@ pub struct Cli {
 pub enum Command {
     /// Send one message.
     Send(Box<SendArgs>),
+    /// Send many messages over several concurrent sessions, with a progress bar and a summary.
+    Batch(Box<BatchArgs>),
     /// Send a sample message to an SMTP server started on loopback, and show the dialogue
     /// and what the server received. Needs no account and no network.
     Demo,
@@ -42,8 +44,9 @@ impl From<TlsArg> for TlsMode {
     }
 }
 
+/// Which server, how to secure the connection, and how to log in.
 #[derive(Args, Debug)]
-pub struct SendArgs {
+pub struct ConnectionArgs {
     /// The server, HOST or HOST:PORT ([IPv6]:PORT). The port defaults by TLS mode.
     #[arg(long, value_name = "HOST[:PORT]")]
     pub server: String,
@@ -70,6 +73,15 @@ pub struct SendArgs {
     /// Read the password from the first line of this file.
     #[arg(long, value_name = "FILE", requires = "user")]
     pub password_file: Option<PathBuf>,
+    /// Print the SMTP dialogue to stderr (AUTH data redacted).
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SendArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
     /// The sender: envelope MAIL FROM and, unless --raw, the From header.
     #[arg(long, value_name = "ADDR")]
     pub from: String,
@@ -88,9 +100,38 @@ pub struct SendArgs {
     /// Send this complete RFC 5322 message as it is (`-` for stdin).
     #[arg(long, value_name = "FILE")]
     pub raw: Option<PathBuf>,
-    /// Print the SMTP dialogue to stderr (AUTH data redacted).
+}
+
+#[derive(Args, Debug)]
+pub struct BatchArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    /// The envelope sender of every message.
+    #[arg(long, value_name = "ADDR")]
+    pub from: String,
+    /// The envelope recipients of every message (repeatable).
+    #[arg(long, value_name = "ADDR", required = true)]
+    pub to: Vec<String>,
+    /// Send this RFC 5322 message (see --count).
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "dir",
+        conflicts_with = "dir"
+    )]
+    pub raw: Option<PathBuf>,
+    /// How many copies of the --raw message to send (for load tests).
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "raw")]
+    pub count: usize,
+    /// Send every file in this directory, each a complete RFC 5322 message.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// How many sessions (connections) run at once.
+    #[arg(long, value_name = "K", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub concurrency: u32,
+    /// No progress bar.
     #[arg(short, long)]
-    pub verbose: bool,
+    pub quiet: bool,
 }
 
 /// Splits `HOST[:PORT]`, `[IPv6]` or `[IPv6]:PORT`.

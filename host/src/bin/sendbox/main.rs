@@ -1,6 +1,7 @@
-//! The `sendbox` command: `sendbox send` and `sendbox demo`.
+//! The `sendbox` command: `sendbox send`, `sendbox batch` and `sendbox demo`.
 
 mod args;
+mod batch;
 mod compose;
 mod demo;
 mod exit;
@@ -10,14 +11,16 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use sendbox::mailer::format_reply;
-use sendbox::{Credentials, Delivery, Envelope, Mailer, Sandbox, Server, Transcript};
+use sendbox::{
+    Credentials, Delivery, Envelope, Mailer, Sandbox, SandboxOptions, Server, Transcript,
+};
 
-use crate::args::{Cli, Command, SendArgs};
+use crate::args::{Cli, Command, ConnectionArgs, SendArgs};
 
 /// A failure before anything was sent: the message for the user and the exit code.
 struct Stop(u8, String);
 
-#[tokio::main(flavor = "current_thread")]
+#[tokio::main]
 async fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -32,6 +35,7 @@ async fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Send(args) => send(*args).await,
+        Command::Batch(args) => batch::run(*args).await,
         Command::Demo => demo::run().await,
     };
     match result {
@@ -44,11 +48,29 @@ async fn main() -> ExitCode {
 }
 
 async fn send(args: SendArgs) -> Result<u8, Stop> {
-    let (host, port) = args::parse_server(&args.server).map_err(|m| Stop(exit::USAGE, m))?;
-    let tls = args.tls.into();
+    // Read everything first: a missing file or password must stop us before we connect.
+    let message = compose::message(&args).map_err(|m| Stop(exit::NOINPUT, m))?;
+    let mailer = mailer(&args.connection, &SandboxOptions::cached()).await?;
+    let envelope = Envelope {
+        sender: args.from.clone(),
+        recipients: args.to.clone(),
+    };
+    let delivery = mailer
+        .send(&envelope, &message)
+        .await
+        .map_err(|e| Stop(exit::for_error(&e), e.to_string()))?;
+    report(&delivery);
+    Ok(exit::for_delivery(&delivery))
+}
+
+/// The mailer the connection options describe: server, trust anchors, credentials,
+/// transcript. Resolves the server's name.
+async fn mailer(connection: &ConnectionArgs, options: &SandboxOptions) -> Result<Mailer, Stop> {
+    let (host, port) = args::parse_server(&connection.server).map_err(|m| Stop(exit::USAGE, m))?;
+    let tls = connection.tls.into();
     let mut server = Server::new(host, port.unwrap_or(Server::default_port(tls)), tls);
-    server.ehlo_name = args.ehlo.clone();
-    if let Some(path) = &args.ca {
+    server.ehlo_name = connection.ehlo.clone();
+    if let Some(path) = &connection.ca {
         let pem = std::fs::read_to_string(path).map_err(|e| {
             Stop(
                 exit::NOINPUT,
@@ -57,35 +79,23 @@ async fn send(args: SendArgs) -> Result<u8, Stop> {
         })?;
         server.ca_pem = Some(pem);
     }
-    let credentials = match &args.user {
+    let credentials = match &connection.user {
         Some(user) => Some(Credentials {
             username: user.clone(),
-            password: password(&args)?,
+            password: password(connection)?,
         }),
         None => None,
     };
-    let message = compose::message(&args).map_err(|m| Stop(exit::NOINPUT, m))?;
-    let envelope = Envelope {
-        sender: args.from.clone(),
-        recipients: args.to.clone(),
-    };
-
-    let sandbox = Sandbox::new()
+    let sandbox = Sandbox::with_options(options)
         .map_err(|e| Stop(exit::SOFTWARE, format!("cannot load the component: {e:#}")))?;
     let mailer = Mailer::new(sandbox, server, credentials)
         .await
         .map_err(|e| Stop(exit::for_error(&e), e.to_string()))?;
-    let mailer = if args.verbose {
+    Ok(if connection.verbose {
         mailer.with_transcript(Transcript::Stderr)
     } else {
         mailer
-    };
-    let delivery = mailer
-        .send(&envelope, &message)
-        .await
-        .map_err(|e| Stop(exit::for_error(&e), e.to_string()))?;
-    report(&delivery);
-    Ok(exit::for_delivery(&delivery))
+    })
 }
 
 /// Prints what the server accepted and refused.
@@ -105,8 +115,8 @@ fn report(delivery: &Delivery) {
 }
 
 /// The password, from the environment, a file, or the terminal; never from the command line.
-fn password(args: &SendArgs) -> Result<String, Stop> {
-    if let Some(var) = &args.password_env {
+fn password(connection: &ConnectionArgs) -> Result<String, Stop> {
+    if let Some(var) = &connection.password_env {
         return std::env::var(var).map_err(|_| {
             Stop(
                 exit::USAGE,
@@ -114,7 +124,7 @@ fn password(args: &SendArgs) -> Result<String, Stop> {
             )
         });
     }
-    if let Some(path) = &args.password_file {
+    if let Some(path) = &connection.password_file {
         return read_password_file(path);
     }
     rpassword::prompt_password("SMTP password: ").map_err(|e| {

@@ -1,0 +1,84 @@
+//! `sendbox-bench` measures sendbox against native SMTP clients in the same run, on
+//! loopback only, and prints a markdown table of medians with the ratio sendbox / peer.
+//!
+//! The workloads, one module each: [`cold_start`] (a whole process sends one message over
+//! STARTTLS and AUTH to Postfix), [`throughput`] (one and many connections to smtp-sink),
+//! [`handshake`] (a TLS session in the component against native rustls) and
+//! [`footprint`] (size, compile and instantiation time, peak memory).
+//!
+//! It needs the test Postfix (`bash tests/postfix/setup.sh`) and the release `sendbox`
+//! next to it (`cargo build --release -p sendbox`). A peer that is missing or fails gets
+//! `n/a (reason)` in its row. `just bench` installs the peers and runs it.
+
+mod cold_start;
+mod footprint;
+mod handshake;
+mod machine;
+mod report;
+mod setup;
+mod throughput;
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use sendbox::Sandbox;
+
+use crate::report::Table;
+use crate::setup::{Plan, Setup, SmtpSink};
+use crate::throughput::Target;
+
+/// Measure sendbox against native SMTP clients on loopback.
+#[derive(Parser)]
+struct Args {
+    /// Few repetitions and messages: a smoke run, not figures to quote.
+    #[arg(long)]
+    quick: bool,
+    /// The sendbox CLI to measure [default: `sendbox` next to this program].
+    #[arg(long)]
+    sendbox: Option<PathBuf>,
+    /// Where tests/postfix/setup.sh keeps the test CA, user name and password.
+    #[arg(long, default_value = "/var/lib/sendbox-postfix")]
+    postfix_dir: PathBuf,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let plan = Plan::new(args.quick);
+    let setup = Setup::new(args.sendbox, &args.postfix_dir)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let sandbox = Sandbox::new().map_err(|e| format!("{e:#}"));
+    let mut table = Table::default();
+
+    cold_start::run(&setup, &plan, &mut table);
+    {
+        // Stopped when this block ends, whatever happened in it.
+        let sink = setup
+            .peers
+            .smtp_sink
+            .clone()
+            .and_then(|program| SmtpSink::start(&program));
+        let target = sink.as_ref().map_err(Clone::clone).and_then(|sink| {
+            Ok(Target {
+                sink: sink.address,
+                message: throughput::message_file(&setup)?,
+            })
+        });
+        throughput::run(&setup, &plan, &target, &mut table);
+        handshake::run(&setup, &plan, &sandbox, &runtime, &mut table);
+        footprint::run(&setup, &plan, &sandbox, &runtime, &target, &mut table);
+    }
+
+    println!(
+        "# sendbox benchmarks{}\n",
+        if args.quick { " (--quick)" } else { "" }
+    );
+    println!("{}", machine::describe(&setup));
+    println!(
+        "Medians of {} cold starts, {} throughput runs, {} TLS sessions, {} instantiations. \
+         ratio = sendbox / peer: above 1 means sendbox takes longer (ms), sends faster \
+         (msg/s) or uses more memory (MiB).\n",
+        plan.cold_starts, plan.throughput_runs, plan.handshakes, plan.instantiations
+    );
+    print!("{table}");
+    Ok(())
+}

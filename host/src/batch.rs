@@ -1,0 +1,157 @@
+//! Many messages over several concurrent sessions, each in its own confined instance:
+//! what `sendbox batch` runs.
+//!
+//! Each worker keeps one session (one connection) for as many messages as it can, and
+//! opens a new one only when the server or the network ended the old one.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::mailer::{Envelope, Error, ErrorKind, Mailer, Phase, Session};
+
+/// One message to send.
+#[derive(Clone, Debug)]
+pub struct Job {
+    pub envelope: Envelope,
+    pub message: Arc<[u8]>,
+}
+
+/// What happened to one job.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Accepted for every recipient.
+    Sent,
+    /// Accepted for some recipients, refused for others.
+    PartlyRefused,
+    /// Not delivered to anyone.
+    Failed(Error),
+}
+
+/// Totals for a batch.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub sent: usize,
+    pub partly_refused: usize,
+    pub failed: usize,
+    pub elapsed: Duration,
+    /// The first few failures, by job number, for the report.
+    pub failures: Vec<(usize, String)>,
+}
+
+impl Summary {
+    /// Messages per second that reached at least one recipient.
+    pub fn rate(&self) -> f64 {
+        (self.sent + self.partly_refused) as f64 / self.elapsed.as_secs_f64().max(f64::EPSILON)
+    }
+}
+
+/// How many failures a summary keeps word for word.
+const FAILURES_KEPT: usize = 10;
+
+/// Sends every job over `concurrency` sessions; `progress` is called after each job.
+pub async fn send_all(
+    mailer: Arc<Mailer>,
+    jobs: Vec<Job>,
+    concurrency: usize,
+    progress: impl Fn(&Outcome) + Send + Sync + 'static,
+) -> Summary {
+    let started = Instant::now();
+    let queue = Arc::new(Mutex::new(
+        jobs.into_iter().enumerate().collect::<VecDeque<_>>(),
+    ));
+    let summary = Arc::new(Mutex::new(Summary::default()));
+    let progress = Arc::new(progress);
+    let workers: Vec<_> = (0..concurrency.max(1))
+        .map(|_| {
+            let (mailer, queue, summary, progress) = (
+                mailer.clone(),
+                queue.clone(),
+                summary.clone(),
+                progress.clone(),
+            );
+            tokio::spawn(async move {
+                let mut session: Option<Session> = None;
+                loop {
+                    let Some((number, job)) = queue.lock().expect("queue lock").pop_front() else {
+                        break;
+                    };
+                    let outcome = send_one(&mailer, &mut session, &job, true).await;
+                    progress(&outcome);
+                    record(&mut summary.lock().expect("summary lock"), number, outcome);
+                }
+                if let Some(session) = session {
+                    let _ = session.close().await;
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.expect("a batch worker panicked");
+    }
+    let mut summary = std::mem::take(&mut *summary.lock().expect("summary lock"));
+    summary.elapsed = started.elapsed();
+    summary
+}
+
+/// Sends one job over the worker's session, opening one if it has none; `retry` allows
+/// one more try on a new session when the old one turns out to be closed.
+async fn send_one(
+    mailer: &Mailer,
+    session: &mut Option<Session>,
+    job: &Job,
+    retry: bool,
+) -> Outcome {
+    if session.is_none() {
+        match mailer.open().await {
+            Ok(opened) => *session = Some(opened),
+            Err(error) => return Outcome::Failed(error),
+        }
+    }
+    let open = session.as_mut().expect("opened above");
+    let result = open.send(&job.envelope, &job.message).await;
+    if retry && matches!(&result, Err(Error::Smtp(e)) if e.kind == ErrorKind::Closed) {
+        // An earlier failure ended the session after all: one retry on a new one.
+        *session = None;
+        return Box::pin(send_one(mailer, session, job, false)).await;
+    }
+    match result {
+        Ok(delivery) if delivery.refused.is_empty() => Outcome::Sent,
+        Ok(_) => Outcome::PartlyRefused,
+        Err(error) => {
+            if !keeps_session(&error) {
+                *session = None;
+            }
+            Outcome::Failed(error)
+        }
+    }
+}
+
+/// Failures that concern only the message (a refused sender or recipients, bad input)
+/// leave the session usable; everything else ends it.
+fn keeps_session(error: &Error) -> bool {
+    match error {
+        Error::Smtp(smtp) => match smtp.kind {
+            ErrorKind::InvalidInput => true,
+            ErrorKind::Rejected => {
+                matches!(smtp.phase, Phase::Mail | Phase::Rcpt)
+                    && smtp.reply.as_ref().is_some_and(|r| r.code != 421)
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+fn record(summary: &mut Summary, number: usize, outcome: Outcome) {
+    match outcome {
+        Outcome::Sent => summary.sent += 1,
+        Outcome::PartlyRefused => summary.partly_refused += 1,
+        Outcome::Failed(error) => {
+            summary.failed += 1;
+            if summary.failures.len() < FAILURES_KEPT {
+                summary.failures.push((number, error.to_string()));
+            }
+        }
+    }
+}
