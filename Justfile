@@ -14,7 +14,7 @@ demo:
 
 # Run every test (Postfix tests need `just postfix` first, or are reported as excluded).
 test:
-    cargo test --workspace
+    cargo test
 
 # Install what building the component needs: clang and the wasm32-wasip2 target.
 setup:

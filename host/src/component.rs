@@ -147,6 +147,10 @@ fn compile(engine: &Engine, wasm: &[u8]) -> anyhow::Result<Component> {
 /// Loads the compiled component from `dir`, or compiles it and stores it there. A cache
 /// that cannot be read or written only costs the compilation.
 fn load_or_compile(engine: &Engine, wasm: &[u8], dir: &Path) -> anyhow::Result<Component> {
+    if !is_private_or_absent(dir) {
+        // Someone else could plant compiled code there: do not use it.
+        return compile(engine, wasm);
+    }
     let path = dir.join(format!("sendbox-{}.cwasm", cache_key(engine, wasm)));
     // SAFETY: the file is one this function wrote into the user's own cache directory,
     // named by the hash of what it was compiled from; wasmtime also checks its header
@@ -162,6 +166,15 @@ fn load_or_compile(engine: &Engine, wasm: &[u8], dir: &Path) -> anyhow::Result<C
     unsafe { Component::deserialize(engine, &compiled) }
         .map_err(anyhow::Error::from)
         .context("loading the compiled component")
+}
+
+/// A cache directory others can write to is not to be trusted.
+fn is_private_or_absent(dir: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    match std::fs::metadata(dir) {
+        Ok(metadata) => metadata.permissions().mode() & 0o022 == 0,
+        Err(_) => true,
+    }
 }
 
 /// The component's SHA-256, with wasmtime's version and settings folded in.
@@ -215,6 +228,25 @@ mod tests {
         assert_ne!(
             std::fs::read(&cached[0]).unwrap(),
             b"not a compiled component"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_cache_others_can_write_to_is_not_used() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("sendbox-open-cache-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let options = SandboxOptions {
+            cache_dir: Some(dir.clone()),
+            pooled_instances: None,
+        };
+        Sandbox::with_options(&options).unwrap();
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            0,
+            "compiled code was stored"
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }
