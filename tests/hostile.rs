@@ -320,12 +320,20 @@ async fn a_reply_trickled_byte_by_byte_still_works() {
     assert!(run.seen.stopped.is_none(), "{:?}", run.seen.stopped);
 }
 
-/// Greeting, EHLO, MAIL and RCPT accepted, DATA sent: the script continues with the answer.
-fn up_to_data(then: Vec<Step>) -> Vec<Step> {
+/// Greeting and EHLO (no extensions that matter) done; the script continues with `then`.
+fn after_ehlo(then: Vec<Step>) -> Vec<Step> {
     let mut script = vec![
         Step::Send(GREETING),
         Step::Expect("EHLO"),
         Step::Send(EHLO_PLAIN),
+    ];
+    script.extend(then);
+    script
+}
+
+/// MAIL and RCPT accepted, DATA sent: the script continues with the answer to DATA.
+fn up_to_data(then: Vec<Step>) -> Vec<Step> {
+    let mut script = vec![
         Step::Expect("MAIL FROM"),
         Step::Send("250 ok\r\n"),
         Step::Expect("RCPT TO"),
@@ -333,7 +341,7 @@ fn up_to_data(then: Vec<Step>) -> Vec<Step> {
         Step::Expect("DATA"),
     ];
     script.extend(then);
-    script
+    after_ehlo(script)
 }
 
 #[tokio::test]
@@ -409,14 +417,11 @@ async fn a_refusal_after_the_final_dot_is_not_a_delivery() {
 
 #[tokio::test]
 async fn service_closing_at_mail_is_transient() {
-    let script = vec![
-        Step::Send(GREETING),
-        Step::Expect("EHLO"),
-        Step::Send(EHLO_PLAIN),
+    let script = after_ehlo(vec![
         Step::Expect("MAIL FROM"),
         Step::Send("421 4.3.2 shutting down\r\n"),
         Step::Silent,
-    ];
+    ]);
     let (error, _) = run(script, TlsMode::InsecurePlaintext, ServerCert::Valid, false)
         .await
         .error();
@@ -432,10 +437,7 @@ async fn every_recipient_refused_means_no_data() {
         ("550 5.1.1 no such user\r\n", false),
         ("452 4.5.3 too many recipients\r\n", true),
     ] {
-        let script = vec![
-            Step::Send(GREETING),
-            Step::Expect("EHLO"),
-            Step::Send(EHLO_PLAIN),
+        let script = after_ehlo(vec![
             Step::Expect("MAIL FROM"),
             Step::Send("250 ok\r\n"),
             Step::Expect("RCPT TO"),
@@ -443,7 +445,7 @@ async fn every_recipient_refused_means_no_data() {
             Step::Expect("RSET"),
             Step::Send("250 ok\r\n"),
             Step::Silent,
-        ];
+        ]);
         let (error, seen) = run(script, TlsMode::InsecurePlaintext, ServerCert::Valid, false)
             .await
             .error();
