@@ -41,7 +41,7 @@ check-guest: guest probe
 # Lints as CI runs them, the guest included.
 lint:
     cargo fmt --all -- --check
-    cargo clippy --all-targets -- -D warnings
+    cargo clippy --all-targets -p sendbox-proto -p sendbox -p sendbox-bench -- -D warnings
     cargo clippy -p sendbox-guest -p sendbox-probe --target wasm32-wasip2 -- -D warnings
 
 # Install and start Postfix on loopback for the integration tests.
@@ -57,3 +57,12 @@ fuzz seconds="300":
         echo "== $target"; \
         cargo +nightly fuzz run $target -- -max_total_time={{seconds}} -print_final_stats=1 2>&1 | tail -n 8; \
     done
+
+# Measure sendbox against curl, msmtp, swaks, smtplib and smtp-source on loopback (see
+# BENCHMARKS.md). Installs missing peers, starts Postfix, builds release. `just bench --quick`
+# for a smoke run.
+bench *args:
+    command -v curl >/dev/null && command -v msmtp >/dev/null && command -v swaks >/dev/null && command -v python3 >/dev/null && test -x /usr/bin/time || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl msmtp swaks python3 time)
+    bash tests/postfix/setup.sh
+    cargo build --release -p sendbox -p sendbox-bench
+    cargo run --release -q -p sendbox-bench -- {{args}}

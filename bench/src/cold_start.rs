@@ -1,7 +1,7 @@
 //! Workload 1, cold start: one whole process sends one small message to Postfix on
 //! 127.0.0.1:587 over STARTTLS with AUTH PLAIN, checking the server's certificate
 //! against the test CA. Every tool verifies. Runs go round-robin across the tools, after
-//! one unmeasured warm-up each; a row gives the median wall time.
+//! one unmeasured warm-up each; a row gives the median wall time and the fastest run.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -24,6 +24,12 @@ with smtplib.SMTP(host, int(port), local_hostname="localhost") as smtp:
     with open(path, "rb") as message:
         smtp.sendmail(sender, [recipient], message.read())
 "#;
+
+/// How to launch a tool, or why it cannot run.
+type Launcher = Result<Launch, String>;
+
+/// A tool's launcher and its times so far, or why it stopped.
+type Runs = Result<(Launch, Vec<Duration>), String>;
 
 /// How to launch one tool: a fresh `Command` each run, as some read the message on stdin.
 struct Launch {
@@ -76,56 +82,50 @@ pub fn run(setup: &Setup, plan: &Plan, table: &mut Table) {
             return;
         }
     };
-    let tools = match launchers(setup, postfix) {
-        Ok(tools) => tools,
+    let launchers = match launchers(setup, postfix) {
+        Ok(launchers) => launchers,
         Err(reason) => {
             table.rows.push(Row::alone(WORKLOAD, Err(reason)));
             return;
         }
     };
-    let mut results: Vec<(&str, Result<Vec<Duration>, String>)> = tools
-        .iter()
-        .map(|(name, launch)| {
-            (
-                *name,
-                launch.as_ref().map(|_| Vec::new()).map_err(Clone::clone),
-            )
-        })
+    let mut tools: Vec<(&str, Runs)> = launchers
+        .into_iter()
+        .map(|(name, launch)| (name, launch.map(|launch| (launch, Vec::new()))))
         .collect();
     for round in 0..=plan.cold_starts {
         eprintln!("cold start: round {round} of {}", plan.cold_starts);
-        for ((_, launch), (_, times)) in tools.iter().zip(results.iter_mut()) {
-            let (Ok(launch), Ok(list)) = (launch, times.as_mut()) else {
+        for (_, state) in &mut tools {
+            let Ok((launch, times)) = state else {
                 continue;
             };
             match launch
                 .command()
                 .and_then(|mut command| run_timed(&mut command))
             {
-                Ok((elapsed, _)) if round > 0 => list.push(elapsed),
+                Ok((elapsed, _)) if round > 0 => times.push(elapsed),
                 Ok(_) => {}
-                Err(reason) => *times = Err(reason),
+                Err(reason) => *state = Err(reason),
             }
         }
     }
-    let mut results = results.into_iter();
-    let (_, sendbox) = results.next().expect("sendbox is the first tool");
-    let sendbox: Outcome = sendbox.map(|times| Measure::millis(&times));
-    for (name, times) in results {
+    let mut outcomes = tools.into_iter().map(|(name, state)| {
+        let outcome: Outcome = state.map(|(_, times)| Measure::millis_and_fastest(&times));
+        (name, outcome)
+    });
+    let (_, sendbox) = outcomes.next().expect("sendbox is the first tool");
+    for (peer, outcome) in outcomes {
         table.rows.push(Row {
             workload: WORKLOAD.to_owned(),
             sendbox: sendbox.clone(),
-            peer: name.to_owned(),
-            peer_value: Some(times.map(|times| Measure::millis(&times))),
+            peer: peer.to_owned(),
+            peer_value: Some(outcome),
         });
     }
 }
 
 /// sendbox first, then each peer, with how to launch it or why it cannot run.
-fn launchers(
-    setup: &Setup,
-    postfix: &Postfix,
-) -> Result<Vec<(&'static str, Result<Launch, String>)>, String> {
+fn launchers(setup: &Setup, postfix: &Postfix) -> Result<Vec<(&'static str, Launcher)>, String> {
     let message = setup.scratch_file("cold.eml", MESSAGE)?;
     let server = POSTFIX_STARTTLS.to_string();
     let host = POSTFIX_STARTTLS.ip().to_string();

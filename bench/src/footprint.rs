@@ -2,7 +2,8 @@
 //! (`Sandbox::from_component`) and to set it up as the CLI does at start (`Sandbox::new`,
 //! which may load compiled code from a cache), both paid once per process; the time to
 //! instantiate it (`Sandbox::instantiate`, paid once per session); and the peak resident
-//! memory of `sendbox batch --concurrency 16` against `smtp-source -s 16` (GNU time).
+//! memory and CPU time of `sendbox batch --concurrency 16` against `smtp-source -s 16`
+//! (GNU time).
 
 use std::fs;
 use std::path::Path;
@@ -56,12 +57,12 @@ pub fn run(
             setup.sendbox.clone().and_then(|program| {
                 let batch =
                     throughput::sendbox_batch(&program, target.sink, &target.message, m, SESSIONS);
-                peak_rss(setup, batch)
+                peak_rss(setup, batch, m)
             }),
             setup.peers.smtp_source.clone().and_then(|program| {
                 let source =
                     throughput::smtp_source(&program, target.sink, &target.message, m, SESSIONS);
-                peak_rss(setup, source)
+                peak_rss(setup, source, m)
             }),
         ),
         Err(reason) => (Err(reason.clone()), Err(reason.clone())),
@@ -106,22 +107,28 @@ async fn instantiation_time(plan: &Plan, sandbox: &Sandbox) -> Outcome {
     Ok(Measure::millis(&times))
 }
 
-/// Runs `command` under GNU time and reads its peak resident set size.
-fn peak_rss(setup: &Setup, command: Command) -> Outcome {
+/// Runs `command`, which sends `messages`, under GNU time; reads its peak resident set
+/// size, and notes its CPU time (user and system) per message.
+fn peak_rss(setup: &Setup, command: Command, messages: u32) -> Outcome {
     if !Path::new(GNU_TIME).is_file() {
         return Err(format!("{GNU_TIME} missing: apt-get install time"));
     }
     let report = setup.scratch_file("peak-rss", "")?;
     let mut timed = Command::new(GNU_TIME);
     timed
-        .args(["-f", "%M", "-o"])
+        .args(["-f", "%M %U %S", "-o"])
         .arg(&report)
         .arg(command.get_program())
         .args(command.get_args());
-    run_timed(&mut timed)?;
-    let kib: f64 = fs::read_to_string(&report)
-        .ok()
-        .and_then(|text| text.trim().parse().ok())
-        .ok_or("GNU time gave no peak RSS")?;
-    Ok(Measure::new(kib / 1024.0, Unit::MiB))
+    run_timed(&mut timed).map_err(|e| format!("under GNU time: {e}"))?;
+    let text = fs::read_to_string(&report).unwrap_or_default();
+    let figures: Vec<f64> = text
+        .split_whitespace()
+        .filter_map(|figure| figure.parse().ok())
+        .collect();
+    let [kib, user, system] = figures[..] else {
+        return Err(format!("GNU time said {:?}", text.trim()));
+    };
+    let cpu = (user + system) / f64::from(messages) * 1e6;
+    Ok(Measure::new(kib / 1024.0, Unit::MiB).with_note(format!("CPU {cpu:.0} µs/message")))
 }

@@ -51,7 +51,7 @@ fn main() -> anyhow::Result<()> {
 
     cold_start::run(&setup, &plan, &mut table);
     {
-        // Stopped when this block ends, whatever happened in it.
+        // smtp-sink runs until `sink` is dropped, at the end of this block.
         let sink = setup
             .peers
             .smtp_sink
@@ -74,7 +74,7 @@ fn main() -> anyhow::Result<()> {
     );
     println!("{}", machine::describe(&setup));
     println!(
-        "Medians of {} cold starts, {} throughput runs, {} TLS sessions, {} instantiations. \
+        "Medians over: cold starts {}, throughput runs {}, TLS sessions {}, instantiations {}. \
          ratio = sendbox / peer: above 1 means sendbox takes longer (ms), sends faster \
          (msg/s) or uses more memory (MiB).\n",
         plan.cold_starts, plan.throughput_runs, plan.handshakes, plan.instantiations

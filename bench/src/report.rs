@@ -1,6 +1,7 @@
 //! The results table: rows of medians, their ratio sendbox / peer, and the warnings.
 
 use std::fmt::{self, Display};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -35,6 +36,16 @@ impl Measure {
         Measure::new(median(&millis), Unit::Millis)
     }
 
+    /// The median, with the fastest run as a note: a bimodal spread shows as a gap.
+    pub fn millis_and_fastest(times: &[Duration]) -> Self {
+        let fastest = times.iter().min().copied().unwrap_or_default();
+        let note = format!(
+            "fastest {}",
+            Measure::new(fastest.as_secs_f64() * 1e3, Unit::Millis)
+        );
+        Measure::millis(times).with_note(note)
+    }
+
     pub fn with_note(mut self, note: impl Into<String>) -> Self {
         self.note = Some(note.into());
         self
@@ -45,6 +56,7 @@ impl Display for Measure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let v = self.value;
         match self.unit {
+            Unit::Millis if v < 1.0 => write!(f, "{v:.3} ms")?,
             Unit::Millis if v < 10.0 => write!(f, "{v:.2} ms")?,
             Unit::Millis if v < 100.0 => write!(f, "{v:.1} ms")?,
             Unit::Millis => write!(f, "{v:.0} ms")?,
@@ -142,7 +154,7 @@ pub fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     let mid = sorted.len() / 2;
-    if sorted.len() % 2 == 0 {
+    if sorted.len().is_multiple_of(2) {
         (sorted[mid - 1] + sorted[mid]) / 2.0
     } else {
         sorted[mid]
@@ -150,9 +162,13 @@ pub fn median(values: &[f64]) -> f64 {
 }
 
 /// Runs a command to completion and returns its wall time and stdout. A failure to
-/// start or a non-zero exit is an error that names the program and its last words.
+/// start or a non-zero exit is an error that names the program and quotes its stderr.
 pub fn run_timed(command: &mut Command) -> Result<(Duration, String), String> {
-    let program = command.get_program().to_string_lossy().into_owned();
+    let program = Path::new(command.get_program())
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
     command.stdout(Stdio::piped()).stderr(Stdio::piped());
     let start = Instant::now();
     let output = command
@@ -160,18 +176,28 @@ pub fn run_timed(command: &mut Command) -> Result<(Duration, String), String> {
         .map_err(|e| format!("cannot run {program}: {e}"))?;
     let elapsed = start.elapsed();
     if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let last = stderr.lines().rev().find(|l| !l.trim().is_empty());
         return Err(format!(
             "{program} {}: {}",
             output.status,
-            truncate(last.unwrap_or("no message").trim(), 160)
+            gist(&String::from_utf8_lossy(&output.stderr))
         ));
     }
     Ok((
         elapsed,
         String::from_utf8_lossy(&output.stdout).into_owned(),
     ))
+}
+
+/// The first and last lines of an error output, which between them usually say what
+/// failed and why (a usage error and its hint, a traceback's start and its exception).
+fn gist(stderr: &str) -> String {
+    let mut lines = stderr.lines().map(str::trim).filter(|l| !l.is_empty());
+    let text = match (lines.next(), lines.next_back()) {
+        (None, _) => "no error output".to_owned(),
+        (Some(only), None) => only.to_owned(),
+        (Some(first), Some(last)) => format!("{first} … {last}"),
+    };
+    truncate(&text, 200).to_owned()
 }
 
 fn truncate(text: &str, max: usize) -> &str {
@@ -189,6 +215,16 @@ mod tests {
     fn median_of_odd_and_even_counts() {
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+    }
+
+    #[test]
+    fn gist_keeps_the_first_and_last_lines() {
+        assert_eq!(gist(""), "no error output");
+        assert_eq!(gist("sendbox: AUTH failed\n"), "sendbox: AUTH failed");
+        assert_eq!(
+            gist("error: unrecognized subcommand 'batch'\n\nUsage: x\n\nFor more, try '--help'.\n"),
+            "error: unrecognized subcommand 'batch' … For more, try '--help'."
+        );
     }
 
     #[test]

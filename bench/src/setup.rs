@@ -33,7 +33,7 @@ impl Plan {
             Plan {
                 cold_starts: 3,
                 throughput_runs: 1,
-                messages: 500,
+                messages: 2000,
                 handshakes: 10,
                 compiles: 1,
                 instantiations: 10,
@@ -42,7 +42,7 @@ impl Plan {
             Plan {
                 cold_starts: 15,
                 throughput_runs: 5,
-                messages: 5000,
+                messages: 20000,
                 handshakes: 50,
                 compiles: 3,
                 instantiations: 50,
