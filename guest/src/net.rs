@@ -16,7 +16,7 @@ use wasip2::sockets::tcp::TcpSocket;
 use wasip2::sockets::tcp_create_socket::create_tcp_socket;
 
 /// Most bytes taken from the socket in one read.
-const READ_CHUNK: u64 = 16 * 1024;
+const READ_CHUNK: u64 = 4096;
 
 /// A point on the monotonic clock, in nanoseconds.
 pub type Deadline = u64;
@@ -36,9 +36,13 @@ pub enum NetError {
     Failed(String),
 }
 
-/// A connected TCP stream. Field order matters: the streams must be dropped before the
-/// socket they belong to.
+/// A connected TCP stream. Field order matters: each pollable must be dropped before its
+/// stream, and the streams before the socket they belong to.
 pub struct Tcp {
+    /// Fires when `input` has bytes (or is closed); made once, waited on for every read.
+    readable: Pollable,
+    /// Fires when `output` can take more bytes.
+    writable: Pollable,
     input: InputStream,
     output: OutputStream,
     _socket: TcpSocket,
@@ -96,6 +100,8 @@ fn connect_one(address: IpAddr, port: u16, deadline: Deadline) -> Result<Tcp, Ne
     drop(ready);
     let (input, output) = streams;
     Ok(Tcp {
+        readable: input.subscribe(),
+        writable: output.subscribe(),
         input,
         output,
         _socket: socket,
@@ -146,18 +152,19 @@ impl Tcp {
             if !bytes.is_empty() {
                 return Ok(bytes);
             }
-            wait(&self.input.subscribe(), deadline)?;
+            wait(&self.readable, deadline)?;
         }
     }
 
-    /// Writes all of `bytes` and flushes. A buffer the stream accepts in one go is
-    /// handed over in one write, so a TLS flight leaves in one TCP segment train instead
-    /// of record by record (which stalls on Nagle and delayed ACKs).
+    /// Hands all of `bytes` to the stream. A buffer the stream accepts in one go is handed
+    /// over in one write, so a TLS flight leaves in one TCP segment train instead of record
+    /// by record (which stalls on Nagle and delayed ACKs). It does not wait for the bytes
+    /// to leave: the next write waits for room, and a reply can only follow the bytes.
     pub fn write_all(&mut self, mut bytes: &[u8], deadline: Deadline) -> Result<(), NetError> {
         while !bytes.is_empty() {
             let permitted = self.output.check_write().map_err(stream_error)?;
             if permitted == 0 {
-                wait(&self.output.subscribe(), deadline)?;
+                wait(&self.writable, deadline)?;
                 continue;
             }
             let n = bytes
@@ -166,10 +173,6 @@ impl Tcp {
             self.output.write(&bytes[..n]).map_err(stream_error)?;
             bytes = &bytes[n..];
         }
-        self.output.flush().map_err(stream_error)?;
-        while self.output.check_write().map_err(stream_error)? == 0 {
-            wait(&self.output.subscribe(), deadline)?;
-        }
-        Ok(())
+        self.output.flush().map_err(stream_error)
     }
 }

@@ -127,14 +127,11 @@ impl Transport {
         let Some(tls) = self.tls.as_mut() else {
             return Ok(self.tcp.read(deadline)?);
         };
-        let mut plain = vec![0; 16 * 1024];
+        let mut plain = [0; 4096];
         loop {
             match tls.reader().read(&mut plain) {
                 Ok(0) => return Err(NetError::Closed.into()),
-                Ok(n) => {
-                    plain.truncate(n);
-                    return Ok(plain);
-                }
+                Ok(n) => return Ok(plain[..n].to_vec()),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     let bytes = match self.tcp.read(deadline) {
                         // A close without close_notify: the server's replies end here.

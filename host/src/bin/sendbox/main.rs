@@ -20,7 +20,7 @@ use crate::args::{Cli, Command, ConnectionArgs, SendArgs};
 /// A failure before anything was sent: the message for the user and the exit code.
 struct Stop(u8, String);
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
