@@ -127,14 +127,9 @@ fn stream_error(error: StreamError) -> NetError {
     }
 }
 
-/// Blocks until `ready` fires or `deadline` passes.
+/// Blocks until `ready` fires or `deadline` passes (a deadline already past fires at
+/// once). Callers try the operation first, so `ready` is rarely ready here.
 fn wait(ready: &Pollable, deadline: Deadline) -> Result<(), NetError> {
-    if ready.ready() {
-        return Ok(());
-    }
-    if now() >= deadline {
-        return Err(NetError::Timeout);
-    }
     let timer = monotonic_clock::subscribe_instant(deadline);
     let fired = poll::poll(&[ready, &timer]);
     if fired.contains(&0) {
