@@ -44,6 +44,10 @@ lint:
     cargo clippy --all-targets -p sendbox-proto -p sendbox -p sendbox-bench -- -D warnings
     cargo clippy -p sendbox-guest -p sendbox-probe --target wasm32-wasip2 -- -D warnings
 
+# Run the component under Node.js through jco, confined to one server (needs `just postfix`).
+node:
+    cd tests/node && npm ci --no-audit --no-fund --loglevel=error && npm test
+
 # Install and start Postfix on loopback for the integration tests.
 postfix:
     bash tests/postfix/setup.sh

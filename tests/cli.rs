@@ -304,3 +304,49 @@ fn batch_sends_copies_over_several_sessions() {
     assert_eq!(server.received().len(), 12);
     assert_eq!(server.connections(), 3);
 }
+
+#[test]
+fn the_embedding_example_sends_through_the_sandbox() {
+    // `cargo test` builds the examples next to the test binaries' folder.
+    let example = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|profile| profile.join("examples").join("send"))
+        .unwrap();
+    assert!(
+        example.exists(),
+        "{} was not built: run the whole `cargo test`, which builds the examples",
+        example.display()
+    );
+    let server = loopback(ServerTls::StartTls);
+    let ca = ca_file(&server, "example");
+    let port = server.port().to_string();
+    let output = Command::new(&example)
+        .args([
+            "starttls",
+            "127.0.0.1",
+            &port,
+            "alice@example.org",
+            "bob@example.org",
+        ])
+        .arg(&ca)
+        .env("SMTP_USER", USER)
+        .env("SMTP_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    assert_exit(&output, 0, "the component may connect to: [127.0.0.1:");
+    let subjects: Vec<String> = server
+        .received()
+        .iter()
+        .map(|r| {
+            String::from_utf8_lossy(&r.data)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(subjects, ["Subject: one", "Subject: two", "Subject: three"]);
+    assert_eq!(server.connections(), 2);
+}

@@ -70,8 +70,9 @@ async fn another_port_on_the_same_host_is_refused() {
         send_to(NetworkGrant::new(vec![granted.address()]), other.address()).await;
     let error = result.expect_err("the other port is not granted");
     assert_eq!(
-        (error.phase, error.kind),
-        (Phase::Connect, ErrorKind::Network)
+        (error.phase, error.kind, error.transient),
+        (Phase::Connect, ErrorKind::Network, false),
+        "a policy refusal is permanent"
     );
     assert!(error.message.contains("access denied"), "{}", error.message);
     assert_eq!(other.connections(), 0, "the other server was reached");

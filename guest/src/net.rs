@@ -34,6 +34,8 @@ pub enum NetError {
     Closed,
     /// The operation failed; the text says how.
     Failed(String),
+    /// The embedder's policy refused the address: retrying cannot help.
+    Denied(String),
 }
 
 /// A connected TCP stream. Field order matters: each pollable must be dropped before its
@@ -57,6 +59,9 @@ pub fn connect(addresses: &[IpAddr], port: u16, deadline: Deadline) -> Result<Tc
             Err(NetError::Timeout) => return Err(NetError::Timeout),
             Err(NetError::Failed(why)) => {
                 last_error = NetError::Failed(format!("{address} port {port}: {why}"))
+            }
+            Err(NetError::Denied(why)) => {
+                last_error = NetError::Denied(format!("{address} port {port}: {why}"))
             }
             Err(NetError::Closed) => last_error = NetError::Closed,
         }
@@ -110,7 +115,9 @@ fn connect_one(address: IpAddr, port: u16, deadline: Deadline) -> Result<Tcp, Ne
 
 fn socket_error(code: ErrorCode) -> NetError {
     let why = match code {
-        ErrorCode::AccessDenied => "access denied by the sandbox policy".to_owned(),
+        ErrorCode::AccessDenied => {
+            return NetError::Denied("access denied by the sandbox policy".to_owned());
+        }
         ErrorCode::ConnectionRefused => "connection refused".to_owned(),
         ErrorCode::RemoteUnreachable => "unreachable".to_owned(),
         ErrorCode::ConnectionReset => "connection reset".to_owned(),

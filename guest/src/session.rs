@@ -106,6 +106,14 @@ impl Session {
                     ErrorKind::Network,
                     format!("cannot connect: {why}"),
                 ),
+                NetError::Denied(why) => Error {
+                    transient: false,
+                    ..Error::new(
+                        Phase::Connect,
+                        ErrorKind::Network,
+                        format!("cannot connect: {why}"),
+                    )
+                },
             }
         })?;
         let mut session = Session {
@@ -234,12 +242,12 @@ impl Session {
                 ErrorKind::Network,
                 "the server closed the connection".to_owned(),
             ),
-            TransportError::Net(NetError::Failed(why)) => {
+            TransportError::Net(NetError::Failed(why) | NetError::Denied(why)) => {
                 (ErrorKind::Network, format!("connection failed: {why}"))
             }
             TransportError::Tls(why) => (
                 ErrorKind::Tls,
-                format!("TLS with {:?} failed: {why}", self.name.to_str()),
+                format!("the handshake with {:?} failed: {why}", self.name.to_str()),
             ),
         };
         self.client.connection_lost(kind, message)

@@ -224,23 +224,25 @@ pub struct Client {
     transcript: Vec<String>,
 }
 
-/// The error when no recipient was accepted; transient only if every refusal was.
+/// The error when no recipient was accepted; transient only if every refusal was. The
+/// error's reply is the last refusal; the message names every refused address.
 fn every_recipient_refused(refused: &[RefusedRecipient]) -> Error {
-    let summary: Vec<String> = refused
-        .iter()
-        .map(|r| format!("<{}>: {}", r.address, r.reply))
-        .collect();
     let last = refused
         .last()
         .expect("at least one recipient")
         .reply
         .clone();
-    let mut error = Error::from_reply(
-        Phase::Rcpt,
-        ErrorKind::Rejected,
-        format!("every recipient was refused ({})", summary.join("; ")),
-        last,
-    );
+    let message = match refused {
+        [only] => format!("the recipient <{}> was refused", only.address),
+        _ => {
+            let each: Vec<String> = refused
+                .iter()
+                .map(|r| format!("<{}>: {}", r.address, r.reply))
+                .collect();
+            format!("every recipient was refused ({})", each.join("; "))
+        }
+    };
+    let mut error = Error::from_reply(Phase::Rcpt, ErrorKind::Rejected, message, last);
     error.transient = refused.iter().all(|r| r.reply.is_transient());
     error
 }
