@@ -13,7 +13,9 @@ use crate::mailer::{Envelope, Error, ErrorKind, Mailer, Phase, Session};
 /// One message to send.
 #[derive(Clone, Debug)]
 pub struct Job {
+    /// Sender and recipients.
     pub envelope: Envelope,
+    /// The RFC 5322 message, shared between jobs that send the same one.
     pub message: Arc<[u8]>,
 }
 
@@ -31,9 +33,13 @@ pub enum Outcome {
 /// Totals for a batch.
 #[derive(Debug, Default)]
 pub struct Summary {
+    /// Accepted for every recipient.
     pub sent: usize,
+    /// Accepted for some recipients only.
     pub partly_refused: usize,
+    /// Not delivered.
     pub failed: usize,
+    /// Wall time for the whole batch.
     pub elapsed: Duration,
     /// The first few failures, by job number, for the report.
     pub failures: Vec<(usize, String)>,

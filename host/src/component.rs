@@ -21,13 +21,18 @@ use crate::policy::{self, Confined, Limits, NetworkGrant, Transcript};
 /// The component, built from `guest/` by `just guest`.
 pub const COMPONENT: &[u8] = include_bytes!("../component/sendbox.wasm");
 
-wasmtime::component::bindgen!({
-    path: "../wit",
-    world: "sender",
-    exports: { default: async },
-});
+/// Bindings generated from `wit/mail.wit`; the WIT documents every type.
+#[allow(missing_docs)]
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "sender",
+        exports: { default: async },
+    });
+}
 
-pub use exports::sendbox::mail::mail_sender as wit;
+pub use bindings::exports::sendbox::mail::mail_sender as wit;
+pub use bindings::{Sender, SenderPre};
 
 /// A wasmtime engine set up as sendbox runs components: epoch interruption on, so that
 /// [`policy::confined_store`] can stop a guest that computes instead of waiting, and a

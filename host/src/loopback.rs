@@ -29,6 +29,7 @@ pub enum ServerTls {
 /// What the server accepts.
 #[derive(Clone, Debug)]
 pub struct LoopbackOptions {
+    /// How TLS is offered.
     pub tls: ServerTls,
     /// The one user name and password AUTH accepts; `None` offers no AUTH.
     pub account: Option<(String, String)>,
@@ -41,7 +42,9 @@ pub struct LoopbackOptions {
 /// A message as the server received it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Received {
+    /// The MAIL FROM address.
     pub sender: String,
+    /// The RCPT TO addresses the server accepted.
     pub recipients: Vec<String>,
     /// The content after the server undid dot-stuffing, CRLF line endings included.
     pub data: Vec<u8>,
@@ -77,6 +80,7 @@ impl TestPki {
         Self::generate_with(ServerCert::Valid)
     }
 
+    /// A CA and a server certificate of the given kind.
     pub fn generate_with(kind: ServerCert) -> Result<Self, rcgen::Error> {
         let ca_key = KeyPair::generate()?;
         let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
@@ -194,10 +198,12 @@ impl LoopbackServer {
         self.connections.load(Ordering::SeqCst)
     }
 
+    /// Where the server listens.
     pub fn address(&self) -> SocketAddr {
         self.address
     }
 
+    /// The port it listens on.
     pub fn port(&self) -> u16 {
         self.address.port()
     }

@@ -24,7 +24,9 @@ pub use crate::component::wit::{
 pub struct Server {
     /// Host name or IP address; TLS checks the certificate against it.
     pub host: String,
+    /// The TCP port.
     pub port: u16,
+    /// How the connection is secured.
     pub tls: TlsMode,
     /// Trust anchors (PEM) to use instead of the web PKI roots.
     pub ca_pem: Option<String>,
@@ -35,6 +37,7 @@ pub struct Server {
 }
 
 impl Server {
+    /// A server with default trust anchors, EHLO name and timeouts.
     pub fn new(host: impl Into<String>, port: u16, tls: TlsMode) -> Self {
         Server {
             host: host.into(),
@@ -59,7 +62,9 @@ impl Server {
 /// A user name and password for SMTP AUTH. `Debug` never shows the password.
 #[derive(Clone)]
 pub struct Credentials {
+    /// The AUTH user name.
     pub username: String,
+    /// The password; it only ever crosses TLS.
     pub password: String,
 }
 
@@ -85,7 +90,12 @@ pub struct Envelope {
 #[derive(Debug)]
 pub enum Error {
     /// The server's name could not be resolved to an address.
-    Resolve { host: String, reason: String },
+    Resolve {
+        /// The name that did not resolve.
+        host: String,
+        /// What the resolver said.
+        reason: String,
+    },
     /// The SMTP exchange failed; the component says where and why.
     Smtp(SendError),
     /// The call ran longer than [`Limits::run_time`] and was stopped.
@@ -150,6 +160,7 @@ pub fn format_reply(reply: &Reply) -> String {
     text
 }
 
+/// The phase as users know it (`AUTH`, `RCPT`, ...).
 pub fn phase_name(phase: Phase) -> &'static str {
     match phase {
         Phase::Connect => "connect",
@@ -164,6 +175,7 @@ pub fn phase_name(phase: Phase) -> &'static str {
     }
 }
 
+/// The kind of failure, in words.
 pub fn kind_name(kind: ErrorKind) -> &'static str {
     match kind {
         ErrorKind::InvalidInput => "invalid input",

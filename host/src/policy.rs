@@ -29,10 +29,12 @@ pub struct NetworkGrant {
 }
 
 impl NetworkGrant {
+    /// A grant of exactly these socket addresses.
     pub fn new(addresses: Vec<SocketAddr>) -> Self {
         NetworkGrant { addresses }
     }
 
+    /// The granted socket addresses.
     pub fn addresses(&self) -> &[SocketAddr] {
         &self.addresses
     }
@@ -89,6 +91,7 @@ impl TranscriptBuffer {
         TranscriptBuffer(MemoryOutputPipe::new(capacity))
     }
 
+    /// What the component wrote so far.
     pub fn contents(&self) -> String {
         String::from_utf8_lossy(&self.0.contents()).into_owned()
     }
@@ -103,7 +106,9 @@ impl std::fmt::Debug for TranscriptBuffer {
 /// A socket use the policy refused.
 #[derive(Clone, Copy, Debug)]
 pub struct Denied {
+    /// The address the component asked for.
     pub address: SocketAddr,
+    /// What it wanted to do with it.
     pub use_: SocketAddrUse,
 }
 
