@@ -336,17 +336,7 @@ fn the_embedding_example_sends_through_the_sandbox() {
         .output()
         .unwrap();
     assert_exit(&output, 0, "the component may connect to: [127.0.0.1:");
-    let subjects: Vec<String> = server
-        .received()
-        .iter()
-        .map(|r| {
-            String::from_utf8_lossy(&r.data)
-                .lines()
-                .next()
-                .unwrap_or("")
-                .to_owned()
-        })
-        .collect();
+    let subjects = first_lines(&server);
     assert_eq!(subjects, ["Subject: one", "Subject: two", "Subject: three"]);
     assert_eq!(server.connections(), 2);
 }

@@ -89,17 +89,7 @@ async fn one_session_carries_several_messages() {
             .expect("delivered");
     }
     session.close().await.expect("QUIT");
-    let received = server.received();
-    let subjects: Vec<String> = received
-        .iter()
-        .map(|r| {
-            String::from_utf8_lossy(&r.data)
-                .lines()
-                .next()
-                .unwrap_or("")
-                .to_owned()
-        })
-        .collect();
+    let subjects = first_lines(&server);
     assert_eq!(
         subjects,
         [
@@ -358,17 +348,7 @@ async fn a_batch_spreads_messages_over_concurrent_sessions() {
         summary.failures
     );
     assert_eq!(reported.load(Ordering::SeqCst), 20);
-    let mut subjects: Vec<String> = server
-        .received()
-        .iter()
-        .map(|r| {
-            String::from_utf8_lossy(&r.data)
-                .lines()
-                .next()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let mut subjects = first_lines(&server);
     subjects.sort();
     subjects.dedup();
     assert_eq!(subjects.len(), 20, "every message exactly once");

@@ -45,6 +45,21 @@ pub fn loopback_with(
     .expect("the loopback server starts")
 }
 
+/// The first line of every message the server received (the tests put the subject there).
+pub fn first_lines(server: &LoopbackServer) -> Vec<String> {
+    server
+        .received()
+        .iter()
+        .map(|r| {
+            String::from_utf8_lossy(&r.data)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_owned()
+        })
+        .collect()
+}
+
 /// Server settings for `server`, trusting its CA.
 pub fn server_config(server: &LoopbackServer, tls: TlsMode) -> Server {
     let mut config = Server::new("127.0.0.1", server.port(), tls);
