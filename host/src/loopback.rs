@@ -40,7 +40,7 @@ pub struct LoopbackOptions {
 }
 
 /// A message as the server received it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Received {
     /// The MAIL FROM address.
     pub sender: String,
@@ -163,7 +163,7 @@ impl LoopbackServer {
             handler: Recorder {
                 options: Arc::new(options),
                 received: received.clone(),
-                current: Received::default_empty(),
+                current: Received::default(),
             },
         };
         let stopping = stop.clone();
@@ -227,17 +227,6 @@ impl Drop for LoopbackServer {
     }
 }
 
-impl Received {
-    fn default_empty() -> Self {
-        Received {
-            sender: String::new(),
-            recipients: Vec::new(),
-            data: Vec::new(),
-            user: None,
-        }
-    }
-}
-
 /// The mailin handler: checks AUTH and recipients, records each accepted message.
 #[derive(Clone)]
 struct Recorder {
@@ -263,7 +252,7 @@ impl Handler for Recorder {
         let user = self.current.user.take();
         self.current = Received {
             user,
-            ..Received::default_empty()
+            ..Received::default()
         };
         self.current.sender = from.to_owned();
         mailin::response::OK
