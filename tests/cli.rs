@@ -340,3 +340,35 @@ fn the_embedding_example_sends_through_the_sandbox() {
     assert_eq!(subjects, ["Subject: one", "Subject: two", "Subject: three"]);
     assert_eq!(server.connections(), 2);
 }
+
+#[test]
+fn batch_sends_every_message_of_an_mbox() {
+    let server = loopback(ServerTls::StartTls);
+    let ca = ca_file(&server, "mbox");
+    let mbox = std::env::temp_dir().join(format!("sendbox-batch-{}.mbox", std::process::id()));
+    let messages: String = (1..=3)
+        .map(|i| {
+            format!(
+                "From alice@example.org Sat Jan  3 01:05:34 1996\nSubject: mbox {i}\n\nbody {i}\n\n"
+            )
+        })
+        .collect();
+    std::fs::write(&mbox, messages).unwrap();
+    let target = format!("127.0.0.1:{}", server.port());
+    let mut args = vec!["batch", "--server", &target, "--tls", "starttls"];
+    args.extend(auth_args(ca.to_str().unwrap()));
+    args.extend(["--from", "alice@example.org", "--to", "bob@example.org"]);
+    args.extend([
+        "--mbox",
+        mbox.to_str().unwrap(),
+        "--concurrency",
+        "1",
+        "--quiet",
+    ]);
+    let output = run_sendbox(&args, PASSWORD, None);
+    assert_exit(&output, 0, "sent 3, refused 0, failed 0 in ");
+    assert_eq!(
+        first_lines(&server),
+        ["Subject: mbox 1", "Subject: mbox 2", "Subject: mbox 3"]
+    );
+}

@@ -116,16 +116,19 @@ pub struct BatchArgs {
     #[arg(
         long,
         value_name = "FILE",
-        required_unless_present = "dir",
-        conflicts_with = "dir"
+        required_unless_present_any = ["dir", "mbox"],
+        conflicts_with_all = ["dir", "mbox"]
     )]
     pub raw: Option<PathBuf>,
     /// How many copies of the --raw message to send (for load tests).
     #[arg(long, value_name = "N", default_value_t = 1, requires = "raw")]
     pub count: usize,
     /// Send every file in this directory, each a complete RFC 5322 message.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "mbox")]
     pub dir: Option<PathBuf>,
+    /// Send every message of this mbox file (RFC 4155; `>From ` quoting is undone).
+    #[arg(long, value_name = "FILE")]
+    pub mbox: Option<PathBuf>,
     /// How many sessions (connections) run at once.
     #[arg(long, value_name = "K", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub concurrency: u32,

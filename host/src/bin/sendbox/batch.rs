@@ -65,7 +65,8 @@ pub async fn run(args: BatchArgs) -> Result<u8, Stop> {
     })
 }
 
-/// The message bytes: N copies of --raw (shared, not copied), or each file of --dir.
+/// The message bytes: N copies of --raw (shared, not copied), each message of --mbox, or
+/// each file of --dir.
 fn messages(args: &BatchArgs) -> Result<Vec<Arc<[u8]>>, String> {
     let read = |path: &Path| {
         std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
@@ -74,7 +75,16 @@ fn messages(args: &BatchArgs) -> Result<Vec<Arc<[u8]>>, String> {
         let message: Arc<[u8]> = read(path)?.into();
         return Ok(vec![message; args.count]);
     }
-    let dir = args.dir.as_deref().expect("clap requires --raw or --dir");
+    if let Some(path) = &args.mbox {
+        return Ok(split_mbox(&read(path)?)
+            .into_iter()
+            .map(Into::into)
+            .collect());
+    }
+    let dir = args
+        .dir
+        .as_deref()
+        .expect("clap requires --raw, --mbox or --dir");
     let mut paths: Vec<_> = std::fs::read_dir(dir)
         .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
@@ -85,4 +95,72 @@ fn messages(args: &BatchArgs) -> Result<Vec<Arc<[u8]>>, String> {
         .iter()
         .map(|path| read(path).map(Into::into))
         .collect()
+}
+
+/// Splits an mbox file (RFC 4155). A message starts after a `From ` line at the start of
+/// the file or after an empty line; that empty line belongs to the separator. Lines
+/// quoted as `>From ` (or `>>From `...) lose one `>` (the mboxrd convention).
+fn split_mbox(mbox: &[u8]) -> Vec<Vec<u8>> {
+    let mut messages: Vec<Vec<u8>> = Vec::new();
+    let mut after_blank = true;
+    for line in mbox.split_inclusive(|&b| b == b'\n') {
+        if after_blank && line.starts_with(b"From ") {
+            if let Some(previous) = messages.last_mut() {
+                drop_separator_line(previous);
+            }
+            messages.push(Vec::new());
+            after_blank = false;
+            continue;
+        }
+        after_blank = line == b"\n" || line == b"\r\n";
+        let Some(message) = messages.last_mut() else {
+            continue;
+        };
+        let quotes = line.iter().take_while(|&&b| b == b'>').count();
+        let unquoted = if quotes > 0 && line[quotes..].starts_with(b"From ") {
+            &line[1..]
+        } else {
+            line
+        };
+        message.extend_from_slice(unquoted);
+    }
+    if let Some(last) = messages.last_mut() {
+        drop_separator_line(last);
+    }
+    messages
+}
+
+/// Removes the empty line that ends a message in an mbox, if there is one.
+fn drop_separator_line(message: &mut Vec<u8>) {
+    for separator in [&b"\r\n\r\n"[..], b"\n\n"] {
+        if message.ends_with(separator) {
+            message.truncate(message.len() - separator.len() / 2);
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mbox_messages_are_split_and_unquoted() {
+        let mbox = b"From alice@example.org Sat Jan  3 01:05:34 1996\n\
+Subject: one\n\n>From the start\n>>From deeper\nFrom inside a line is text\n\n\
+From bob@example.org Sat Jan  3 01:06:00 1996\nSubject: two\n\nbody\n";
+        let messages = split_mbox(mbox);
+        let texts: Vec<String> = messages
+            .iter()
+            .map(|m| String::from_utf8_lossy(m).into_owned())
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                "Subject: one\n\nFrom the start\n>From deeper\nFrom inside a line is text\n",
+                "Subject: two\n\nbody\n",
+            ]
+        );
+        assert!(split_mbox(b"").is_empty());
+    }
 }
