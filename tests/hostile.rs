@@ -39,10 +39,8 @@ async fn run(script: Vec<Step>, tls: TlsMode, cert: ServerCert, with_credentials
     let mut config = Server::new("127.0.0.1", server.port(), tls);
     config.ca_pem = Some(pki.ca_pem.clone());
     config.timeouts = Some(Timeouts {
-        connect_ms: 5_000,
-        command_ms: 5_000,
-        data_end_ms: 5_000,
         total_ms: 20_000,
+        ..Timeouts::every_stage(5_000)
     });
     let mailer = Mailer::new(
         sandbox(),

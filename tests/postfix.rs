@@ -46,10 +46,7 @@ impl Postfix {
     }
 
     fn credentials(&self) -> Credentials {
-        Credentials {
-            username: self.user.clone(),
-            password: self.password.clone(),
-        }
+        Credentials::password(self.user.clone(), self.password.clone())
     }
 
     async fn mailer(&self, port: u16, tls: TlsMode) -> Mailer {
@@ -204,10 +201,7 @@ async fn unknown_recipient_is_refused_and_the_others_receive_it() {
 #[ignore = "needs Postfix on loopback: run `just postfix`, then `cargo test -- --ignored`"]
 async fn wrong_password_is_an_auth_error() {
     let postfix = postfix();
-    let credentials = Credentials {
-        username: postfix.user.clone(),
-        password: "definitely-wrong".to_owned(),
-    };
+    let credentials = Credentials::password(postfix.user.clone(), "definitely-wrong");
     let mailer = Mailer::new(
         sandbox(),
         postfix.server(587, TlsMode::Starttls),

@@ -35,8 +35,9 @@ async fn send_to(
         transcript: false,
     };
     let envelope = wit::Envelope {
-        sender: "a@example.org".into(),
+        sender: Some("a@example.org".into()),
         recipients: vec!["b@example.org".into()],
+        recipients_from_headers: false,
     };
     let result = sender
         .sendbox_mail_mail_sender()
@@ -45,7 +46,8 @@ async fn send_to(
             &server,
             None,
             &envelope,
-            b"Subject: x\r\n\r\nx\r\n",
+            &wit::Message::Raw(b"Subject: x\r\n\r\nx\r\n".to_vec()),
+            &wit::SendOptions::default(),
         )
         .await
         .expect("no trap");
@@ -119,9 +121,8 @@ async fn the_stage_timeout_fires_on_a_silent_server() {
     );
     server.timeouts = Some(wit::Timeouts {
         connect_ms: 0,
-        command_ms: 300,
-        data_end_ms: 0,
         total_ms: 0,
+        ..wit::Timeouts::every_stage(300)
     });
     let mailer = sendbox::Mailer::new(sandbox(), server, None).await.unwrap();
     let error = smtp_error(

@@ -30,14 +30,16 @@ impl wit::Guest for Component {
         server: wit::Server,
         credentials: Option<wit::Credentials>,
         envelope: wit::Envelope,
-        message: Vec<u8>,
+        message: wit::Message,
+        options: wit::SendOptions,
     ) -> Result<wit::Delivery, wit::SendError> {
-        // Refuse bad input before connecting; the dialogue checks it again per message.
-        let envelope = proto::Envelope::from(envelope);
-        envelope.check().map_err(to_wit_error)?;
+        // Refuse bad input before connecting; the dialogue checks it again.
+        let options = options.into();
+        let prepared =
+            session::prepare(envelope.into(), message.into(), &options).map_err(to_wit_error)?;
         let mut session = session::Session::open(server.into(), credentials.map(Into::into))
             .map_err(to_wit_error)?;
-        let delivery = session.send(envelope, &message).map_err(to_wit_error)?;
+        let delivery = session.send(prepared, options).map_err(to_wit_error)?;
         // The message is delivered; a failed QUIT cannot change that.
         let _ = session.close();
         Ok(to_wit_delivery(delivery))
@@ -60,11 +62,15 @@ impl wit::GuestSession for SessionResource {
     fn send(
         &self,
         envelope: wit::Envelope,
-        message: Vec<u8>,
+        message: wit::Message,
+        options: wit::SendOptions,
     ) -> Result<wit::Delivery, wit::SendError> {
-        let mut session = self.0.borrow_mut();
-        session
-            .send(envelope.into(), &message)
+        let options = options.into();
+        let prepared =
+            session::prepare(envelope.into(), message.into(), &options).map_err(to_wit_error)?;
+        self.0
+            .borrow_mut()
+            .send(prepared, options)
             .map(to_wit_delivery)
             .map_err(to_wit_error)
     }
@@ -80,7 +86,12 @@ impl From<wit::Server> for session::ServerSettings {
         let pick = |given: u32, default: u32| if given == 0 { default } else { given };
         let timeouts = server.timeouts.map_or(defaults, |t| session::Timeouts {
             connect_ms: pick(t.connect_ms, defaults.connect_ms),
+            greeting_ms: pick(t.greeting_ms, defaults.greeting_ms),
             command_ms: pick(t.command_ms, defaults.command_ms),
+            mail_ms: pick(t.mail_ms, defaults.mail_ms),
+            rcpt_ms: pick(t.rcpt_ms, defaults.rcpt_ms),
+            data_start_ms: pick(t.data_start_ms, defaults.data_start_ms),
+            data_block_ms: pick(t.data_block_ms, defaults.data_block_ms),
             data_end_ms: pick(t.data_end_ms, defaults.data_end_ms),
             total_ms: pick(t.total_ms, defaults.total_ms),
         });
@@ -103,18 +114,86 @@ impl From<wit::Server> for session::ServerSettings {
 
 impl From<wit::Credentials> for proto::Credentials {
     fn from(c: wit::Credentials) -> Self {
+        use proto::Mechanism as M;
+        use wit::AuthMechanism as W;
         proto::Credentials {
             username: c.username,
-            password: c.password,
+            secret: match c.secret {
+                wit::Secret::Password(password) => proto::Secret::Password(password),
+                wit::Secret::BearerToken(token) => proto::Secret::BearerToken(token),
+            },
+            mechanism: c.mechanism.map(|m| match m {
+                W::ScramSha256 => M::ScramSha256,
+                W::Plain => M::Plain,
+                W::Login => M::Login,
+                W::CramMd5 => M::CramMd5,
+                W::Oauthbearer => M::OAuthBearer,
+                W::Xoauth2 => M::XOAuth2,
+            }),
         }
     }
 }
 
-impl From<wit::Envelope> for proto::Envelope {
+impl From<wit::Envelope> for proto::EnvelopeRequest {
     fn from(e: wit::Envelope) -> Self {
-        proto::Envelope {
+        proto::EnvelopeRequest {
             sender: e.sender,
             recipients: e.recipients,
+            recipients_from_headers: e.recipients_from_headers,
+        }
+    }
+}
+
+impl From<wit::Message> for proto::Message {
+    fn from(message: wit::Message) -> Self {
+        let mailbox = |m: wit::Mailbox| proto::Mailbox {
+            name: m.name,
+            address: m.address,
+        };
+        let mailboxes = |list: Vec<wit::Mailbox>| list.into_iter().map(mailbox).collect();
+        match message {
+            wit::Message::Raw(bytes) => proto::Message::Raw(bytes),
+            wit::Message::Composed(c) => proto::Message::Composed(Box::new(proto::Composed {
+                from: Some(mailbox(c.from)),
+                to: mailboxes(c.to),
+                cc: mailboxes(c.cc),
+                bcc: mailboxes(c.bcc),
+                reply_to: mailboxes(c.reply_to),
+                subject: c.subject,
+                text: c.text,
+                html: c.html,
+                attachments: c
+                    .attachments
+                    .into_iter()
+                    .map(|a| proto::Attachment {
+                        filename: a.filename,
+                        media_type: a.media_type,
+                        content: a.content,
+                    })
+                    .collect(),
+                headers: c.headers.into_iter().map(|h| (h.name, h.value)).collect(),
+            })),
+        }
+    }
+}
+
+impl From<wit::SendOptions> for proto::SendOptions {
+    fn from(options: wit::SendOptions) -> Self {
+        proto::SendOptions {
+            dsn: options.dsn.map(|dsn| proto::Dsn {
+                notify: dsn.notify.map(|n| proto::Notify {
+                    success: n.contains(wit::DsnNotify::SUCCESS),
+                    failure: n.contains(wit::DsnNotify::FAILURE),
+                    delay: n.contains(wit::DsnNotify::DELAY),
+                }),
+                ret: dsn.ret.map(|r| match r {
+                    wit::DsnReturn::Full => proto::DsnReturn::Full,
+                    wit::DsnReturn::Headers => proto::DsnReturn::Headers,
+                }),
+                envid: dsn.envid,
+                original_recipients: dsn.original_recipients,
+            }),
+            require_tls: options.require_tls,
         }
     }
 }
@@ -143,6 +222,11 @@ fn to_wit_delivery(delivery: proto::Delivery) -> wit::Delivery {
             })
             .collect(),
         final_reply: to_wit_reply(delivery.reply),
+        earlier_replies: delivery
+            .earlier_replies
+            .into_iter()
+            .map(to_wit_reply)
+            .collect(),
     }
 }
 

@@ -1,6 +1,8 @@
 //! Drives the I/O-free dialogue ([`sendbox_proto::Client`]) over a [`Transport`]: writes
 //! what it asks to write, reads with the deadline it asks for, runs the TLS handshake
-//! when it asks for one, and writes the transcript to stderr.
+//! when it asks for one, and writes the transcript to stderr. It also brings what the
+//! dialogue cannot have without I/O: the time and random tokens for a composed message,
+//! the SCRAM nonce, and a NOOP (and one reconnection) before reusing an idle connection.
 
 use std::io::Write as _;
 use std::net::IpAddr;
@@ -8,21 +10,33 @@ use std::sync::Arc;
 
 use rustls::ClientConfig as TlsConfig;
 use rustls::pki_types::ServerName;
+use sendbox_proto::sasl;
 use sendbox_proto::{
-    Client, ClientConfig, Credentials, Delivery, Envelope, Error, ErrorKind, Phase, Step, Timer,
-    TlsMode,
+    Client, ClientConfig, Credentials, Delivery, Envelope, EnvelopeRequest, Error, ErrorKind,
+    Message, Phase, SendOptions, Stamp, Step, Timer, TlsMode,
 };
+use wasip2::clocks::wall_clock;
+use wasip2::random::random;
 
 use crate::net::{self, Deadline, NetError};
 use crate::transport::{self, Transport, TransportError};
 
 const MS: u64 = 1_000_000;
 
-/// Time limits in milliseconds.
+/// A connection idle this long is checked with NOOP before it carries another message:
+/// servers commonly drop idle clients after some seconds to minutes.
+const IDLE_CHECK_NS: u64 = 5_000 * MS;
+
+/// Time limits in milliseconds, per stage (RFC 5321 section 4.5.3.2).
 #[derive(Clone, Copy, Debug)]
 pub struct Timeouts {
     pub connect_ms: u32,
+    pub greeting_ms: u32,
     pub command_ms: u32,
+    pub mail_ms: u32,
+    pub rcpt_ms: u32,
+    pub data_start_ms: u32,
+    pub data_block_ms: u32,
     pub data_end_ms: u32,
     pub total_ms: u32,
 }
@@ -31,14 +45,34 @@ impl Default for Timeouts {
     fn default() -> Self {
         Timeouts {
             connect_ms: 30_000,
+            greeting_ms: 300_000,
             command_ms: 300_000,
+            mail_ms: 300_000,
+            rcpt_ms: 300_000,
+            data_start_ms: 120_000,
+            data_block_ms: 180_000,
             data_end_ms: 600_000,
             total_ms: 900_000,
         }
     }
 }
 
+impl Timeouts {
+    fn for_timer(&self, timer: Timer) -> u32 {
+        match timer {
+            Timer::Greeting => self.greeting_ms,
+            Timer::Command => self.command_ms,
+            Timer::Mail => self.mail_ms,
+            Timer::Rcpt => self.rcpt_ms,
+            Timer::DataStart => self.data_start_ms,
+            Timer::DataBlock => self.data_block_ms,
+            Timer::DataEnd => self.data_end_ms,
+        }
+    }
+}
+
 /// Everything needed to reach and talk to the server.
+#[derive(Clone)]
 pub struct ServerSettings {
     pub host: String,
     pub port: u16,
@@ -63,8 +97,13 @@ pub struct Session {
     transport: Transport,
     tls: Arc<TlsConfig>,
     name: ServerName<'static>,
+    /// Kept to reconnect when an idle connection turns out to be gone.
+    server: ServerSettings,
+    credentials: Option<Credentials>,
     timeouts: Timeouts,
     transcript: bool,
+    /// When the connection last carried a command (monotonic clock).
+    last_used: Deadline,
 }
 
 impl Session {
@@ -76,9 +115,12 @@ impl Session {
     ) -> Result<Session, Error> {
         let deadline = net::now() + u64::from(server.timeouts.total_ms) * MS;
         let client = Client::new(ClientConfig {
-            ehlo_name: server.ehlo_name,
+            ehlo_name: server.ehlo_name.clone(),
             tls: server.tls,
-            credentials,
+            credentials: credentials.clone(),
+            server_host: server.host.clone(),
+            server_port: server.port,
+            sasl_nonce: sasl::nonce_from_random(&random::get_random_bytes(18)),
             transcript: server.transcript,
         })?;
         let invalid = |message: String| Error::invalid_input(Phase::Connect, message);
@@ -123,8 +165,11 @@ impl Session {
             name,
             timeouts: server.timeouts,
             transcript: server.transcript,
+            last_used: net::now(),
+            server,
+            credentials,
         };
-        if server.tls == TlsMode::Implicit {
+        if session.server.tls == TlsMode::Implicit {
             session.handshake(deadline)?;
         }
         match session.run(deadline)? {
@@ -137,11 +182,17 @@ impl Session {
         }
     }
 
-    /// Sends one message. Refused input sends nothing.
-    pub fn send(&mut self, envelope: Envelope, message: &[u8]) -> Result<Delivery, Error> {
+    /// Sends one message made by [`prepare`].
+    pub fn send(&mut self, prepared: Prepared, options: SendOptions) -> Result<Delivery, Error> {
         let deadline = net::now() + u64::from(self.timeouts.total_ms) * MS;
-        self.client.send(envelope, message)?;
-        match self.run(deadline)? {
+        if net::now().saturating_sub(self.last_used) > IDLE_CHECK_NS && !self.client.is_closed() {
+            self.check_or_reconnect(deadline)?;
+        }
+        self.client
+            .send(prepared.envelope, &prepared.bytes, options)?;
+        let pause = self.run(deadline);
+        self.last_used = net::now();
+        match pause? {
             Pause::Delivered(delivery) => Ok(delivery),
             Pause::Ready | Pause::Closed => Err(Error::new(
                 Phase::Data,
@@ -149,6 +200,18 @@ impl Session {
                 "the transaction ended without a result",
             )),
         }
+    }
+
+    /// Checks an idle connection with NOOP; if the server has dropped it, connects again.
+    fn check_or_reconnect(&mut self, deadline: Deadline) -> Result<(), Error> {
+        let alive = self.client.noop().is_ok() && matches!(self.run(deadline), Ok(Pause::Ready));
+        if !alive {
+            if self.transcript {
+                log("-- the idle connection is gone; connecting again");
+            }
+            *self = Session::open(self.server.clone(), self.credentials.clone())?;
+        }
+        Ok(())
     }
 
     /// Sends QUIT and waits briefly for the reply.
@@ -170,18 +233,14 @@ impl Session {
                 self.write_transcript();
             }
             match self.client.poll() {
-                Step::Transmit(bytes) => {
-                    let until = self.stage_deadline(self.timeouts.command_ms, deadline);
+                Step::Transmit(bytes, timer) => {
+                    let until = self.stage_deadline(self.timeouts.for_timer(timer), deadline);
                     if let Err(error) = self.transport.send(&bytes, until) {
                         return Err(self.lost(error, deadline));
                     }
                 }
                 Step::Receive(wait) => {
-                    let limit = match wait.timer {
-                        Timer::Command => self.timeouts.command_ms,
-                        Timer::DataEnd => self.timeouts.data_end_ms,
-                    };
-                    let until = self.stage_deadline(limit, deadline);
+                    let until = self.stage_deadline(self.timeouts.for_timer(wait.timer), deadline);
                     match self.transport.receive(until) {
                         Ok(bytes) => self.client.receive(&bytes),
                         Err(error) => return Err(self.lost(error, deadline)),
@@ -257,6 +316,38 @@ impl Session {
         for line in self.client.take_transcript() {
             log(&line);
         }
+    }
+}
+
+/// A message built and its envelope completed and checked, before any connection.
+pub struct Prepared {
+    envelope: Envelope,
+    bytes: Vec<u8>,
+}
+
+/// Builds the message, completes the envelope from it, and checks both and the options,
+/// so that bad input is refused before anything is sent.
+pub fn prepare(
+    request: EnvelopeRequest,
+    message: Message,
+    options: &SendOptions,
+) -> Result<Prepared, Error> {
+    options.check()?;
+    let (envelope, bytes) = message.build(request, &stamp())?;
+    envelope.check()?;
+    Ok(Prepared { envelope, bytes })
+}
+
+/// The time and a unique token for a composed message's Date and Message-ID.
+fn stamp() -> Stamp {
+    let now = wall_clock::now();
+    Stamp {
+        unix_time: i64::try_from(now.seconds).unwrap_or(i64::MAX),
+        unique: format!(
+            "{:016x}{:016x}",
+            random::get_random_u64(),
+            random::get_random_u64()
+        ),
     }
 }
 

@@ -29,10 +29,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         server.ca_pem = Some(std::fs::read_to_string(ca)?);
     }
     let credentials = match std::env::var("SMTP_USER") {
-        Ok(username) => Some(Credentials {
+        Ok(username) => Some(Credentials::password(
             username,
-            password: std::env::var("SMTP_PASSWORD")?,
-        }),
+            std::env::var("SMTP_PASSWORD")?,
+        )),
         Err(_) => None,
     };
 
@@ -43,10 +43,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "the component may connect to: {:?}",
         mailer.grant().addresses()
     );
-    let envelope = Envelope {
-        sender: from.clone(),
-        recipients: vec![to.clone()],
-    };
+    let envelope = Envelope::new(from.clone(), vec![to.clone()]);
 
     let delivery = mailer
         .send(&envelope, b"Subject: one\r\n\r\nThe first message.\r\n")

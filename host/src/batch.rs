@@ -115,7 +115,7 @@ async fn send_one(
         }
     }
     let open = session.as_mut().expect("opened above");
-    let result = open.send(&job.envelope, &job.message).await;
+    let result = open.send(&job.envelope, &job.message[..]).await;
     if retry && matches!(&result, Err(Error::Smtp(e)) if e.kind == ErrorKind::Closed) {
         // An earlier failure ended the session after all: one retry on a new one.
         *session = None;

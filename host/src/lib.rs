@@ -11,15 +11,24 @@
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-//! use sendbox::{Credentials, Envelope, Mailer, Sandbox, Server, TlsMode};
+//! use sendbox::{ComposedMessage, Credentials, Envelope, Mailbox, Mailer, Sandbox, Server, TlsMode};
 //!
 //! let sandbox = Sandbox::new()?;
 //! let server = Server::new("smtp.example.org", 587, TlsMode::Starttls);
-//! let credentials = Credentials { username: "alice".into(), password: std::env::var("SMTP_PASSWORD")? };
+//! let credentials = Credentials::password("alice", std::env::var("SMTP_PASSWORD")?);
 //! let mailer = Mailer::new(sandbox, server, Some(credentials)).await?;
-//! let envelope = Envelope { sender: "alice@example.org".into(), recipients: vec!["bob@example.net".into()] };
-//! let delivery = mailer.send(&envelope, b"Subject: hello\r\n\r\nHi Bob\r\n").await?;
+//!
+//! // A message the component builds (MIME, Date, Message-ID), envelope from its fields.
+//! let mut message = ComposedMessage::new(Mailbox::new("alice@example.org"));
+//! message.to.push(Mailbox::new("bob@example.net"));
+//! message.subject = "hello".into();
+//! message.text = Some("Hi Bob".into());
+//! let delivery = mailer.send(&Envelope::from_headers(), message).await?;
 //! println!("queued: {}", delivery.final_reply.text);
+//!
+//! // Or a raw RFC 5322 message with the envelope given.
+//! let envelope = Envelope::new("alice@example.org", vec!["bob@example.net".into()]);
+//! mailer.send(&envelope, b"Subject: hello\r\n\r\nHi Bob\r\n".as_slice()).await?;
 //! # Ok(()) }
 //! ```
 
@@ -33,6 +42,8 @@ pub mod policy;
 
 pub use component::{Sandbox, SandboxOptions};
 pub use mailer::{
-    Credentials, Delivery, Envelope, Error, Mailer, SendError, Server, Session, TlsMode,
+    Attachment, AuthMechanism, ComposedMessage, Credentials, Delivery, Dsn, DsnNotify, DsnReturn,
+    Envelope, Error, Mailbox, Mailer, Message, Secret, SendError, SendOptions, Server, Session,
+    TlsMode,
 };
 pub use policy::{Limits, NetworkGrant, Transcript, TranscriptBuffer};

@@ -15,8 +15,9 @@ use crate::component::{Sandbox, Sender, wit};
 use crate::policy::{Confined, Limits, NetworkGrant, Transcript};
 
 pub use crate::component::wit::{
-    Delivery, EnhancedStatus, ErrorKind, Phase, RefusedRecipient, Reply, SendError, Timeouts,
-    TlsMode,
+    Attachment, AuthMechanism, ComposedMessage, Delivery, Dsn, DsnNotify, DsnReturn,
+    EnhancedStatus, ErrorKind, HeaderField, Mailbox, Message, Phase, RefusedRecipient, Reply,
+    SendError, SendOptions, Timeouts, TlsMode,
 };
 
 /// The one server a [`Mailer`] talks to.
@@ -59,31 +60,195 @@ impl Server {
     }
 }
 
-/// A user name and password for SMTP AUTH. `Debug` never shows the password.
+/// Credentials for SMTP AUTH. `Debug` never shows the secret.
 #[derive(Clone)]
 pub struct Credentials {
     /// The AUTH user name.
     pub username: String,
-    /// The password; it only ever crosses TLS.
-    pub password: String,
+    /// The password or token; it only ever crosses TLS.
+    pub secret: Secret,
+    /// The SASL mechanism to use; by default the strongest both sides allow.
+    pub mechanism: Option<AuthMechanism>,
+}
+
+/// What proves the user's identity. `Debug` never shows the value.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Secret {
+    /// A password (SCRAM-SHA-256, PLAIN, LOGIN, or CRAM-MD5 when named).
+    Password(String),
+    /// An OAuth 2.0 access token (OAUTHBEARER or XOAUTH2).
+    BearerToken(String),
+}
+
+impl Credentials {
+    /// A user name and password; the mechanism is chosen with the server.
+    pub fn password(username: impl Into<String>, password: impl Into<String>) -> Self {
+        Credentials {
+            username: username.into(),
+            secret: Secret::Password(password.into()),
+            mechanism: None,
+        }
+    }
+
+    /// A user name and OAuth 2.0 access token.
+    pub fn bearer_token(username: impl Into<String>, token: impl Into<String>) -> Self {
+        Credentials {
+            username: username.into(),
+            secret: Secret::BearerToken(token.into()),
+            mechanism: None,
+        }
+    }
+
+    /// Uses this mechanism only (CRAM-MD5 is only ever used this way).
+    pub fn with_mechanism(mut self, mechanism: AuthMechanism) -> Self {
+        self.mechanism = Some(mechanism);
+        self
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Secret::Password(_) => "Password(<redacted>)",
+            Secret::BearerToken(_) => "BearerToken(<redacted>)",
+        })
+    }
 }
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Credentials")
             .field("username", &self.username)
-            .field("password", &"<redacted>")
+            .field("secret", &self.secret)
+            .field("mechanism", &self.mechanism)
             .finish()
     }
 }
 
 /// Sender and recipients of one message.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Envelope {
-    /// MAIL FROM address; empty for the null sender.
-    pub sender: String,
+    /// MAIL FROM address (empty for the null sender); `None` takes the message's Sender
+    /// or From address.
+    pub sender: Option<String>,
     /// RCPT TO addresses.
     pub recipients: Vec<String>,
+    /// Also send to the message's To, Cc and Bcc addresses (`sendmail -t`); a raw
+    /// message's Bcc header is removed.
+    pub recipients_from_headers: bool,
+}
+
+impl Envelope {
+    /// An envelope given in full.
+    pub fn new(sender: impl Into<String>, recipients: Vec<String>) -> Self {
+        Envelope {
+            sender: Some(sender.into()),
+            recipients,
+            recipients_from_headers: false,
+        }
+    }
+
+    /// Everything from the message: sender from Sender or From, recipients from To,
+    /// Cc and Bcc.
+    pub fn from_headers() -> Self {
+        Envelope {
+            sender: None,
+            recipients: Vec::new(),
+            recipients_from_headers: true,
+        }
+    }
+}
+
+impl From<Vec<u8>> for Message {
+    fn from(raw: Vec<u8>) -> Self {
+        Message::Raw(raw)
+    }
+}
+
+impl From<&[u8]> for Message {
+    fn from(raw: &[u8]) -> Self {
+        Message::Raw(raw.to_vec())
+    }
+}
+
+impl<const N: usize> From<&[u8; N]> for Message {
+    fn from(raw: &[u8; N]) -> Self {
+        Message::Raw(raw.to_vec())
+    }
+}
+
+impl From<&str> for Message {
+    fn from(raw: &str) -> Self {
+        Message::Raw(raw.as_bytes().to_vec())
+    }
+}
+
+impl From<&Vec<u8>> for Message {
+    fn from(raw: &Vec<u8>) -> Self {
+        Message::Raw(raw.clone())
+    }
+}
+
+impl From<ComposedMessage> for Message {
+    fn from(composed: ComposedMessage) -> Self {
+        Message::Composed(composed)
+    }
+}
+
+impl Mailbox {
+    /// An address without a display name.
+    pub fn new(address: impl Into<String>) -> Self {
+        Mailbox {
+            name: None,
+            address: address.into(),
+        }
+    }
+}
+
+impl ComposedMessage {
+    /// A message from `from`, otherwise empty: fill in the fields to send.
+    pub fn new(from: Mailbox) -> Self {
+        ComposedMessage {
+            from,
+            to: Vec::new(),
+            cc: Vec::new(),
+            bcc: Vec::new(),
+            reply_to: Vec::new(),
+            subject: String::new(),
+            text: None,
+            html: None,
+            attachments: Vec::new(),
+            headers: Vec::new(),
+        }
+    }
+}
+
+impl Timeouts {
+    /// The same limit for connecting and for every stage; the overall deadline stays
+    /// the default unless set too.
+    pub fn every_stage(ms: u32) -> Self {
+        Timeouts {
+            connect_ms: ms,
+            greeting_ms: ms,
+            command_ms: ms,
+            mail_ms: ms,
+            rcpt_ms: ms,
+            data_start_ms: ms,
+            data_block_ms: ms,
+            data_end_ms: ms,
+            total_ms: 0,
+        }
+    }
+}
+
+impl Default for SendOptions {
+    /// No DSN request, no REQUIRETLS.
+    fn default() -> Self {
+        SendOptions {
+            dsn: None,
+            require_tls: false,
+        }
+    }
 }
 
 /// Why a send failed.
@@ -236,17 +401,34 @@ impl Mailer {
     }
 
     /// Connects, sends one message, quits.
-    pub async fn send(&self, envelope: &Envelope, message: &[u8]) -> Result<Delivery, Error> {
+    pub async fn send(
+        &self,
+        envelope: &Envelope,
+        message: impl Into<Message>,
+    ) -> Result<Delivery, Error> {
+        self.send_with(envelope, message, &SendOptions::default())
+            .await
+    }
+
+    /// [`Mailer::send`] with DSN or REQUIRETLS options.
+    pub async fn send_with(
+        &self,
+        envelope: &Envelope,
+        message: impl Into<Message>,
+        options: &SendOptions,
+    ) -> Result<Delivery, Error> {
         let (mut store, sender) = self.instantiate().await?;
         let server = self.wit_server();
         let credentials = self.wit_credentials();
         let envelope = wit_envelope(envelope);
+        let message = message.into();
         let call = sender.sendbox_mail_mail_sender().call_send(
             &mut store,
             &server,
             credentials.as_ref(),
             &envelope,
-            message,
+            &message,
+            options,
         );
         let result = bounded(self.limits.run_time, call).await;
         finish(result, &store)
@@ -298,7 +480,11 @@ impl Mailer {
     fn wit_credentials(&self) -> Option<wit::Credentials> {
         self.credentials.as_ref().map(|c| wit::Credentials {
             username: c.username.clone(),
-            password: c.password.clone(),
+            secret: match &c.secret {
+                Secret::Password(password) => wit::Secret::Password(password.clone()),
+                Secret::BearerToken(token) => wit::Secret::BearerToken(token.clone()),
+            },
+            mechanism: c.mechanism,
         })
     }
 }
@@ -314,10 +500,26 @@ pub struct Session {
 impl Session {
     /// Sends one message. After a failure that concerns only this message (a refused
     /// sender, every recipient refused) the session stays usable.
-    pub async fn send(&mut self, envelope: &Envelope, message: &[u8]) -> Result<Delivery, Error> {
+    pub async fn send(
+        &mut self,
+        envelope: &Envelope,
+        message: impl Into<Message>,
+    ) -> Result<Delivery, Error> {
+        self.send_with(envelope, message, &SendOptions::default())
+            .await
+    }
+
+    /// [`Session::send`] with DSN or REQUIRETLS options.
+    pub async fn send_with(
+        &mut self,
+        envelope: &Envelope,
+        message: impl Into<Message>,
+        options: &SendOptions,
+    ) -> Result<Delivery, Error> {
         let envelope = wit_envelope(envelope);
+        let message = message.into();
         let api = self.sender.sendbox_mail_mail_sender().session();
-        let call = api.call_send(&mut self.store, self.handle, &envelope, message);
+        let call = api.call_send(&mut self.store, self.handle, &envelope, &message, options);
         let result = bounded(self.run_time, call).await;
         finish(result, &self.store)
     }
@@ -339,6 +541,7 @@ fn wit_envelope(envelope: &Envelope) -> wit::Envelope {
     wit::Envelope {
         sender: envelope.sender.clone(),
         recipients: envelope.recipients.clone(),
+        recipients_from_headers: envelope.recipients_from_headers,
     }
 }
 
@@ -405,13 +608,14 @@ mod tests {
 
     #[test]
     fn debug_never_shows_the_password() {
-        let credentials = Credentials {
-            username: "alice".into(),
-            password: "hunter2-secret".into(),
-        };
-        let shown = format!("{credentials:?} {credentials:#?}");
-        assert!(shown.contains("alice"));
-        assert!(!shown.contains("hunter2-secret"), "{shown}");
+        for credentials in [
+            Credentials::password("alice", "hunter2-secret"),
+            Credentials::bearer_token("alice", "hunter2-secret"),
+        ] {
+            let shown = format!("{credentials:?} {credentials:#?}");
+            assert!(shown.contains("alice"));
+            assert!(!shown.contains("hunter2-secret"), "{shown}");
+        }
     }
 
     #[test]

@@ -5,10 +5,10 @@
 //! ```text
 //! loop {
 //!     match client.poll() {
-//!         Step::Transmit(bytes) => write them to the connection,
-//!         Step::Receive(wait)   => read server bytes (at most wait.timeout) into client.receive(..),
+//!         Step::Transmit(bytes, timer) => write them to the connection within the timer,
+//!         Step::Receive(wait)   => read server bytes (within wait.timer) into client.receive(..),
 //!         Step::StartTls        => do the TLS handshake, then client.tls_established(),
-//!         Step::Ready           => start a transaction with client.send(..) or client.quit(),
+//!         Step::Ready           => client.send(..), client.noop() or client.quit(),
 //!         Step::Delivered(d) | Step::Failed(e) => a transaction or the session ended,
 //!         Step::Closed          => close the connection,
 //!     }
@@ -17,17 +17,22 @@
 //!
 //! What the machine guarantees, whatever the server sends: no credential before TLS when
 //! TLS is required; nothing learned before STARTTLS is used after it; bytes that arrive
-//! after the 220 to STARTTLS abort the session; message content only after a 354; a
-//! transaction is reported delivered only on a 2xx to the final dot.
+//! after the 220 to STARTTLS abort the session; message content only after a 354 (or in
+//! BDAT, after the envelope's replies); a message is reported delivered only on a 2xx to
+//! the end of its content.
 
 use std::collections::VecDeque;
 use std::mem;
 
-use crate::auth::{self, Credentials, Mechanism};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
 use crate::command::{self, MAX_COMMAND_LINE};
-use crate::data;
+use crate::data::{self, Framing};
 use crate::error::{Error, ErrorKind, Phase};
+use crate::params::{self, MailDeclarations, SendOptions};
 use crate::reply::{Reply, ReplyParser};
+use crate::sasl::{self, Credentials, Exchange, Mechanism, Response, Secret};
 
 /// How the connection is secured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,6 +51,11 @@ pub struct ClientConfig {
     pub ehlo_name: String,
     pub tls: TlsMode,
     pub credentials: Option<Credentials>,
+    /// The server's name and port, which OAUTHBEARER sends.
+    pub server_host: String,
+    pub server_port: u16,
+    /// A fresh random nonce for SCRAM ([`sasl::nonce_from_random`]).
+    pub sasl_nonce: String,
     /// Keep a transcript (AUTH data redacted) for [`Client::take_transcript`].
     pub transcript: bool,
 }
@@ -81,21 +91,32 @@ pub struct RefusedRecipient {
     pub reply: Reply,
 }
 
-/// The outcome of a transaction the server accepted.
+/// The outcome of a message the server accepted for at least one recipient.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Delivery {
     pub accepted: Vec<String>,
     pub refused: Vec<RefusedRecipient>,
-    /// The reply to the end of data; it usually names the queue id.
+    /// The reply to the end of the content; it usually names the queue id.
     pub reply: Reply,
+    /// When a 452 split the recipients over several transactions, the end-of-content
+    /// replies of the earlier ones.
+    pub earlier_replies: Vec<Reply>,
 }
 
-/// Which timer the driver should apply while it waits for a reply.
+/// Which time limit applies to a wait or a write (RFC 5321 section 4.5.3.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Timer {
-    /// Any command reply, the greeting included.
+    /// The 220 greeting.
+    Greeting,
+    /// EHLO, STARTTLS, AUTH, RSET, NOOP and QUIT.
     Command,
-    /// The reply to the final dot, which may take a server long (RFC 5321 4.5.3.2.6).
+    Mail,
+    Rcpt,
+    /// The 354 reply to DATA.
+    DataStart,
+    /// A write of message content, or the reply to a BDAT chunk but the last.
+    DataBlock,
+    /// The reply after the whole content, which may take a server long.
     DataEnd,
 }
 
@@ -109,7 +130,7 @@ pub struct Wait {
 /// What the driver must do next.
 #[derive(Debug)]
 pub enum Step {
-    Transmit(Vec<u8>),
+    Transmit(Vec<u8>, Timer),
     Receive(Wait),
     StartTls,
     Ready,
@@ -168,46 +189,102 @@ enum State {
     Helo,
     StartTls,
     Handshake,
-    Auth {
-        mechanism: Mechanism,
-        step: AuthStep,
-    },
+    Auth(Box<AuthState>),
     Ready,
+    Noop,
     Mail,
     Rcpt {
         index: usize,
     },
     Data,
     DataEnd,
+    /// Waiting for the reply to a BDAT chunk.
+    Bdat {
+        last: bool,
+    },
     Rset {
-        then: Error,
+        then: Result<Delivery, Error>,
     },
     Quit,
     Closed,
 }
 
-/// Where an AUTH exchange stands: which 334 prompt comes next, if any.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum AuthStep {
-    /// LOGIN: the server will ask for the user name.
-    LoginUser,
-    /// LOGIN: the server will ask for the password.
-    LoginPassword,
-    /// Everything was sent; only 235 or a failure may follow.
-    Outcome,
+/// An AUTH exchange in progress.
+#[derive(Debug)]
+struct AuthState {
+    exchange: Exchange,
+    /// We cancelled with `*`; after the server's reply, fail with this.
+    cancelled: Option<Error>,
 }
 
+/// Largest BDAT chunk: big enough to cost few round trips, small enough that each write
+/// fits the data-block timer on a slow link.
+const BDAT_CHUNK: usize = 1 << 20;
+
+/// One message, which may take several SMTP transactions when the server limits the
+/// recipients per transaction (RFC 5321 section 4.5.3.1.10).
 #[derive(Debug)]
 struct Transaction {
-    envelope: Envelope,
+    mail: String,
+    options: SendOptions,
+    /// The recipients of the current SMTP transaction.
+    recipients: Vec<String>,
     wire: Vec<u8>,
+    framing: Framing,
+    /// Octets of `wire` already sent in BDAT chunks.
+    chunked_out: usize,
     accepted: Vec<String>,
+    /// Where the current transaction's entries in `accepted` begin.
+    accepted_before: usize,
     refused: Vec<RefusedRecipient>,
-    /// MAIL, every RCPT and DATA went out in one flight (RFC 2920).
+    /// Recipients answered 452 in the current transaction: for the next one.
+    deferred: Vec<RefusedRecipient>,
+    /// End-of-content replies of earlier transactions, which delivered the message.
+    earlier_replies: Vec<Reply>,
+    /// MAIL and every RCPT went out in one flight (RFC 2920), and DATA with them.
     pipelined: bool,
     /// With pipelining, a failure found while replies to commands already sent are
     /// still to come: they are read, then the transaction ends with this error.
     doomed: Option<Error>,
+}
+
+impl Transaction {
+    /// DATA was sent in the same flight as the envelope.
+    fn data_sent_ahead(&self) -> bool {
+        self.pipelined && self.framing == Framing::DotStuffed
+    }
+
+    /// How the message ends when the current transaction fails with `error`: if an
+    /// earlier one delivered it, a delivery whose refusals include this transaction's
+    /// recipients; otherwise the error.
+    fn outcome_of_failure(mut self, error: Error) -> Result<Delivery, Error> {
+        let (Some(last), Some(reply)) = (self.earlier_replies.pop(), error.reply.clone()) else {
+            return Err(error);
+        };
+        let failed = self.accepted.split_off(self.accepted_before);
+        let unanswered = self
+            .recipients
+            .iter()
+            .filter(|r| !self.refused.iter().any(|f| &f.address == *r))
+            .filter(|r| !self.deferred.iter().any(|d| &d.address == *r))
+            .filter(|r| !failed.contains(r));
+        let refused_now: Vec<RefusedRecipient> = failed
+            .iter()
+            .chain(unanswered)
+            .map(|address| RefusedRecipient {
+                address: address.clone(),
+                reply: reply.clone(),
+            })
+            .collect();
+        self.refused.extend(refused_now);
+        self.refused.append(&mut self.deferred);
+        Ok(Delivery {
+            accepted: self.accepted,
+            refused: self.refused,
+            reply: last,
+            earlier_replies: self.earlier_replies,
+        })
+    }
 }
 
 /// The client side of one SMTP connection.
@@ -217,10 +294,14 @@ pub struct Client {
     state: State,
     parser: ReplyParser,
     out: Vec<u8>,
+    /// `out` carries message content, so it is written under the data-block timer.
+    out_is_content: bool,
     outcomes: VecDeque<Result<Delivery, Error>>,
     tls_active: bool,
     capabilities: Capabilities,
     transaction: Option<Transaction>,
+    /// Every AUTH line sent, to mask if the server echoes one.
+    sent_secrets: Vec<String>,
     transcript: Vec<String>,
 }
 
@@ -267,9 +348,11 @@ impl Client {
             state: State::Greeting,
             parser: ReplyParser::new(),
             out: Vec::new(),
+            out_is_content: false,
             outcomes: VecDeque::new(),
             capabilities: Capabilities::default(),
             transaction: None,
+            sent_secrets: Vec::new(),
             transcript: Vec::new(),
         })
     }
@@ -292,7 +375,12 @@ impl Client {
     /// The next thing the driver must do.
     pub fn poll(&mut self) -> Step {
         if !self.out.is_empty() {
-            return Step::Transmit(mem::take(&mut self.out));
+            let timer = if mem::take(&mut self.out_is_content) {
+                Timer::DataBlock
+            } else {
+                Timer::Command
+            };
+            return Step::Transmit(mem::take(&mut self.out), timer);
         }
         if let Some(outcome) = self.outcomes.pop_front() {
             return match outcome {
@@ -313,10 +401,7 @@ impl Client {
                 }
                 Ok(None) => Step::Receive(Wait {
                     phase: self.phase(),
-                    timer: match self.state {
-                        State::DataEnd => Timer::DataEnd,
-                        _ => Timer::Command,
-                    },
+                    timer: self.timer(),
                 }),
                 Err(error) => {
                     let error = Error::new(self.phase(), ErrorKind::Protocol, error.to_string());
@@ -350,41 +435,71 @@ impl Client {
         self.send_ehlo();
     }
 
-    /// Starts a mail transaction; only valid when [`Step::Ready`] was returned.
-    /// Bad input is refused here, before anything is sent.
-    pub fn send(&mut self, envelope: Envelope, message: &[u8]) -> Result<(), Error> {
-        if !matches!(self.state, State::Ready) {
-            return Err(Error::new(
-                self.phase(),
-                ErrorKind::Closed,
-                "the session is not ready for a message",
-            ));
-        }
+    /// Starts sending a message; only valid when [`Step::Ready`] was returned. Bad input,
+    /// and what the server is known not to support, is refused here, before anything is
+    /// sent.
+    pub fn send(
+        &mut self,
+        envelope: Envelope,
+        message: &[u8],
+        options: SendOptions,
+    ) -> Result<(), Error> {
+        self.check_ready()?;
         let needs_utf8 = envelope.check()?;
+        options.check()?;
         if needs_utf8 && !self.capabilities.has("SMTPUTF8") {
             return Err(Error::invalid_input(
                 Phase::Mail,
                 "an address has non-ASCII characters but the server does not offer SMTPUTF8",
             ));
         }
-        let data = data::encode(message)?;
-        let mut mail = format!("MAIL FROM:<{}>", envelope.sender);
-        if let Some(limit) = self.capabilities.size_limit() {
-            let size = data.wire.len() as u64;
-            if size > limit {
-                return Err(Error::invalid_input(
-                    Phase::Mail,
-                    format!("the message is {size} bytes but the server accepts at most {limit}"),
-                ));
-            }
-            mail.push_str(&format!(" SIZE={size}"));
+        if options.dsn.is_some() && !self.capabilities.has("DSN") {
+            return Err(Error::invalid_input(
+                Phase::Mail,
+                "delivery status notifications were asked for but the server does not offer DSN",
+            ));
         }
-        if data.eight_bit && self.capabilities.has("8BITMIME") {
-            mail.push_str(" BODY=8BITMIME");
+        if options.require_tls && !(self.tls_active && self.capabilities.has("REQUIRETLS")) {
+            return Err(Error::new(
+                Phase::Mail,
+                ErrorKind::Tls,
+                "REQUIRETLS was asked for but the connection is not TLS or the server does not \
+                 offer REQUIRETLS; the message was not sent",
+            ));
         }
-        if needs_utf8 {
-            mail.push_str(" SMTPUTF8");
+        let framing = if self.capabilities.has("CHUNKING") {
+            Framing::Chunked
+        } else {
+            Framing::DotStuffed
+        };
+        let data = data::encode(message, framing)?;
+        let eight_bit_mime = self.capabilities.has("8BITMIME");
+        if data.eight_bit && !eight_bit_mime && !needs_utf8 {
+            return Err(Error::invalid_input(
+                Phase::Data,
+                "the message has 8-bit content but the server does not offer 8BITMIME; \
+                 compose the message (which encodes it to 7-bit) or encode it first",
+            ));
         }
+        // RFC 1870 counts CRLFs but not the stuffed dots; the wire length may only overstate it.
+        let size = self
+            .capabilities
+            .size_limit()
+            .map(|_| data.wire.len() as u64);
+        if let (Some(size), Some(limit)) = (size, self.capabilities.size_limit())
+            && size > limit
+        {
+            return Err(Error::invalid_input(
+                Phase::Mail,
+                format!("the message is {size} bytes but the server accepts at most {limit}"),
+            ));
+        }
+        let declared = MailDeclarations {
+            size,
+            eight_bit: data.eight_bit && eight_bit_mime,
+            smtputf8: needs_utf8,
+        };
+        let mail = params::mail_command(&envelope.sender, declared, &options);
         if mail.len() + 2 > MAX_COMMAND_LINE {
             return Err(Error::invalid_input(
                 Phase::Mail,
@@ -392,22 +507,30 @@ impl Client {
             ));
         }
         self.transaction = Some(Transaction {
-            envelope,
+            mail,
+            options,
+            recipients: envelope.recipients,
             wire: data.wire,
+            framing,
+            chunked_out: 0,
             accepted: Vec::new(),
+            accepted_before: 0,
             refused: Vec::new(),
+            deferred: Vec::new(),
+            earlier_replies: Vec::new(),
             pipelined: self.capabilities.has("PIPELINING"),
             doomed: None,
         });
-        self.command(&mail);
-        self.state = State::Mail;
-        if self.in_transaction().pipelined {
-            // RFC 2920: the whole envelope and DATA in one flight; content waits for 354.
-            for index in 0..self.in_transaction().envelope.recipients.len() {
-                self.rcpt_command(index);
-            }
-            self.command("DATA");
-        }
+        self.start_transaction();
+        Ok(())
+    }
+
+    /// Checks that the server is still there (RFC 5321 section 4.1.1.9); only valid when
+    /// [`Step::Ready`] was returned. [`Step::Ready`] follows if it is.
+    pub fn noop(&mut self) -> Result<(), Error> {
+        self.check_ready()?;
+        self.command("NOOP");
+        self.state = State::Noop;
         Ok(())
     }
 
@@ -423,16 +546,60 @@ impl Client {
         }
     }
 
+    fn check_ready(&self) -> Result<(), Error> {
+        if matches!(self.state, State::Ready) {
+            Ok(())
+        } else {
+            Err(Error::new(
+                self.phase(),
+                ErrorKind::Closed,
+                "the session is not ready for a message",
+            ))
+        }
+    }
+
+    /// MAIL FROM for the transaction's current recipients; with pipelining every RCPT
+    /// too, and DATA when the content goes after a 354 (RFC 2920).
+    fn start_transaction(&mut self) {
+        let transaction = self.in_transaction();
+        transaction.accepted_before = transaction.accepted.len();
+        let mail = transaction.mail.clone();
+        self.command(&mail);
+        self.state = State::Mail;
+        let transaction = self.in_transaction();
+        if transaction.pipelined {
+            let data_ahead = transaction.data_sent_ahead();
+            for index in 0..transaction.recipients.len() {
+                self.rcpt_command(index);
+            }
+            if data_ahead {
+                self.command("DATA");
+            }
+        }
+    }
+
     fn phase(&self) -> Phase {
         match &self.state {
             State::Greeting => Phase::Greeting,
             State::Ehlo | State::Helo => Phase::Ehlo,
             State::StartTls | State::Handshake => Phase::Tls,
-            State::Auth { .. } => Phase::Auth,
-            State::Ready | State::Mail | State::Rset { .. } => Phase::Mail,
+            State::Auth(_) => Phase::Auth,
+            State::Ready | State::Noop | State::Mail | State::Rset { .. } => Phase::Mail,
             State::Rcpt { .. } => Phase::Rcpt,
-            State::Data | State::DataEnd => Phase::Data,
+            State::Data | State::DataEnd | State::Bdat { .. } => Phase::Data,
             State::Quit | State::Closed => Phase::Quit,
+        }
+    }
+
+    fn timer(&self) -> Timer {
+        match self.state {
+            State::Greeting => Timer::Greeting,
+            State::Mail => Timer::Mail,
+            State::Rcpt { .. } => Timer::Rcpt,
+            State::Data => Timer::DataStart,
+            State::Bdat { last: false } => Timer::DataBlock,
+            State::DataEnd | State::Bdat { last: true } => Timer::DataEnd,
+            _ => Timer::Command,
         }
     }
 
@@ -453,11 +620,14 @@ impl Client {
             State::Ehlo => self.on_ehlo(reply),
             State::Helo => self.on_helo(reply),
             State::StartTls => self.on_starttls(reply),
-            State::Auth { mechanism, step } => self.on_auth(reply, mechanism, step),
+            State::Auth(auth) => self.on_auth(reply, auth),
+            State::Noop => self.on_noop(reply),
             State::Mail => self.on_mail(reply),
             State::Rcpt { index } => self.on_rcpt(reply, index),
             State::Data => self.on_data(reply),
-            State::DataEnd => self.on_data_end(reply),
+            State::DataEnd => self.on_content_end(reply),
+            State::Bdat { last: true } => self.on_content_end(reply),
+            State::Bdat { last: false } => self.on_bdat_chunk(reply),
             State::Rset { then } => self.on_rset(reply, then),
             State::Quit => self.state = State::Closed,
             State::Handshake | State::Ready | State::Closed => {
@@ -527,30 +697,34 @@ impl Client {
             return;
         };
         let offered = self.capabilities.auth_mechanisms();
-        let Some(mechanism) = Mechanism::choose(&offered) else {
-            let message = if offered.is_empty() {
-                "the server offers no AUTH".to_owned()
-            } else {
-                format!(
-                    "the server offers AUTH {} but sendbox supports PLAIN and LOGIN",
-                    offered.join(" ")
-                )
-            };
-            self.fail(Error::new(Phase::Auth, ErrorKind::Auth, message));
-            return;
+        let mechanism = match Mechanism::choose(&credentials, &offered) {
+            Ok(mechanism) => mechanism,
+            Err(message) => return self.fail(Error::new(Phase::Auth, ErrorKind::Auth, message)),
         };
-        let step = match mechanism {
-            Mechanism::Plain => {
-                let line = format!("AUTH PLAIN {}", auth::plain_response(&credentials));
-                self.secret_command(&line, "AUTH PLAIN <credentials redacted>");
-                AuthStep::Outcome
-            }
-            Mechanism::Login => {
-                self.command("AUTH LOGIN");
-                AuthStep::LoginUser
-            }
+        let started = Exchange::start(
+            mechanism,
+            &credentials,
+            &self.config.server_host,
+            self.config.server_port,
+            &self.config.sasl_nonce,
+        );
+        let (exchange, initial) = match started {
+            Ok(started) => started,
+            Err(error) => return self.fail(error),
         };
-        self.state = State::Auth { mechanism, step };
+        match initial {
+            Some(initial) => {
+                let line = format!("AUTH {} {initial}", mechanism.name());
+                let shown = format!("AUTH {} <credentials redacted>", mechanism.name());
+                self.secret_command(&line, &shown);
+                self.sent_secrets.push(initial);
+            }
+            None => self.command(&format!("AUTH {}", mechanism.name())),
+        }
+        self.state = State::Auth(Box::new(AuthState {
+            exchange,
+            cancelled: None,
+        }));
     }
 
     fn on_starttls(&mut self, reply: Reply) {
@@ -575,27 +749,29 @@ impl Client {
         self.state = State::Handshake;
     }
 
-    fn on_auth(&mut self, reply: Reply, mechanism: Mechanism, step: AuthStep) {
-        if reply.is_positive() {
-            self.state = State::Ready;
-            return;
+    fn on_auth(&mut self, reply: Reply, mut auth: Box<AuthState>) {
+        if let Some(error) = auth.cancelled.take() {
+            // The server's answer to our `*`; the exchange failed on our side.
+            return self.fail(error);
         }
-        if reply.code == 334 && step != AuthStep::Outcome {
-            let credentials = self
-                .config
-                .credentials
-                .as_ref()
-                .expect("AUTH runs only with credentials");
-            let (field, next) = match step {
-                AuthStep::LoginUser => (&credentials.username, AuthStep::LoginPassword),
-                _ => (&credentials.password, AuthStep::Outcome),
+        if reply.is_positive() {
+            return match auth.exchange.success() {
+                Ok(()) => self.state = State::Ready,
+                Err(error) => self.fail(error),
             };
-            let line = auth::login_response(field);
-            self.secret_command(&line, "<credentials redacted>");
-            self.state = State::Auth {
-                mechanism,
-                step: next,
-            };
+        }
+        if reply.code == 334 {
+            match auth.exchange.challenge(&reply.text()) {
+                Response::Line(line) => {
+                    self.secret_command(&line, "<credentials redacted>");
+                    self.sent_secrets.push(line);
+                }
+                Response::Cancel(error) => {
+                    self.command("*");
+                    auth.cancelled = Some(error);
+                }
+            }
+            self.state = State::Auth(auth);
             return;
         }
         if reply.is_intermediate() {
@@ -606,16 +782,37 @@ impl Client {
                 reply,
             ));
         }
-        let message = match reply.code {
-            535 => "the server rejected the user name or password".to_owned(),
-            _ => format!("AUTH {} failed", mechanism.name()),
+        let with_token = self
+            .config
+            .credentials
+            .as_ref()
+            .is_some_and(|c| matches!(c.secret, Secret::BearerToken(_)));
+        let refused = if with_token {
+            "the server rejected the user name or token"
+        } else {
+            "the server rejected the user name or password"
         };
+        let mut message = match reply.code {
+            535 => refused.to_owned(),
+            _ => format!("AUTH {} failed", auth.exchange.mechanism().name()),
+        };
+        if let Some(said) = auth.exchange.server_error() {
+            message.push_str(&format!(" (the server said: {said})"));
+        }
         self.fail(Error::from_reply(
             Phase::Auth,
             ErrorKind::Auth,
             message,
             reply,
         ));
+    }
+
+    fn on_noop(&mut self, reply: Reply) {
+        if reply.is_positive() {
+            self.state = State::Ready;
+        } else {
+            self.fail_with_reply(Phase::Mail, "NOOP was refused", reply);
+        }
     }
 
     fn on_mail(&mut self, reply: Reply) {
@@ -637,7 +834,7 @@ impl Client {
             reply,
         );
         if self.in_transaction().pipelined {
-            // The replies to RCPT and DATA are on their way; read them first.
+            // The replies to RCPT (and DATA) are on their way; read them first.
             self.in_transaction().doomed = Some(error);
             self.state = State::Rcpt { index: 0 };
         } else {
@@ -656,24 +853,40 @@ impl Client {
         }
         let transaction = self.in_transaction();
         if transaction.doomed.is_none() {
-            let address = transaction.envelope.recipients[index].clone();
+            let address = transaction.recipients[index].clone();
             if reply.is_positive() {
                 transaction.accepted.push(address);
+            } else if reply.code == 452 {
+                // Too many recipients: the rest go in a further transaction (RFC 5321
+                // section 4.5.3.1.10), if this one delivers to anyone.
+                transaction
+                    .deferred
+                    .push(RefusedRecipient { address, reply });
             } else {
                 transaction
                     .refused
                     .push(RefusedRecipient { address, reply });
             }
         }
-        if index + 1 < transaction.envelope.recipients.len() {
+        if index + 1 < transaction.recipients.len() {
             return self.next_rcpt(index + 1);
         }
-        if transaction.doomed.is_none() && transaction.accepted.is_empty() {
-            let error = every_recipient_refused(&transaction.refused);
-            transaction.doomed = Some(error);
+        if transaction.doomed.is_none() && transaction.accepted.len() == transaction.accepted_before
+        {
+            // Nobody took it in this transaction, so a further one would fare no better.
+            let deferred = mem::take(&mut transaction.deferred);
+            transaction.refused.extend(deferred);
+            let round: Vec<RefusedRecipient> = transaction
+                .refused
+                .iter()
+                .filter(|r| transaction.recipients.contains(&r.address))
+                .cloned()
+                .collect();
+            transaction.doomed = Some(every_recipient_refused(&round));
         }
-        match (transaction.pipelined, transaction.doomed.take()) {
+        match (transaction.data_sent_ahead(), transaction.doomed.take()) {
             (false, Some(error)) => self.reset_then_fail(error),
+            (false, None) if transaction.framing == Framing::Chunked => self.send_chunk(),
             (false, None) => {
                 self.command("DATA");
                 self.state = State::Data;
@@ -701,9 +914,11 @@ impl Client {
             return;
         }
         if reply.code == 354 {
-            let wire = mem::take(&mut self.in_transaction().wire);
-            self.record(format!("C: <message: {} bytes>", wire.len()));
-            self.out.extend_from_slice(&wire);
+            let size = self.in_transaction().wire.len();
+            self.record(format!("C: <message: {size} bytes>"));
+            let transaction = self.transaction.as_ref().expect("DATA is in a transaction");
+            self.out.extend_from_slice(&transaction.wire);
+            self.out_is_content = true;
             self.state = State::DataEnd;
         } else if reply.code / 100 >= 4 {
             self.reject_transaction(Phase::Data, "DATA was refused", reply);
@@ -718,21 +933,62 @@ impl Client {
         }
     }
 
-    fn on_data_end(&mut self, reply: Reply) {
-        let transaction = self.transaction.take().expect("data ends a transaction");
+    /// Sends the next BDAT chunk (RFC 3030); the last one says LAST.
+    fn send_chunk(&mut self) {
+        let transaction = self.transaction.as_mut().expect("BDAT is in a transaction");
+        let start = transaction.chunked_out;
+        let end = transaction.wire.len().min(start + BDAT_CHUNK);
+        let last = end == transaction.wire.len();
+        transaction.chunked_out = end;
+        let size = end - start;
+        let line = if last {
+            format!("BDAT {size} LAST")
+        } else {
+            format!("BDAT {size}")
+        };
+        self.command(&line);
+        self.record(format!("C: <message: {size} bytes>"));
+        let transaction = self.transaction.as_ref().expect("BDAT is in a transaction");
+        self.out.extend_from_slice(&transaction.wire[start..end]);
+        self.out_is_content = true;
+        self.state = State::Bdat { last };
+    }
+
+    fn on_bdat_chunk(&mut self, reply: Reply) {
+        if reply.is_positive() {
+            self.send_chunk();
+        } else {
+            self.reject_transaction(Phase::Data, "a BDAT chunk was refused", reply);
+        }
+    }
+
+    /// The reply to the end of the content: the final dot, or BDAT LAST.
+    fn on_content_end(&mut self, reply: Reply) {
+        let mut transaction = self.transaction.take().expect("data ends a transaction");
         self.state = State::Ready;
-        if let Some(error) = transaction.doomed {
+        if let Some(error) = transaction.doomed.take() {
             // The reply is to the empty message that closed a failed pipelined transaction.
             if reply.is_intermediate() {
                 return self.fail(error);
             }
-            self.outcomes.push_back(Err(error));
+            let outcome = transaction.outcome_of_failure(error);
+            self.outcomes.push_back(outcome);
         } else if reply.is_positive() {
-            self.outcomes.push_back(Ok(Delivery {
-                accepted: transaction.accepted,
-                refused: transaction.refused,
-                reply,
-            }));
+            if transaction.deferred.is_empty() {
+                self.outcomes.push_back(Ok(Delivery {
+                    accepted: transaction.accepted,
+                    refused: transaction.refused,
+                    reply,
+                    earlier_replies: transaction.earlier_replies,
+                }));
+            } else {
+                transaction.earlier_replies.push(reply);
+                transaction.recipients =
+                    transaction.deferred.drain(..).map(|r| r.address).collect();
+                transaction.chunked_out = 0;
+                self.transaction = Some(transaction);
+                self.start_transaction();
+            }
         } else if reply.code / 100 >= 4 {
             let error = Error::from_reply(
                 Phase::Data,
@@ -740,24 +996,31 @@ impl Client {
                 "the message was refused after its content was sent",
                 reply,
             );
-            self.outcomes.push_back(Err(error));
+            let outcome = transaction.outcome_of_failure(error);
+            self.outcomes.push_back(outcome);
         } else {
             self.fail(Error::from_reply(
                 Phase::Data,
                 ErrorKind::Protocol,
-                "unexpected reply to the end of data",
+                "unexpected reply to the end of the message",
                 reply,
             ));
         }
     }
 
-    fn on_rset(&mut self, reply: Reply, then: Error) {
+    fn on_rset(&mut self, reply: Reply, then: Result<Delivery, Error>) {
         if reply.is_positive() {
             self.state = State::Ready;
-            self.outcomes.push_back(Err(then));
+            self.outcomes.push_back(then);
         } else {
             // The transaction failed and the server will not reset: the session is unusable.
-            self.fail(then);
+            match then {
+                Ok(delivery) => {
+                    self.outcomes.push_back(Ok(delivery));
+                    self.fail_silently();
+                }
+                Err(error) => self.fail(error),
+            }
         }
     }
 
@@ -776,10 +1039,8 @@ impl Client {
     }
 
     fn rcpt_command(&mut self, index: usize) {
-        let line = format!(
-            "RCPT TO:<{}>",
-            self.in_transaction().envelope.recipients[index]
-        );
+        let transaction = self.in_transaction();
+        let line = params::rcpt_command(&transaction.recipients[index], &transaction.options);
         self.command(&line);
     }
 
@@ -808,9 +1069,12 @@ impl Client {
     }
 
     fn reset_then_fail(&mut self, error: Error) {
-        self.transaction = None;
+        let then = match self.transaction.take() {
+            Some(transaction) => transaction.outcome_of_failure(error),
+            None => Err(error),
+        };
         self.command("RSET");
-        self.state = State::Rset { then: error };
+        self.state = State::Rset { then };
     }
 
     fn fail_with_reply(&mut self, phase: Phase, message: &str, reply: Reply) {
@@ -822,12 +1086,22 @@ impl Client {
         self.fail(Error::from_reply(phase, kind, message, reply));
     }
 
-    /// A session-level failure: the connection is finished.
+    /// A session-level failure: the connection is finished. A message that an earlier
+    /// transaction delivered is still reported delivered.
     fn fail(&mut self, error: Error) {
+        let outcome = match self.transaction.take() {
+            Some(transaction) => transaction.outcome_of_failure(error),
+            None => Err(error),
+        };
+        self.fail_silently();
+        self.outcomes.push_back(outcome);
+    }
+
+    /// Closes the session without reporting anything more.
+    fn fail_silently(&mut self) {
         self.transaction = None;
         self.out.clear();
         self.state = State::Closed;
-        self.outcomes.push_back(Err(error));
     }
 
     fn command(&mut self, line: &str) {
@@ -846,25 +1120,24 @@ impl Client {
         self.out.extend_from_slice(b"\r\n");
     }
 
-    /// A server that echoes the password back (it learns it from AUTH) must not get it
-    /// into our transcript, errors or results: every form we send is masked.
+    /// A server that echoes the secret back (it learns it from AUTH) must not get it
+    /// into our transcript, errors or results: the secret and every AUTH line we sent
+    /// are masked.
     fn redact(&self, mut reply: Reply) -> Reply {
         let Some(credentials) = &self.config.credentials else {
             return reply;
         };
-        // Shorter passwords would mask ordinary words; they are also no secret worth the name.
-        if credentials.password.len() < auth::MIN_REDACTED_LEN {
-            return reply;
-        }
-        let secrets = [
-            credentials.password.clone(),
-            auth::login_response(&credentials.password),
-            auth::plain_response(credentials),
-        ];
-        for line in &mut reply.lines {
-            for secret in &secrets {
-                if line.contains(secret.as_str()) {
-                    *line = line.replace(secret.as_str(), "<redacted>");
+        let secret = credentials.secret_text();
+        let encoded = BASE64.encode(secret);
+        let secrets = [secret, encoded.as_str()]
+            .into_iter()
+            .chain(self.sent_secrets.iter().map(String::as_str))
+            // Shorter strings would mask ordinary words; they are also no secret worth the name.
+            .filter(|s| s.len() >= sasl::MIN_REDACTED_LEN);
+        for secret in secrets {
+            for line in &mut reply.lines {
+                if line.contains(secret) {
+                    *line = line.replace(secret, "<redacted>");
                 }
             }
         }

@@ -10,17 +10,26 @@ fn config(tls: TlsMode, with_credentials: bool) -> ClientConfig {
         tls,
         credentials: with_credentials.then(|| Credentials {
             username: "alice".into(),
-            password: PASSWORD.into(),
+            secret: Secret::Password(PASSWORD.into()),
+            mechanism: None,
         }),
+        server_host: "mx.example.org".into(),
+        server_port: 587,
+        sasl_nonce: "rOprNGfwEbeRWgbNEkqO".into(),
         transcript: true,
     }
+}
+
+/// The PLAIN initial response for alice (RFC 4616).
+fn plain_response() -> String {
+    BASE64.encode(format!("\0alice\0{PASSWORD}"))
 }
 
 /// Asserts the client writes exactly `expected` next.
 #[track_caller]
 fn expect_write(client: &mut Client, expected: &str) {
     match client.poll() {
-        Step::Transmit(bytes) => assert_eq!(String::from_utf8_lossy(&bytes), expected),
+        Step::Transmit(bytes, _) => assert_eq!(String::from_utf8_lossy(&bytes), expected),
         other => panic!("expected to write {expected:?}, got {other:?}"),
     }
 }
@@ -66,13 +75,7 @@ fn open_starttls(client: &mut Client) {
         client,
         "250-mx.example.org\r\n250-SIZE 1000000\r\n250-8BITMIME\r\n250 AUTH PLAIN LOGIN\r\n",
     );
-    expect_write(
-        client,
-        &format!(
-            "AUTH PLAIN {}\r\n",
-            auth::plain_response(&config(TlsMode::StartTls, true).credentials.unwrap())
-        ),
-    );
+    expect_write(client, &format!("AUTH PLAIN {}\r\n", plain_response()));
     server_says(client, "235 2.7.0 Authentication successful\r\n");
     assert!(matches!(client.poll(), Step::Ready));
 }
@@ -83,7 +86,11 @@ fn starttls_auth_send_and_quit() {
     open_starttls(&mut client);
 
     client
-        .send(envelope(&["bob@example.net"]), b"Subject: hi\n\n.dot\nbody")
+        .send(
+            envelope(&["bob@example.net"]),
+            b"Subject: hi\n\n.dot\nbody",
+            SendOptions::default(),
+        )
         .unwrap();
     let wire_size = b"Subject: hi\r\n\r\n..dot\r\nbody\r\n.\r\n".len();
     expect_write(
@@ -112,9 +119,7 @@ fn starttls_auth_send_and_quit() {
 
     let transcript = client.take_transcript().join("\n");
     assert!(!transcript.contains(PASSWORD), "{transcript}");
-    assert!(!transcript.contains(&auth::plain_response(
-        &config(TlsMode::StartTls, true).credentials.unwrap()
-    )));
+    assert!(!transcript.contains(&plain_response()));
     assert!(
         transcript.contains("C: AUTH PLAIN <credentials redacted>"),
         "{transcript}"
@@ -142,17 +147,14 @@ fn capabilities_from_before_tls_are_forgotten() {
     server_says(&mut client, "334 VXNlcm5hbWU6\r\n");
     expect_write(&mut client, "YWxpY2U=\r\n");
     server_says(&mut client, "334 UGFzc3dvcmQ6\r\n");
-    expect_write(
-        &mut client,
-        &format!("{}\r\n", auth::login_response(PASSWORD)),
-    );
+    expect_write(&mut client, &format!("{}\r\n", BASE64.encode(PASSWORD)));
     server_says(&mut client, "235 ok\r\n");
     assert!(matches!(client.poll(), Step::Ready));
     assert!(
         !client
             .take_transcript()
             .join("\n")
-            .contains(&auth::login_response(PASSWORD))
+            .contains(&BASE64.encode(PASSWORD))
     );
 }
 
@@ -231,7 +233,7 @@ fn wrong_password_is_an_auth_error() {
     server_says(&mut client, "220 mx\r\n");
     expect_write(&mut client, "EHLO client.example\r\n");
     server_says(&mut client, "250-mx\r\n250 AUTH PLAIN\r\n");
-    let Step::Transmit(_) = client.poll() else {
+    let Step::Transmit(_, _) = client.poll() else {
         panic!()
     };
     server_says(&mut client, "535 5.7.8 Error: authentication failed\r\n");
@@ -278,6 +280,7 @@ fn some_recipients_refused_the_rest_get_the_message() {
         .send(
             envelope(&["a@x.org", "b@x.org"]),
             "Subject: é\n\nhi".as_bytes(),
+            SendOptions::default(),
         )
         .unwrap();
     expect_write(
@@ -291,7 +294,7 @@ fn some_recipients_refused_the_rest_get_the_message() {
     server_says(&mut client, "250 ok\r\n");
     expect_write(&mut client, "DATA\r\n");
     server_says(&mut client, "354 go\r\n");
-    let Step::Transmit(_) = client.poll() else {
+    let Step::Transmit(_, _) = client.poll() else {
         panic!()
     };
     server_says(&mut client, "250 queued\r\n");
@@ -307,7 +310,11 @@ fn some_recipients_refused_the_rest_get_the_message() {
 fn all_recipients_refused_sends_no_data_and_keeps_the_session() {
     let mut client = ready_client("8BITMIME");
     client
-        .send(envelope(&["a@x.org", "b@x.org"]), b"hi")
+        .send(
+            envelope(&["a@x.org", "b@x.org"]),
+            b"hi",
+            SendOptions::default(),
+        )
         .unwrap();
     expect_write(&mut client, "MAIL FROM:<alice@example.org>\r\n");
     server_says(&mut client, "250 ok\r\n");
@@ -329,7 +336,13 @@ fn all_recipients_refused_sends_no_data_and_keeps_the_session() {
 #[test]
 fn data_answered_without_354_sends_no_content() {
     let mut client = ready_client("8BITMIME");
-    client.send(envelope(&["a@x.org"]), b"secret body").unwrap();
+    client
+        .send(
+            envelope(&["a@x.org"]),
+            b"secret body",
+            SendOptions::default(),
+        )
+        .unwrap();
     expect_write(&mut client, "MAIL FROM:<alice@example.org>\r\n");
     server_says(&mut client, "250 ok\r\n");
     expect_write(&mut client, "RCPT TO:<a@x.org>\r\n");
@@ -347,7 +360,9 @@ fn data_answered_without_354_sends_no_content() {
 #[test]
 fn refusal_after_the_dot_is_not_a_delivery() {
     let mut client = ready_client("8BITMIME");
-    client.send(envelope(&["a@x.org"]), b"body").unwrap();
+    client
+        .send(envelope(&["a@x.org"]), b"body", SendOptions::default())
+        .unwrap();
     expect_write(&mut client, "MAIL FROM:<alice@example.org>\r\n");
     server_says(&mut client, "250 ok\r\n");
     expect_write(&mut client, "RCPT TO:<a@x.org>\r\n");
@@ -367,7 +382,9 @@ fn refusal_after_the_dot_is_not_a_delivery() {
 #[test]
 fn service_closing_is_transient_at_any_stage() {
     let mut client = ready_client("8BITMIME");
-    client.send(envelope(&["a@x.org"]), b"body").unwrap();
+    client
+        .send(envelope(&["a@x.org"]), b"body", SendOptions::default())
+        .unwrap();
     expect_write(&mut client, "MAIL FROM:<alice@example.org>\r\n");
     server_says(&mut client, "421 4.3.2 shutting down\r\n");
     let error = expect_failure(&mut client);
@@ -389,16 +406,26 @@ fn bad_input_sends_nothing() {
             sender: sender.into(),
             recipients: vec![recipient.into()],
         };
-        let error = client.send(envelope, b"hi").unwrap_err();
+        let error = client
+            .send(envelope, b"hi", SendOptions::default())
+            .unwrap_err();
         assert_eq!(error.kind, ErrorKind::InvalidInput, "{recipient:?}");
         assert!(
             matches!(client.poll(), Step::Ready),
             "something was sent for {recipient:?}"
         );
     }
-    assert!(client.send(envelope(&[]), b"hi").is_err());
+    assert!(
+        client
+            .send(envelope(&[]), b"hi", SendOptions::default())
+            .is_err()
+    );
     let long_local = format!("{}@x.org", "a".repeat(65));
-    assert!(client.send(envelope(&[&long_local]), b"hi").is_err());
+    assert!(
+        client
+            .send(envelope(&[&long_local]), b"hi", SendOptions::default())
+            .is_err()
+    );
     assert!(
         Client::new(ClientConfig {
             ehlo_name: "host\r\nMAIL FROM:<x@y>".into(),
@@ -412,7 +439,11 @@ fn bad_input_sends_nothing() {
 fn message_over_the_size_limit_is_refused_up_front() {
     let mut client = ready_client("SIZE 10");
     let error = client
-        .send(envelope(&["a@x.org"]), b"a body longer than ten bytes")
+        .send(
+            envelope(&["a@x.org"]),
+            b"a body longer than ten bytes",
+            SendOptions::default(),
+        )
         .unwrap_err();
     assert_eq!(error.kind, ErrorKind::InvalidInput);
     assert!(matches!(client.poll(), Step::Ready));
@@ -434,7 +465,9 @@ fn malformed_or_non_220_greeting_fails() {
 #[test]
 fn lost_connection_mid_data_is_never_a_delivery() {
     let mut client = ready_client("8BITMIME");
-    client.send(envelope(&["a@x.org"]), b"body").unwrap();
+    client
+        .send(envelope(&["a@x.org"]), b"body", SendOptions::default())
+        .unwrap();
     expect_write(&mut client, "MAIL FROM:<alice@example.org>\r\n");
     server_says(&mut client, "250 ok\r\n");
     expect_write(&mut client, "RCPT TO:<a@x.org>\r\n");
@@ -455,7 +488,11 @@ fn lost_connection_mid_data_is_never_a_delivery() {
     let error = client.connection_lost(ErrorKind::Network, "closed");
     assert_eq!(error.phase, Phase::Data);
     assert!(matches!(client.poll(), Step::Closed));
-    assert!(client.send(envelope(&["a@x.org"]), b"again").is_err());
+    assert!(
+        client
+            .send(envelope(&["a@x.org"]), b"again", SendOptions::default())
+            .is_err()
+    );
 }
 
 #[test]
@@ -464,7 +501,7 @@ fn a_password_echoed_by_the_server_is_masked() {
     server_says(&mut client, "220 mx\r\n");
     expect_write(&mut client, "EHLO client.example\r\n");
     server_says(&mut client, "250-mx\r\n250 AUTH PLAIN\r\n");
-    let Step::Transmit(_) = client.poll() else {
+    let Step::Transmit(_, _) = client.poll() else {
         panic!()
     };
     server_says(
@@ -481,7 +518,11 @@ fn a_password_echoed_by_the_server_is_masked() {
 fn pipelining_sends_the_envelope_in_one_flight() {
     let mut client = ready_client("PIPELINING");
     client
-        .send(envelope(&["a@x.org", "b@x.org"]), b"body")
+        .send(
+            envelope(&["a@x.org", "b@x.org"]),
+            b"body",
+            SendOptions::default(),
+        )
         .unwrap();
     expect_write(
         &mut client,
@@ -506,9 +547,13 @@ fn pipelining_sends_the_envelope_in_one_flight() {
 fn pipelining_with_the_sender_refused_reads_every_reply_then_resets() {
     let mut client = ready_client("PIPELINING");
     client
-        .send(envelope(&["a@x.org", "b@x.org"]), CONTENT)
+        .send(
+            envelope(&["a@x.org", "b@x.org"]),
+            CONTENT,
+            SendOptions::default(),
+        )
         .unwrap();
-    let Step::Transmit(_) = client.poll() else {
+    let Step::Transmit(_, _) = client.poll() else {
         panic!()
     };
     server_says(
@@ -528,8 +573,10 @@ fn pipelining_with_the_sender_refused_reads_every_reply_then_resets() {
 #[test]
 fn pipelining_with_every_recipient_refused_never_sends_the_content() {
     let mut client = ready_client("PIPELINING");
-    client.send(envelope(&["a@x.org"]), CONTENT).unwrap();
-    let Step::Transmit(_) = client.poll() else {
+    client
+        .send(envelope(&["a@x.org"]), CONTENT, SendOptions::default())
+        .unwrap();
+    let Step::Transmit(_, _) = client.poll() else {
         panic!()
     };
     // A server that accepts DATA although no recipient was accepted.
@@ -546,3 +593,419 @@ fn pipelining_with_every_recipient_refused_never_sends_the_content() {
 }
 
 const CONTENT: &[u8] = b"never-to-be-sent";
+
+/// A ready implicit-TLS session whose EHLO reply lists `extensions`.
+fn ready_with(extensions: &[&str]) -> Client {
+    let mut lines = vec!["mx"];
+    lines.extend(extensions);
+    let last = lines.len() - 1;
+    let reply: String = lines
+        .iter()
+        .enumerate()
+        .map(|(i, line)| format!("250{}{line}\r\n", if i == last { ' ' } else { '-' }))
+        .collect();
+    let mut client = Client::new(config(TlsMode::Implicit, false)).unwrap();
+    server_says(&mut client, "220 mx\r\n");
+    expect_write(&mut client, "EHLO client.example\r\n");
+    server_says(&mut client, &reply);
+    assert!(matches!(client.poll(), Step::Ready));
+    client
+}
+
+#[track_caller]
+fn expect_delivery(client: &mut Client) -> Delivery {
+    match client.poll() {
+        Step::Delivered(delivery) => delivery,
+        other => panic!("expected a delivery, got {other:?}"),
+    }
+}
+
+#[track_caller]
+fn expect_wait(client: &mut Client, timer: Timer) {
+    match client.poll() {
+        Step::Receive(wait) => assert_eq!(wait.timer, timer),
+        other => panic!("expected to wait, got {other:?}"),
+    }
+}
+
+#[test]
+fn chunking_sends_bdat_without_dot_stuffing() {
+    let mut client = ready_with(&["PIPELINING", "CHUNKING"]);
+    client
+        .send(
+            envelope(&["a@x.org"]),
+            b".dot\nline",
+            SendOptions::default(),
+        )
+        .unwrap();
+    // The envelope is pipelined, but no content goes before its replies.
+    expect_write(
+        &mut client,
+        "MAIL FROM:<alice@example.org>\r\nRCPT TO:<a@x.org>\r\n",
+    );
+    expect_wait(&mut client, Timer::Mail);
+    client.receive(b"250 ok\r\n");
+    expect_wait(&mut client, Timer::Rcpt);
+    client.receive(b"250 ok\r\n");
+    match client.poll() {
+        Step::Transmit(bytes, Timer::DataBlock) => {
+            assert_eq!(bytes, b"BDAT 12 LAST\r\n.dot\r\nline\r\n");
+        }
+        other => panic!("expected BDAT, got {other:?}"),
+    }
+    expect_wait(&mut client, Timer::DataEnd);
+    client.receive(b"250 2.0.0 queued\r\n");
+    let delivery = expect_delivery(&mut client);
+    assert_eq!(delivery.accepted, ["a@x.org"]);
+    assert_eq!(delivery.reply.code, 250);
+}
+
+#[test]
+fn a_large_message_goes_in_several_chunks() {
+    let mut client = ready_with(&["CHUNKING"]);
+    let message = vec![b'x'; BDAT_CHUNK + 10];
+    client
+        .send(envelope(&["a@x.org"]), &message, SendOptions::default())
+        .unwrap();
+    expect_write(&mut client, "MAIL FROM:<alice@example.org>\r\n");
+    server_says(&mut client, "250 ok\r\n");
+    expect_write(&mut client, "RCPT TO:<a@x.org>\r\n");
+    server_says(&mut client, "250 ok\r\n");
+    let Step::Transmit(first, _) = client.poll() else {
+        panic!("expected the first chunk")
+    };
+    assert!(first.starts_with(format!("BDAT {BDAT_CHUNK}\r\n").as_bytes()));
+    expect_wait(&mut client, Timer::DataBlock);
+    client.receive(b"250 ok\r\n");
+    let Step::Transmit(last, _) = client.poll() else {
+        panic!("expected the last chunk")
+    };
+    assert_eq!(last, b"BDAT 12 LAST\r\nxxxxxxxxxx\r\n");
+    server_says(&mut client, "250 queued\r\n");
+    expect_delivery(&mut client);
+}
+
+#[test]
+fn a_refused_chunk_resets_the_transaction() {
+    let mut client = ready_with(&["CHUNKING"]);
+    let message = vec![b'x'; BDAT_CHUNK + 10];
+    client
+        .send(envelope(&["a@x.org"]), &message, SendOptions::default())
+        .unwrap();
+    expect_write(&mut client, "MAIL FROM:<alice@example.org>\r\n");
+    server_says(&mut client, "250 ok\r\n");
+    expect_write(&mut client, "RCPT TO:<a@x.org>\r\n");
+    server_says(&mut client, "250 ok\r\n");
+    let Step::Transmit(..) = client.poll() else {
+        panic!()
+    };
+    server_says(&mut client, "552 5.3.4 too big\r\n");
+    expect_write(&mut client, "RSET\r\n");
+    server_says(&mut client, "250 ok\r\n");
+    let error = expect_failure(&mut client);
+    assert_eq!(
+        (error.phase, error.kind),
+        (Phase::Data, ErrorKind::Rejected)
+    );
+    assert!(matches!(client.poll(), Step::Ready));
+}
+
+#[test]
+fn too_many_recipients_go_in_a_further_transaction() {
+    let mut client = ready_with(&["PIPELINING"]);
+    client
+        .send(
+            envelope(&["a@x.org", "b@x.org", "c@x.org"]),
+            b"hi",
+            SendOptions::default(),
+        )
+        .unwrap();
+    expect_write(
+        &mut client,
+        "MAIL FROM:<alice@example.org>\r\nRCPT TO:<a@x.org>\r\nRCPT TO:<b@x.org>\r\nRCPT TO:<c@x.org>\r\nDATA\r\n",
+    );
+    server_says(
+        &mut client,
+        "250 ok\r\n250 ok\r\n452 4.5.3 too many recipients\r\n452 4.5.3 too many recipients\r\n354 go\r\n",
+    );
+    expect_write(&mut client, "hi\r\n.\r\n");
+    server_says(&mut client, "250 queued as ONE\r\n");
+    // The two deferred recipients: a second transaction with the same content.
+    expect_write(
+        &mut client,
+        "MAIL FROM:<alice@example.org>\r\nRCPT TO:<b@x.org>\r\nRCPT TO:<c@x.org>\r\nDATA\r\n",
+    );
+    server_says(
+        &mut client,
+        "250 ok\r\n250 ok\r\n550 5.1.1 no such user\r\n354 go\r\n",
+    );
+    expect_write(&mut client, "hi\r\n.\r\n");
+    server_says(&mut client, "250 queued as TWO\r\n");
+    let delivery = expect_delivery(&mut client);
+    assert_eq!(delivery.accepted, ["a@x.org", "b@x.org"]);
+    assert_eq!(delivery.refused.len(), 1);
+    assert_eq!(delivery.refused[0].address, "c@x.org");
+    assert_eq!(delivery.reply.text(), "queued as TWO");
+    assert_eq!(delivery.earlier_replies.len(), 1);
+    assert_eq!(delivery.earlier_replies[0].text(), "queued as ONE");
+}
+
+#[test]
+fn a_failed_further_transaction_still_reports_the_first_delivery() {
+    let mut client = ready_with(&[]);
+    client
+        .send(
+            envelope(&["a@x.org", "b@x.org"]),
+            b"hi",
+            SendOptions::default(),
+        )
+        .unwrap();
+    expect_write(&mut client, "MAIL FROM:<alice@example.org>\r\n");
+    server_says(&mut client, "250 ok\r\n");
+    expect_write(&mut client, "RCPT TO:<a@x.org>\r\n");
+    server_says(&mut client, "250 ok\r\n");
+    expect_write(&mut client, "RCPT TO:<b@x.org>\r\n");
+    server_says(&mut client, "452 4.5.3 too many recipients\r\n");
+    expect_write(&mut client, "DATA\r\n");
+    server_says(&mut client, "354 go\r\n");
+    expect_write(&mut client, "hi\r\n.\r\n");
+    server_says(&mut client, "250 queued as ONE\r\n");
+    expect_write(&mut client, "MAIL FROM:<alice@example.org>\r\n");
+    server_says(&mut client, "451 4.3.0 try later\r\n");
+    expect_write(&mut client, "RSET\r\n");
+    server_says(&mut client, "250 ok\r\n");
+    let delivery = expect_delivery(&mut client);
+    assert_eq!(delivery.accepted, ["a@x.org"]);
+    assert_eq!(delivery.refused.len(), 1);
+    assert_eq!(delivery.refused[0].address, "b@x.org");
+    assert_eq!(delivery.refused[0].reply.code, 451);
+    assert_eq!(delivery.reply.text(), "queued as ONE");
+    assert!(matches!(client.poll(), Step::Ready));
+}
+
+#[test]
+fn every_recipient_deferred_is_a_transient_refusal() {
+    let mut client = ready_with(&[]);
+    client
+        .send(envelope(&["a@x.org"]), b"hi", SendOptions::default())
+        .unwrap();
+    expect_write(&mut client, "MAIL FROM:<alice@example.org>\r\n");
+    server_says(&mut client, "250 ok\r\n");
+    expect_write(&mut client, "RCPT TO:<a@x.org>\r\n");
+    server_says(&mut client, "452 4.3.1 insufficient storage\r\n");
+    expect_write(&mut client, "RSET\r\n");
+    server_says(&mut client, "250 ok\r\n");
+    let error = expect_failure(&mut client);
+    assert_eq!(
+        (error.phase, error.kind),
+        (Phase::Rcpt, ErrorKind::Rejected)
+    );
+    assert!(error.transient);
+}
+
+fn dsn_options() -> SendOptions {
+    SendOptions {
+        dsn: Some(crate::Dsn {
+            notify: Some(crate::Notify {
+                success: true,
+                failure: true,
+                delay: false,
+            }),
+            ret: Some(crate::DsnReturn::Headers),
+            envid: Some("id-1".into()),
+            original_recipients: true,
+        }),
+        require_tls: false,
+    }
+}
+
+#[test]
+fn dsn_parameters_go_on_mail_and_rcpt() {
+    let mut client = ready_with(&["DSN"]);
+    client
+        .send(envelope(&["a@x.org"]), b"hi", dsn_options())
+        .unwrap();
+    expect_write(
+        &mut client,
+        "MAIL FROM:<alice@example.org> RET=HDRS ENVID=id-1\r\n",
+    );
+    server_says(&mut client, "250 ok\r\n");
+    expect_write(
+        &mut client,
+        "RCPT TO:<a@x.org> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a@x.org\r\n",
+    );
+}
+
+#[test]
+fn dsn_and_requiretls_are_refused_when_the_server_lacks_them() {
+    let mut client = ready_with(&["PIPELINING"]);
+    let error = client
+        .send(envelope(&["a@x.org"]), b"hi", dsn_options())
+        .unwrap_err();
+    assert_eq!(error.kind, ErrorKind::InvalidInput);
+    assert!(error.message.contains("DSN"), "{error:?}");
+    let require_tls = SendOptions {
+        require_tls: true,
+        ..SendOptions::default()
+    };
+    let error = client
+        .send(envelope(&["a@x.org"]), b"hi", require_tls.clone())
+        .unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Tls);
+    // Nothing was sent, and the session is still ready.
+    assert!(matches!(client.poll(), Step::Ready));
+
+    let mut client = ready_with(&["REQUIRETLS"]);
+    client
+        .send(envelope(&["a@x.org"]), b"hi", require_tls)
+        .unwrap();
+    expect_write(&mut client, "MAIL FROM:<alice@example.org> REQUIRETLS\r\n");
+}
+
+#[test]
+fn requiretls_is_refused_without_tls_even_if_offered() {
+    let mut client = Client::new(config(TlsMode::InsecurePlaintext, false)).unwrap();
+    server_says(&mut client, "220 mx\r\n");
+    expect_write(&mut client, "EHLO client.example\r\n");
+    server_says(&mut client, "250-mx\r\n250 REQUIRETLS\r\n");
+    assert!(matches!(client.poll(), Step::Ready));
+    let options = SendOptions {
+        require_tls: true,
+        ..SendOptions::default()
+    };
+    let error = client
+        .send(envelope(&["a@x.org"]), b"hi", options)
+        .unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Tls);
+}
+
+#[test]
+fn eight_bit_content_needs_8bitmime() {
+    let mut client = ready_with(&[]);
+    let error = client
+        .send(
+            envelope(&["a@x.org"]),
+            "é".as_bytes(),
+            SendOptions::default(),
+        )
+        .unwrap_err();
+    assert_eq!(
+        (error.phase, error.kind),
+        (Phase::Data, ErrorKind::InvalidInput)
+    );
+}
+
+#[test]
+fn noop_checks_the_connection() {
+    let mut client = ready_with(&[]);
+    client.noop().unwrap();
+    expect_write(&mut client, "NOOP\r\n");
+    expect_wait(&mut client, Timer::Command);
+    client.receive(b"250 ok\r\n");
+    assert!(matches!(client.poll(), Step::Ready));
+    client.noop().unwrap();
+    expect_write(&mut client, "NOOP\r\n");
+    server_says(&mut client, "421 4.4.2 idle too long\r\n");
+    let error = expect_failure(&mut client);
+    assert!(error.transient);
+    assert!(matches!(client.poll(), Step::Closed));
+    assert!(client.noop().is_err());
+}
+
+#[test]
+fn each_stage_has_its_own_timer() {
+    let mut client = Client::new(config(TlsMode::Implicit, false)).unwrap();
+    expect_wait(&mut client, Timer::Greeting);
+    client.receive(b"220 mx\r\n");
+    expect_write(&mut client, "EHLO client.example\r\n");
+    expect_wait(&mut client, Timer::Command);
+    client.receive(b"250 mx\r\n");
+    assert!(matches!(client.poll(), Step::Ready));
+    client
+        .send(envelope(&["a@x.org"]), b"hi", SendOptions::default())
+        .unwrap();
+    expect_write(&mut client, "MAIL FROM:<alice@example.org>\r\n");
+    expect_wait(&mut client, Timer::Mail);
+    client.receive(b"250 ok\r\n");
+    expect_write(&mut client, "RCPT TO:<a@x.org>\r\n");
+    expect_wait(&mut client, Timer::Rcpt);
+    client.receive(b"250 ok\r\n");
+    expect_write(&mut client, "DATA\r\n");
+    expect_wait(&mut client, Timer::DataStart);
+    client.receive(b"354 go\r\n");
+    match client.poll() {
+        Step::Transmit(_, timer) => assert_eq!(timer, Timer::DataBlock),
+        other => panic!("{other:?}"),
+    }
+    expect_wait(&mut client, Timer::DataEnd);
+}
+
+/// RFC 7677's example: user "user", password "pencil", our nonce from `config`.
+fn scram_client() -> Client {
+    let mut config = config(TlsMode::Implicit, true);
+    config.credentials = Some(Credentials {
+        username: "user".into(),
+        secret: Secret::Password("pencil".into()),
+        mechanism: None,
+    });
+    let mut client = Client::new(config).unwrap();
+    server_says(&mut client, "220 mx\r\n");
+    expect_write(&mut client, "EHLO client.example\r\n");
+    server_says(
+        &mut client,
+        "250-mx\r\n250 AUTH LOGIN PLAIN SCRAM-SHA-256\r\n",
+    );
+    expect_write(
+        &mut client,
+        &format!(
+            "AUTH SCRAM-SHA-256 {}\r\n",
+            BASE64.encode("n,,n=user,r=rOprNGfwEbeRWgbNEkqO")
+        ),
+    );
+    let server_first =
+        "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096";
+    server_says(
+        &mut client,
+        &format!("334 {}\r\n", BASE64.encode(server_first)),
+    );
+    let client_final = "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,\
+                        p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=";
+    expect_write(&mut client, &format!("{}\r\n", BASE64.encode(client_final)));
+    client
+}
+
+#[test]
+fn scram_is_preferred_and_the_server_must_prove_itself() {
+    let mut client = scram_client();
+    let server_final = "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=";
+    server_says(
+        &mut client,
+        &format!("334 {}\r\n", BASE64.encode(server_final)),
+    );
+    expect_write(&mut client, "\r\n");
+    server_says(&mut client, "235 2.7.0 ok\r\n");
+    assert!(matches!(client.poll(), Step::Ready));
+    let transcript = client.take_transcript().join("\n");
+    assert!(transcript.contains("C: AUTH SCRAM-SHA-256 <credentials redacted>"));
+    assert!(!transcript.contains("dHzbZapWIk4j"), "{transcript}");
+}
+
+#[test]
+fn scram_with_a_forged_server_signature_is_cancelled() {
+    let mut client = scram_client();
+    let forged = "v=AAAATRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=";
+    server_says(&mut client, &format!("334 {}\r\n", BASE64.encode(forged)));
+    expect_write(&mut client, "*\r\n");
+    server_says(&mut client, "501 5.7.0 cancelled\r\n");
+    let error = expect_failure(&mut client);
+    assert_eq!((error.phase, error.kind), (Phase::Auth, ErrorKind::Auth));
+    assert!(matches!(client.poll(), Step::Closed));
+}
+
+#[test]
+fn a_235_before_the_scram_server_proof_is_not_trusted() {
+    let mut client = scram_client();
+    server_says(&mut client, "235 2.7.0 ok\r\n");
+    let error = expect_failure(&mut client);
+    assert_eq!(error.kind, ErrorKind::Auth);
+}

@@ -1,23 +1,34 @@
-//! Encoding a message for the DATA command (RFC 5321 sections 2.3.8 and 4.5.2).
+//! Encoding a message for DATA (RFC 5321 sections 2.3.8 and 4.5.2) or BDAT (RFC 3030).
 //!
 //! Every line ending becomes CRLF (bare CR and bare LF too, so that no end-of-data
-//! look-alike such as `\n.\n` can reach the server), every line that starts with a dot
-//! gets a second one, and the message ends with `CRLF.CRLF`. The server then sees
-//! exactly one message whose body is what the caller meant.
+//! look-alike such as `\n.\n` can reach the server). For DATA, every line that starts
+//! with a dot gets a second one, and the message ends with `CRLF.CRLF`; BDAT counts
+//! octets instead, so the content goes as it is. Either way the server sees exactly one
+//! message whose body is what the caller meant.
 
 use crate::error::{Error, Phase};
+
+/// How the end of the message is marked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// DATA: dot-stuffed, ended by a line with a single dot.
+    DotStuffed,
+    /// BDAT: the length is given in the command; no stuffing, no terminator.
+    Chunked,
+}
 
 /// A message ready for the wire, and what the envelope must declare about it.
 #[derive(Debug)]
 pub struct EncodedData {
-    /// Dot-stuffed, CRLF-normalised content followed by `.\r\n`.
+    /// CRLF-normalised content, framed as asked.
     pub wire: Vec<u8>,
     /// The message has octets above 127 (needs `BODY=8BITMIME`).
     pub eight_bit: bool,
 }
 
-/// Encodes `message` for transmission after a 354 reply.
-pub fn encode(message: &[u8]) -> Result<EncodedData, Error> {
+/// Encodes `message` for DATA (after a 354 reply) or BDAT.
+pub fn encode(message: &[u8], framing: Framing) -> Result<EncodedData, Error> {
+    let dot_stuffed = framing == Framing::DotStuffed;
     if message.contains(&0) {
         return Err(Error::invalid_input(
             Phase::Data,
@@ -40,7 +51,7 @@ pub fn encode(message: &[u8]) -> Result<EncodedData, Error> {
                 at_line_start = true;
             }
             _ => {
-                if at_line_start && byte == b'.' {
+                if dot_stuffed && at_line_start && byte == b'.' {
                     wire.push(b'.');
                 }
                 wire.push(byte);
@@ -51,7 +62,9 @@ pub fn encode(message: &[u8]) -> Result<EncodedData, Error> {
     if !at_line_start {
         wire.extend_from_slice(b"\r\n");
     }
-    wire.extend_from_slice(b".\r\n");
+    if dot_stuffed {
+        wire.extend_from_slice(b".\r\n");
+    }
     Ok(EncodedData {
         wire,
         eight_bit: !message.is_ascii(),
@@ -63,7 +76,7 @@ mod tests {
     use super::*;
 
     fn wire(message: &[u8]) -> Vec<u8> {
-        encode(message).unwrap().wire
+        encode(message, Framing::DotStuffed).unwrap().wire
     }
 
     #[test]
@@ -100,8 +113,25 @@ mod tests {
 
     #[test]
     fn nul_is_refused_and_8bit_is_reported() {
-        assert!(encode(b"a\0b").is_err());
-        assert!(encode("héllo".as_bytes()).unwrap().eight_bit);
-        assert!(!encode(b"hello").unwrap().eight_bit);
+        assert!(encode(b"a\0b", Framing::Chunked).is_err());
+        assert!(
+            encode("héllo".as_bytes(), Framing::DotStuffed)
+                .unwrap()
+                .eight_bit
+        );
+        assert!(!encode(b"hello", Framing::DotStuffed).unwrap().eight_bit);
+    }
+
+    #[test]
+    fn chunked_content_is_normalised_but_not_stuffed() {
+        let wire = encode(
+            b".a
+.
+b",
+            Framing::Chunked,
+        )
+        .unwrap()
+        .wire;
+        assert_eq!(wire, b".a\r\n.\r\nb\r\n");
     }
 }

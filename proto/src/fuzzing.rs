@@ -2,9 +2,11 @@
 //! ever found is replayed by `cargo test` (see `fuzz/regressions/`). Each function takes
 //! arbitrary bytes and panics if a promise breaks.
 
-use crate::data::encode;
+use crate::data::{Framing, encode};
 use crate::reply::{MAX_LINES, ReplyParser};
-use crate::{Client, ClientConfig, Credentials, Envelope, ErrorKind, Step, TlsMode};
+use crate::{
+    Client, ClientConfig, Credentials, Envelope, ErrorKind, Secret, SendOptions, Step, TlsMode,
+};
 
 /// The reply parser never panics, and every reply it returns is well formed.
 pub fn reply_parser(input: &[u8]) {
@@ -35,7 +37,7 @@ pub fn reply_parser(input: &[u8]) {
 
 /// Exactly one end-of-data marker, at the end, and no bare CR or LF on the wire.
 pub fn data_encoder(message: &[u8]) {
-    let Ok(encoded) = encode(message) else {
+    let Ok(encoded) = encode(message, Framing::DotStuffed) else {
         assert!(message.contains(&0), "only NUL is refused");
         return;
     };
@@ -77,12 +79,16 @@ pub fn dialogue(input: &[u8]) {
     let chunk = usize::from(control / 3).max(1);
     let credentials = (tls != TlsMode::InsecurePlaintext).then(|| Credentials {
         username: "fuzz-user".into(),
-        password: PASSWORD.into(),
+        secret: Secret::Password(PASSWORD.into()),
+        mechanism: None,
     });
     let mut client = Client::new(ClientConfig {
         ehlo_name: "fuzz.example".into(),
         tls,
         credentials,
+        server_host: "mx.fuzz.example".into(),
+        server_port: 587,
+        sasl_nonce: "fuzz-nonce".into(),
         transcript: true,
     })
     .expect("a valid configuration");
@@ -98,7 +104,7 @@ pub fn dialogue(input: &[u8]) {
     let mut closed = false;
     for _ in 0..1_000_000 {
         match client.poll() {
-            Step::Transmit(bytes) => {
+            Step::Transmit(bytes, _) => {
                 if !tls_active {
                     before_tls.extend_from_slice(&bytes);
                 }
@@ -116,7 +122,7 @@ pub fn dialogue(input: &[u8]) {
             Step::Ready if messages < 2 => {
                 messages += 1;
                 let message = b"Subject: fuzz\r\n\r\nbody\r\n.\r\n";
-                if let Err(error) = client.send(envelope.clone(), message) {
+                if let Err(error) = client.send(envelope.clone(), message, SendOptions::default()) {
                     // Only the server's SIZE limit may refuse this message.
                     assert_eq!(error.kind, ErrorKind::InvalidInput, "{error}");
                 }

@@ -5,23 +5,30 @@
 //!
 //! - [`reply`]: the strict, bounded reply parser (RFC 5321 section 4.2, RFC 2034).
 //! - [`client`]: the dialogue state machine (EHLO, STARTTLS, AUTH, MAIL, RCPT, DATA, QUIT).
-//! - [`data`]: CRLF normalisation and dot-stuffing of the message.
-//! - [`auth`]: SASL PLAIN and LOGIN.
+//! - [`data`]: CRLF normalisation and dot-stuffing of the message (or BDAT framing).
+//! - [`params`]: per-message options and the MAIL/RCPT parameters (SIZE, BODY, DSN...).
+//! - [`message`]: raw messages and composed ones (mail-builder), and the envelope from
+//!   their header.
+//! - [`sasl`]: SASL mechanisms for AUTH: SCRAM-SHA-256, PLAIN, LOGIN, CRAM-MD5, OAUTHBEARER, XOAUTH2.
 //! - [`command`]: checks on addresses and names before they reach a command line.
 //! - [`error`]: errors with phase, server reply and whether a retry can help.
 
-pub mod auth;
 pub mod client;
 pub mod command;
 pub mod data;
 pub mod error;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
+pub mod message;
+pub mod params;
 pub mod reply;
+pub mod sasl;
 
-pub use auth::Credentials;
 pub use client::{
     Client, ClientConfig, Delivery, Envelope, RefusedRecipient, Step, Timer, TlsMode, Wait,
 };
 pub use error::{Error, ErrorKind, Phase};
+pub use message::{Attachment, Composed, EnvelopeRequest, Mailbox, Message, Stamp};
+pub use params::{Dsn, DsnReturn, Notify, SendOptions};
 pub use reply::{EnhancedStatus, Reply};
+pub use sasl::{Credentials, Mechanism, Secret};

@@ -2,7 +2,7 @@
 //! message, and undoing it as a server does yields the caller's text with CRLF endings.
 
 use proptest::prelude::*;
-use sendbox_proto::data::encode;
+use sendbox_proto::data::{Framing, encode};
 
 /// What a server does (RFC 5321 section 4.5.2): read lines up to the lone dot, unstuff.
 /// Returns the message and how many bytes were left after the end of data.
@@ -62,7 +62,7 @@ proptest! {
 
     #[test]
     fn the_server_gets_exactly_the_callers_message(message in message()) {
-        let wire = encode(&message).unwrap().wire;
+        let wire = encode(&message, Framing::DotStuffed).unwrap().wire;
         let (received, left_over) = server_reads(&wire);
         prop_assert_eq!(left_over, 0, "bytes after the end of data: a second message could hide there");
         prop_assert_eq!(received, normalised(&message));

@@ -4,8 +4,12 @@
 # Safe to rerun: it rewrites Postfix's whole configuration, restarts it and checks again.
 #
 #   127.0.0.1:25   smtp         plaintext, STARTTLS offered, no AUTH; accepts mail for sendbox.test only
-#   127.0.0.1:587  submission   STARTTLS required, then AUTH PLAIN/LOGIN required to send
-#   127.0.0.1:465  submissions  implicit TLS, AUTH PLAIN/LOGIN required to send
+#   127.0.0.1:587  submission   STARTTLS required, then AUTH required to send
+#   127.0.0.1:465  submissions  implicit TLS, AUTH required to send
+#   127.0.0.1:2525 limited      as port 25, but 2 recipients per transaction and a 3 s idle timeout
+#
+# AUTH offers SCRAM-SHA-256, PLAIN, LOGIN and CRAM-MD5 (Cyrus SASL, sasldb). Postfix offers
+# PIPELINING, SIZE (10240000), 8BITMIME, SMTPUTF8, DSN, ENHANCEDSTATUSCODES and CHUNKING.
 #
 # Mailboxes alice, bob and carol @sendbox.test are mbox files in /var/mail/vhosts/sendbox.test/;
 # any other sendbox.test address is refused with 550 5.1.1. Nothing ever leaves this machine:
@@ -49,7 +53,8 @@ trap 'rm -rf "$TMP"' EXIT
 # --- Packages -------------------------------------------------------------------------------
 
 # swaks needs Net::SSLeay for TLS, which it only recommends.
-pkgs=(postfix sasl2-bin libsasl2-modules openssl swaks libnet-ssleay-perl)
+# git-email is for the test of git send-email through `sendbox sendmail`.
+pkgs=(postfix sasl2-bin libsasl2-modules openssl swaks libnet-ssleay-perl git git-email)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q ' installed$' || missing+=("$p")
@@ -146,7 +151,7 @@ install -d -m 0755 /etc/postfix/sasl
 cat >/etc/postfix/sasl/smtpd.conf <<'EOF'
 pwcheck_method: auxprop
 auxprop_plugin: sasldb
-mech_list: PLAIN LOGIN
+mech_list: SCRAM-SHA-256 PLAIN LOGIN CRAM-MD5
 sasldb_path: /etc/sasldb2
 EOF
 # -c creates the user or, if it exists, sets its password again.
@@ -243,6 +248,12 @@ submissions   inet  n       -       n       -       -       smtpd
   -o smtpd_sasl_auth_enable=yes
   -o smtpd_relay_restrictions=permit_sasl_authenticated,reject
   -o smtpd_recipient_restrictions=permit_sasl_authenticated,reject
+# Port 2525 is port 25 with two limits the tests meet: at most 2 recipients per
+# transaction (452 for the rest) and 3 s before an idle client is dropped.
+127.0.0.1:2525 inet n       -       n       -       -       smtpd
+  -o syslog_name=postfix/limited
+  -o smtpd_recipient_limit=2
+  -o smtpd_timeout=3s
 pickup        unix  n       -       n       60      1       pickup
 cleanup       unix  n       -       n       -       0       cleanup
 qmgr          unix  n       -       n       300     1       qmgr
@@ -334,6 +345,7 @@ expect_rcpt() { # port address reply-prefix swaks-options...
 wait_greeting 25
 wait_greeting 587
 wait_greeting 465 --tls-on-connect
+wait_greeting 2525
 
 # 25: plaintext delivery without AUTH; unknown users and other domains refused.
 out=$(swaks --server 127.0.0.1:25 --quit-after EHLO --timeout 10 2>&1) || die "EHLO on port 25 failed:"$'\n'"$out"
@@ -357,3 +369,15 @@ check_cert 465
 expect_rcpt 465 "bob@$DOMAIN" '554 5\.7\.1' --tls-on-connect "${SWAKS_TLS[@]}"
 send_and_wait 465 bob --tls-on-connect "${SWAKS_TLS[@]}" --auth LOGIN "${SWAKS_AUTH[@]}"
 echo "postfix: 127.0.0.1:465 submissions ok: implicit TLS (certificate verified for localhost), AUTH LOGIN required, delivery to bob@$DOMAIN"
+
+# The mechanisms the tests use must be offered, SCRAM-SHA-256 first among them.
+out=$(swaks --server 127.0.0.1:465 --tls-on-connect "${SWAKS_TLS[@]}" --quit-after EHLO --timeout 10 2>&1) ||
+    die "EHLO on port 465 failed:"$'\n'"$out"
+grep -qE '^<~ +250.AUTH .*SCRAM-SHA-256' <<<"$out" || die "port 465 does not offer SCRAM-SHA-256:"$'\n'"$out"
+grep -qE '^<~ +250.AUTH .*CRAM-MD5' <<<"$out" || die "port 465 does not offer CRAM-MD5:"$'\n'"$out"
+send_and_wait 465 bob --tls-on-connect "${SWAKS_TLS[@]}" --auth CRAM-MD5 "${SWAKS_AUTH[@]}"
+echo "postfix: AUTH offers SCRAM-SHA-256 and CRAM-MD5; CRAM-MD5 delivery to bob@$DOMAIN ok"
+
+# 2525: the recipient limit.
+expect_rcpt 2525 "alice@$DOMAIN,bob@$DOMAIN,carol@$DOMAIN" '452 4\.5\.3'
+echo "postfix: 127.0.0.1:2525 limited     ok: the third recipient of a transaction gets 452 4.5.3"

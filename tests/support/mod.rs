@@ -68,10 +68,7 @@ pub fn server_config(server: &LoopbackServer, tls: TlsMode) -> Server {
 }
 
 pub fn credentials(password: &str) -> Credentials {
-    Credentials {
-        username: USER.to_owned(),
-        password: password.to_owned(),
-    }
+    Credentials::password(USER, password)
 }
 
 /// A mailer for `server`, logging in with `password` if given.
@@ -86,10 +83,7 @@ pub async fn mailer(server: &LoopbackServer, tls: TlsMode, password: Option<&str
 }
 
 pub fn envelope(sender: &str, recipients: &[&str]) -> Envelope {
-    Envelope {
-        sender: sender.to_owned(),
-        recipients: recipients.iter().map(|r| r.to_string()).collect(),
-    }
+    Envelope::new(sender, recipients.iter().map(|r| r.to_string()).collect())
 }
 
 /// The SMTP error inside a sendbox error, or a panic saying what came instead.

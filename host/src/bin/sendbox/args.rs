@@ -1,9 +1,11 @@
 //! The command line, as scripts may rely on it.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use sendbox::TlsMode;
+use sendbox::{AuthMechanism, TlsMode};
+use serde::Deserialize;
 
 /// Send mail through a sandboxed SMTP client that can reach one server and nothing else.
 #[derive(Parser, Debug)]
@@ -19,16 +21,27 @@ pub enum Command {
     Send(Box<SendArgs>),
     /// Send many messages over several concurrent sessions, with a progress bar and a summary.
     Batch(Box<BatchArgs>),
+    /// Send a message read from stdin, with the command line of sendmail(1), for cron,
+    /// git send-email, mutt and mailx. The server comes from the config file's account.
+    /// A link to sendbox named `sendmail` does the same.
+    #[command(disable_help_flag = true)]
+    Sendmail {
+        /// sendmail's options and recipients, such as `-t -i` or `-f ADDR -- ADDR...`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
     /// Send a sample message to an SMTP server started on loopback, and show the dialogue
     /// and what the server received. Needs no account and no network.
     Demo,
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(ValueEnum, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
 pub enum TlsArg {
     /// TLS from the first byte (default port 465).
     Implicit,
     /// STARTTLS, required (default port 587).
+    #[default]
     Starttls,
     /// No TLS, no AUTH (default port 25). Insecure.
     None,
@@ -44,24 +57,84 @@ impl From<TlsArg> for TlsMode {
     }
 }
 
-/// Which server, how to secure the connection, and how to log in.
-#[derive(Args, Debug)]
+/// A SASL mechanism for AUTH.
+#[derive(ValueEnum, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthArg {
+    /// SCRAM-SHA-256 (RFC 7677): the password never crosses the wire.
+    #[value(name = "scram-sha256")]
+    #[serde(rename = "scram-sha256", alias = "scram-sha-256")]
+    ScramSha256,
+    /// PLAIN (RFC 4616).
+    #[value(name = "plain")]
+    #[serde(rename = "plain")]
+    Plain,
+    /// LOGIN.
+    #[value(name = "login")]
+    #[serde(rename = "login")]
+    Login,
+    /// CRAM-MD5 (RFC 2195); weak, only for servers that need it.
+    #[value(name = "cram-md5")]
+    #[serde(rename = "cram-md5")]
+    CramMd5,
+    /// OAUTHBEARER (RFC 7628), with a bearer token.
+    #[value(name = "oauthbearer")]
+    #[serde(rename = "oauthbearer")]
+    OAuthBearer,
+    /// XOAUTH2, with a bearer token.
+    #[value(name = "xoauth2")]
+    #[serde(rename = "xoauth2")]
+    XOAuth2,
+}
+
+impl AuthArg {
+    /// Whether it takes an OAuth token rather than a password.
+    pub fn takes_token(self) -> bool {
+        matches!(self, AuthArg::OAuthBearer | AuthArg::XOAuth2)
+    }
+}
+
+impl From<AuthArg> for AuthMechanism {
+    fn from(auth: AuthArg) -> Self {
+        match auth {
+            AuthArg::ScramSha256 => AuthMechanism::ScramSha256,
+            AuthArg::Plain => AuthMechanism::Plain,
+            AuthArg::Login => AuthMechanism::Login,
+            AuthArg::CramMd5 => AuthMechanism::CramMd5,
+            AuthArg::OAuthBearer => AuthMechanism::Oauthbearer,
+            AuthArg::XOAuth2 => AuthMechanism::Xoauth2,
+        }
+    }
+}
+
+/// Which server, how to secure the connection, and how to log in. Each option overrides
+/// the account's setting in the config file.
+#[derive(Args, Debug, Default)]
 pub struct ConnectionArgs {
+    /// The account to use from the config file (default: its `default` account).
+    #[arg(long, short = 'a', value_name = "NAME")]
+    pub account: Option<String>,
+    /// The config file (default: ~/.config/sendbox/config.toml or $SENDBOX_CONFIG).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// The server, HOST or HOST:PORT ([IPv6]:PORT). The port defaults by TLS mode.
     #[arg(long, value_name = "HOST[:PORT]")]
-    pub server: String,
-    /// How to secure the connection.
-    #[arg(long, value_enum, default_value = "starttls")]
-    pub tls: TlsArg,
+    pub server: Option<String>,
+    /// How to secure the connection [default: starttls].
+    #[arg(long, value_enum)]
+    pub tls: Option<TlsArg>,
     /// Trust anchors (PEM) to use instead of the public web PKI, for a private CA.
     #[arg(long, value_name = "FILE")]
     pub ca: Option<PathBuf>,
     /// The name to give in EHLO.
     #[arg(long, value_name = "NAME")]
     pub ehlo: Option<String>,
-    /// User name for AUTH. The password comes from --password-env, --password-file or a prompt.
+    /// User name for AUTH. The password comes from --password-env, --password-file or a
+    /// prompt; a token from --token-env.
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
+    /// The SASL mechanism [default: the strongest both sides allow].
+    #[arg(long, value_enum)]
+    pub auth: Option<AuthArg>,
     /// Read the password from this environment variable.
     #[arg(
         long,
@@ -73,6 +146,9 @@ pub struct ConnectionArgs {
     /// Read the password from the first line of this file.
     #[arg(long, value_name = "FILE", requires = "user")]
     pub password_file: Option<PathBuf>,
+    /// Read an OAuth 2.0 bearer token from this environment variable.
+    #[arg(long, value_name = "VAR", conflicts_with_all = ["password_env", "password_file"], requires = "user")]
+    pub token_env: Option<String>,
     /// Print the SMTP dialogue to stderr (AUTH data redacted).
     #[arg(short, long)]
     pub verbose: bool,
@@ -82,24 +158,81 @@ pub struct ConnectionArgs {
 pub struct SendArgs {
     #[command(flatten)]
     pub connection: ConnectionArgs,
-    /// The sender: envelope MAIL FROM and, unless --raw, the From header.
+    /// The sender, `ADDR` or `"Name <ADDR>"`: envelope MAIL FROM and, unless --raw, the
+    /// From header [default: the account's `from`; with --raw, the message's From].
     #[arg(long, value_name = "ADDR")]
-    pub from: String,
-    /// A recipient (repeatable): envelope RCPT TO and, unless --raw, the To header.
-    #[arg(long, value_name = "ADDR", required = true)]
+    pub from: Option<String>,
+    /// A recipient (repeatable): RCPT TO and, unless --raw, the To header.
+    #[arg(long, value_name = "ADDR")]
     pub to: Vec<String>,
+    /// A Cc recipient (repeatable).
+    #[arg(long, value_name = "ADDR", conflicts_with = "raw")]
+    pub cc: Vec<String>,
+    /// A Bcc recipient (repeatable): in the envelope, never in the header.
+    #[arg(long, value_name = "ADDR", conflicts_with = "raw")]
+    pub bcc: Vec<String>,
     /// The subject.
     #[arg(long, value_name = "TEXT", conflicts_with = "raw")]
     pub subject: Option<String>,
     /// The body text.
     #[arg(long, value_name = "TEXT", conflicts_with_all = ["body_file", "raw"])]
     pub body: Option<String>,
-    /// Read the body text from a file.
+    /// Read the body text from a file (`-` for stdin).
     #[arg(long, value_name = "FILE", conflicts_with = "raw")]
     pub body_file: Option<PathBuf>,
+    /// An HTML body from a file; with a text body, the two form multipart/alternative.
+    #[arg(long, value_name = "FILE", conflicts_with = "raw")]
+    pub html: Option<PathBuf>,
+    /// Attach a file (repeatable); its media type is guessed from its name.
+    #[arg(long, value_name = "FILE", conflicts_with = "raw")]
+    pub attach: Vec<PathBuf>,
+    /// An extra header field, `"Name: value"` (repeatable).
+    #[arg(long, value_name = "FIELD", conflicts_with = "raw")]
+    pub header: Vec<String>,
     /// Send this complete RFC 5322 message as it is (`-` for stdin).
     #[arg(long, value_name = "FILE")]
     pub raw: Option<PathBuf>,
+    /// With --raw: also send to the To, Cc and Bcc of the message, and remove its Bcc.
+    #[arg(short = 't', long, requires = "raw")]
+    pub recipients_from_headers: bool,
+    #[command(flatten)]
+    pub delivery: DeliveryArgs,
+}
+
+/// Delivery status notifications and REQUIRETLS.
+#[derive(Args, Debug, Default)]
+pub struct DeliveryArgs {
+    /// Ask for delivery status notifications (RFC 3461): a comma list of success,
+    /// failure, delay, or never. The server must offer DSN.
+    #[arg(long, value_name = "WHEN", value_delimiter = ',')]
+    pub dsn_notify: Vec<NotifyArg>,
+    /// What a failure notification returns.
+    #[arg(long, value_enum, value_name = "WHAT")]
+    pub dsn_ret: Option<DsnRetArg>,
+    /// An envelope id that notifications quote back.
+    #[arg(long, value_name = "ID")]
+    pub dsn_envid: Option<String>,
+    /// The message may only travel over TLS (RFC 8689); the server must offer REQUIRETLS.
+    #[arg(long)]
+    pub require_tls: bool,
+}
+
+/// An event for --dsn-notify.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotifyArg {
+    Success,
+    Failure,
+    Delay,
+    Never,
+}
+
+/// What a failure notification returns.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DsnRetArg {
+    /// The whole message.
+    Full,
+    /// Only its header.
+    Hdrs,
 }
 
 #[derive(Args, Debug)]

@@ -10,13 +10,10 @@ use sendbox::batch::{self, Job, Outcome};
 use sendbox::{Envelope, SandboxOptions};
 
 use crate::args::BatchArgs;
-use crate::{Stop, exit, mailer};
+use crate::{Stop, account, exit, load_config, mailer};
 
 pub async fn run(args: BatchArgs) -> Result<u8, Stop> {
-    let envelope = Envelope {
-        sender: args.from.clone(),
-        recipients: args.to.clone(),
-    };
+    let envelope = Envelope::new(args.from.clone(), args.to.clone());
     let messages = messages(&args).map_err(|m| Stop(exit::NOINPUT, m))?;
     let jobs: Vec<Job> = messages
         .into_iter()
@@ -30,7 +27,9 @@ pub async fn run(args: BatchArgs) -> Result<u8, Stop> {
         pooled_instances: Some(args.concurrency + 1),
         ..SandboxOptions::cached()
     };
-    let mailer = Arc::new(mailer(&args.connection, &options).await?);
+    let config = load_config(args.connection.config.as_deref())?;
+    let account = account(&config, args.connection.account.as_deref())?;
+    let mailer = Arc::new(mailer(&args.connection, account, &options).await?);
 
     let bar = if args.quiet {
         ProgressBar::hidden()

@@ -1,56 +1,137 @@
-//! The message to send: a raw RFC 5322 message as given, or one built from
-//! --subject and --body with mail-builder (which adds Date, Message-ID and MIME headers and
-//! encodes non-ASCII text).
+//! The message `sendbox send` sends: a raw RFC 5322 message as given, or a composed one
+//! from --subject, --body, --html, --attach and --header, which the component builds
+//! (MIME, Date, Message-ID, RFC 2047) so that every embedder gets the same messages.
 
 use std::io::Read as _;
 use std::path::Path;
 
-use mail_builder::MessageBuilder;
+use sendbox::mailer::HeaderField;
+use sendbox::{Attachment, ComposedMessage, Envelope, Mailbox, Message};
 
 use crate::args::SendArgs;
+use crate::{Stop, exit};
 
-/// Reads or builds the message. Errors name the file that could not be read.
-pub fn message(args: &SendArgs) -> Result<Vec<u8>, String> {
+/// The message and its envelope. `from` is the sender after the account's default.
+/// Errors name the file that could not be read.
+pub fn message(args: &SendArgs, from: Option<&str>) -> Result<(Envelope, Message), Stop> {
+    let usage = |message: &str| Stop(exit::USAGE, message.to_owned());
     if let Some(path) = &args.raw {
-        return read_input(path);
+        let envelope = Envelope {
+            sender: from.map(|f| mailbox(f).address),
+            recipients: args.to.clone(),
+            recipients_from_headers: args.recipients_from_headers,
+        };
+        if envelope.recipients.is_empty() && !envelope.recipients_from_headers {
+            return Err(usage(
+                "give --to, or -t to take the recipients from the message",
+            ));
+        }
+        return Ok((envelope, Message::Raw(read_input(path)?)));
     }
-    let body = match (&args.body, &args.body_file) {
-        (Some(text), _) => text.clone(),
-        (None, Some(path)) => String::from_utf8(read_input(path)?).map_err(|_| {
-            format!(
-                "{} is not UTF-8 text; use --raw for other content",
-                path.display()
-            )
-        })?,
-        (None, None) => String::new(),
+    let from = from.ok_or_else(|| usage("give --from, or a `from` in the account"))?;
+    if args.to.is_empty() && args.cc.is_empty() && args.bcc.is_empty() {
+        return Err(usage("give at least one --to, --cc or --bcc"));
+    }
+    let text = match (&args.body, &args.body_file) {
+        (Some(text), _) => Some(text.clone()),
+        (None, Some(path)) => Some(read_text(path)?),
+        (None, None) => None,
     };
-    build(
-        &args.from,
-        &args.to,
-        args.subject.as_deref().unwrap_or(""),
-        body,
-    )
+    let mut composed = ComposedMessage::new(mailbox(from));
+    composed.to = args.to.iter().map(|a| mailbox(a)).collect();
+    composed.cc = args.cc.iter().map(|a| mailbox(a)).collect();
+    composed.bcc = args.bcc.iter().map(|a| mailbox(a)).collect();
+    composed.subject = args.subject.clone().unwrap_or_default();
+    composed.html = args.html.as_deref().map(read_text).transpose()?;
+    composed.text = text;
+    composed.attachments = args
+        .attach
+        .iter()
+        .map(|path| attachment(path))
+        .collect::<Result<_, _>>()?;
+    composed.headers = args
+        .header
+        .iter()
+        .map(|field| header_field(field))
+        .collect::<Result<_, _>>()?;
+    // The envelope comes from the message: From, and To, Cc and Bcc.
+    Ok((Envelope::from_headers(), Message::Composed(composed)))
 }
 
-/// A text/plain message from `from` to `to`.
-pub fn build(from: &str, to: &[String], subject: &str, body: String) -> Result<Vec<u8>, String> {
-    MessageBuilder::new()
-        .from(from)
-        .to(to.iter().map(String::as_str).collect::<Vec<_>>())
-        .subject(subject)
-        .text_body(body)
-        .write_to_vec()
-        .map_err(|e| format!("cannot build the message: {e}"))
+/// `alice@example.org` or `Alice Example <alice@example.org>`.
+pub fn mailbox(text: &str) -> Mailbox {
+    let text = text.trim();
+    match text.strip_suffix('>').and_then(|t| t.rsplit_once('<')) {
+        Some((name, address)) => {
+            let name = name.trim().trim_matches('"').trim();
+            Mailbox {
+                name: (!name.is_empty()).then(|| name.to_owned()),
+                address: address.trim().to_owned(),
+            }
+        }
+        None => Mailbox::new(text),
+    }
 }
 
-fn read_input(path: &Path) -> Result<Vec<u8>, String> {
+fn attachment(path: &Path) -> Result<Attachment, Stop> {
+    let filename = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| {
+            Stop(
+                exit::USAGE,
+                format!("{} is not a file name", path.display()),
+            )
+        })?;
+    Ok(Attachment {
+        media_type: mime_guess::from_path(path)
+            .first_or_octet_stream()
+            .essence_str()
+            .to_owned(),
+        content: read_input(path)?,
+        filename,
+    })
+}
+
+fn header_field(field: &str) -> Result<HeaderField, Stop> {
+    let (name, value) = field.split_once(':').ok_or_else(|| {
+        Stop(
+            exit::USAGE,
+            format!("--header {field:?} is not \"Name: value\""),
+        )
+    })?;
+    Ok(HeaderField {
+        name: name.trim().to_owned(),
+        value: value.trim().to_owned(),
+    })
+}
+
+fn read_text(path: &Path) -> Result<String, Stop> {
+    String::from_utf8(read_input(path)?).map_err(|_| {
+        Stop(
+            exit::DATAERR,
+            format!(
+                "{} is not UTF-8 text; attach it, or use --raw",
+                path.display()
+            ),
+        )
+    })
+}
+
+/// Reads a file, or stdin for `-`.
+pub fn read_input(path: &Path) -> Result<Vec<u8>, Stop> {
     let mut bytes = Vec::new();
     let result = if path == Path::new("-") {
         std::io::stdin().read_to_end(&mut bytes).map(|_| ())
     } else {
         std::fs::read(path).map(|b| bytes = b)
     };
-    result.map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    result.map_err(|e| {
+        Stop(
+            exit::NOINPUT,
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })?;
     Ok(bytes)
 }
 
@@ -58,23 +139,30 @@ fn read_input(path: &Path) -> Result<Vec<u8>, String> {
 mod tests {
     use super::*;
 
+    fn parts(text: &str) -> (Option<String>, String) {
+        let mailbox = mailbox(text);
+        (mailbox.name, mailbox.address)
+    }
+
     #[test]
-    fn line_breaks_in_fields_cannot_add_headers() {
-        let to = ["bob@example.org".to_owned()];
-        let message = build(
-            "alice@example.org",
-            &to,
-            "hi\r\nBcc: eve@example.org\nX-Evil: 1",
-            "body".into(),
-        )
-        .unwrap();
-        let text = String::from_utf8(message).unwrap();
-        let (head, _) = text.split_once("\r\n\r\n").unwrap();
-        for line in head.split("\r\n") {
-            assert!(
-                !line.starts_with("Bcc:") && !line.starts_with("X-Evil:"),
-                "injected header in:\n{text}"
-            );
-        }
+    fn mailbox_forms() {
+        assert_eq!(parts("a@example.org"), (None, "a@example.org".into()));
+        assert_eq!(
+            parts("\"Alice Ex\" <a@example.org>"),
+            (Some("Alice Ex".into()), "a@example.org".into())
+        );
+        assert_eq!(parts(" <a@example.org>"), (None, "a@example.org".into()));
+    }
+
+    #[test]
+    fn header_fields_need_a_colon() {
+        let Ok(field) = header_field("X-Tag: a: b") else {
+            panic!("a valid field was refused")
+        };
+        assert_eq!(
+            (field.name.as_str(), field.value.as_str()),
+            ("X-Tag", "a: b")
+        );
+        assert!(header_field("no colon").is_err());
     }
 }

@@ -9,10 +9,11 @@ use std::hash::{BuildHasher, Hasher};
 use sendbox::loopback::{AuthMechanism, LoopbackOptions, LoopbackServer, ServerTls};
 use sendbox::mailer::format_reply;
 use sendbox::{
-    Credentials, Envelope, Mailer, Sandbox, Server, TlsMode, Transcript, TranscriptBuffer,
+    ComposedMessage, Credentials, Envelope, Mailbox, Mailer, Sandbox, Server, TlsMode, Transcript,
+    TranscriptBuffer,
 };
 
-use crate::{Stop, compose, exit};
+use crate::{Stop, exit};
 
 const FROM: &str = "demo@sendbox.invalid";
 const TO: &str = "you@sendbox.invalid";
@@ -35,10 +36,7 @@ pub async fn run() -> Result<u8, Stop> {
     let mut config = Server::new("localhost", server.port(), TlsMode::Starttls);
     config.ca_pem = Some(server.ca_pem().to_owned());
     config.ehlo_name = Some("demo.sendbox.invalid".to_owned());
-    let credentials = Credentials {
-        username: account.0,
-        password: account.1,
-    };
+    let credentials = Credentials::password(account.0, account.1);
     let sandbox = Sandbox::new()
         .map_err(|e| Stop(exit::SOFTWARE, format!("cannot load the component: {e:#}")))?;
     let transcript = TranscriptBuffer::new(1 << 20);
@@ -70,18 +68,13 @@ pub async fn run() -> Result<u8, Stop> {
     let body = "Hello!\n\nThis message was sent by the sendbox WebAssembly component, which spoke\n\
                 SMTP and TLS itself from inside its sandbox.\n\n\
                 .A line that starts with a dot travels dot-stuffed and arrives intact.\n";
-    let message = compose::build(
-        FROM,
-        &[TO.to_owned()],
-        "Hello from the sandbox",
-        body.to_owned(),
-    )
-    .map_err(|m| Stop(exit::SOFTWARE, m))?;
-    let envelope = Envelope {
-        sender: FROM.to_owned(),
-        recipients: vec![TO.to_owned()],
-    };
-    let result = mailer.send(&envelope, &message).await;
+    // The component builds the message (MIME, Date, Message-ID) and takes the envelope
+    // from it.
+    let mut message = ComposedMessage::new(Mailbox::new(FROM));
+    message.to.push(Mailbox::new(TO));
+    message.subject = "Hello from the sandbox".to_owned();
+    message.text = Some(body.to_owned());
+    let result = mailer.send(&Envelope::from_headers(), message).await;
 
     println!("-- The SMTP dialogue, as the component wrote it (AUTH data redacted) --");
     print!("{}", transcript.contents());

@@ -18,12 +18,16 @@ pub const NOHOST: u8 = 68;
 pub const UNAVAILABLE: u8 = 69;
 /// An internal error (the component failed).
 pub const SOFTWARE: u8 = 70;
+/// Reading the input failed.
+pub const IOERR: u8 = 74;
 /// A temporary failure: try again later.
 pub const TEMPFAIL: u8 = 75;
 /// The server broke the protocol.
 pub const PROTOCOL: u8 = 76;
 /// Authentication failed.
 pub const NOPERM: u8 = 77;
+/// The config file is wrong or names no usable account.
+pub const CONFIG: u8 = 78;
 
 /// The exit code for a failed send.
 pub fn for_error(error: &Error) -> u8 {

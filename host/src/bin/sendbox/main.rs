@@ -1,27 +1,38 @@
-//! The `sendbox` command: `sendbox send`, `sendbox batch` and `sendbox demo`.
+//! The `sendbox` command: `sendbox send`, `sendbox sendmail`, `sendbox batch` and
+//! `sendbox demo`. Invoked through a link named `sendmail`, it is `sendbox sendmail`.
 
 mod args;
 mod batch;
 mod compose;
+mod config;
 mod demo;
 mod exit;
+mod sendmail;
 
+use std::ffi::OsString;
 use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser as _;
 use sendbox::mailer::format_reply;
 use sendbox::{
-    Credentials, Delivery, Envelope, Mailer, Sandbox, SandboxOptions, Server, Transcript,
+    Credentials, Delivery, Dsn, DsnNotify, DsnReturn, Envelope, Mailer, Message, Sandbox,
+    SandboxOptions, Secret, SendOptions, Server, Transcript,
 };
 
-use crate::args::{Cli, Command, ConnectionArgs, SendArgs};
+use crate::args::{Cli, Command, ConnectionArgs, DeliveryArgs, DsnRetArg, NotifyArg, SendArgs};
+use crate::config::{Account, Config};
 
 /// A failure before anything was sent: the message for the user and the exit code.
 struct Stop(u8, String);
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
+    let mut argv = std::env::args_os();
+    let invoked_as = argv.next().unwrap_or_default();
+    if Path::new(&invoked_as).file_name() == Some("sendmail".as_ref()) {
+        return finish(sendmail(argv.collect()).await);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => {
@@ -35,9 +46,14 @@ async fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Send(args) => send(*args).await,
+        Command::Sendmail { args } => sendmail(args).await,
         Command::Batch(args) => batch::run(*args).await,
         Command::Demo => demo::run().await,
     };
+    finish(result)
+}
+
+fn finish(result: Result<u8, Stop>) -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(Stop(code, message)) => {
@@ -49,28 +65,161 @@ async fn main() -> ExitCode {
 
 async fn send(args: SendArgs) -> Result<u8, Stop> {
     // Read everything first: a missing file or password must stop us before we connect.
-    let message = compose::message(&args).map_err(|m| Stop(exit::NOINPUT, m))?;
-    let mailer = mailer(&args.connection, &SandboxOptions::cached()).await?;
+    let config = load_config(args.connection.config.as_deref())?;
+    let account = account(&config, args.connection.account.as_deref())?;
+    let from = args
+        .from
+        .as_deref()
+        .or(account.and_then(|a| a.from.as_deref()));
+    let (envelope, message) = compose::message(&args, from)?;
+    let options = send_options(&args.delivery);
+    let mailer = mailer(&args.connection, account, &SandboxOptions::cached()).await?;
+    deliver(&mailer, &envelope, message, &options, true).await
+}
+
+/// sendmail(1): the message on stdin, the server from the config file's account, quiet
+/// on success, sysexits codes on failure.
+async fn sendmail(args: Vec<OsString>) -> Result<u8, Stop> {
+    let args = sendmail::parse(args).map_err(|m| Stop(exit::USAGE, m))?;
+    let config = load_config(args.config.as_deref())?;
+    let account = account(&config, args.account.as_deref())?.ok_or_else(|| {
+        Stop(
+            exit::CONFIG,
+            "sendmail needs an account: write one in the config file (see the README), \
+             or name it with --account"
+                .to_owned(),
+        )
+    })?;
+    let message = sendmail::read_message(std::io::stdin().lock(), args.ignore_dots)
+        .map_err(|e| Stop(exit::IOERR, format!("cannot read the message: {e}")))?;
     let envelope = Envelope {
-        sender: args.from.clone(),
-        recipients: args.to.clone(),
+        sender: args.sender.clone().or_else(|| account.from.clone()),
+        recipients: args.recipients.clone(),
+        recipients_from_headers: args.extract_recipients,
     };
+    let delivery = DeliveryArgs {
+        dsn_notify: match &args.dsn_notify {
+            None => Vec::new(),
+            Some(events) if events.is_empty() => vec![NotifyArg::Never],
+            Some(events) => events
+                .iter()
+                .map(|event| match event {
+                    sendmail::Notify::Success => NotifyArg::Success,
+                    sendmail::Notify::Failure => NotifyArg::Failure,
+                    sendmail::Notify::Delay => NotifyArg::Delay,
+                })
+                .collect(),
+        },
+        dsn_ret: args.dsn_return.map(|ret| match ret {
+            sendmail::DsnReturn::Full => DsnRetArg::Full,
+            sendmail::DsnReturn::Headers => DsnRetArg::Hdrs,
+        }),
+        dsn_envid: args.dsn_envid.clone(),
+        require_tls: false,
+    };
+    let connection = ConnectionArgs {
+        verbose: args.verbose,
+        ..ConnectionArgs::default()
+    };
+    let mailer = mailer(&connection, Some(account), &SandboxOptions::cached()).await?;
+    let options = send_options(&delivery);
+    deliver(
+        &mailer,
+        &envelope,
+        Message::Raw(message),
+        &options,
+        args.verbose,
+    )
+    .await
+}
+
+/// Sends, reports what the server accepted and refused, and picks the exit code.
+async fn deliver(
+    mailer: &Mailer,
+    envelope: &Envelope,
+    message: Message,
+    options: &SendOptions,
+    report_success: bool,
+) -> Result<u8, Stop> {
     let delivery = mailer
-        .send(&envelope, &message)
+        .send_with(envelope, message, options)
         .await
         .map_err(|e| Stop(exit::for_error(&e), e.to_string()))?;
-    report(&delivery);
+    report(&delivery, report_success);
     Ok(exit::for_delivery(&delivery))
 }
 
-/// The mailer the connection options describe: server, trust anchors, credentials,
-/// transcript. Resolves the server's name.
-async fn mailer(connection: &ConnectionArgs, options: &SandboxOptions) -> Result<Mailer, Stop> {
-    let (host, port) = args::parse_server(&connection.server).map_err(|m| Stop(exit::USAGE, m))?;
-    let tls = connection.tls.into();
+fn load_config(explicit: Option<&Path>) -> Result<Config, Stop> {
+    Config::load(explicit).map_err(|m| Stop(exit::CONFIG, m))
+}
+
+fn account<'c>(config: &'c Config, name: Option<&str>) -> Result<Option<&'c Account>, Stop> {
+    config.account(name).map_err(|m| Stop(exit::CONFIG, m))
+}
+
+/// The DSN and REQUIRETLS options.
+fn send_options(delivery: &DeliveryArgs) -> SendOptions {
+    let asked = !delivery.dsn_notify.is_empty()
+        || delivery.dsn_ret.is_some()
+        || delivery.dsn_envid.is_some();
+    let dsn = asked.then(|| Dsn {
+        notify: (!delivery.dsn_notify.is_empty()).then(|| {
+            delivery
+                .dsn_notify
+                .iter()
+                .fold(DsnNotify::empty(), |flags, event| match event {
+                    NotifyArg::Success => flags | DsnNotify::SUCCESS,
+                    NotifyArg::Failure => flags | DsnNotify::FAILURE,
+                    NotifyArg::Delay => flags | DsnNotify::DELAY,
+                    NotifyArg::Never => flags,
+                })
+        }),
+        ret: delivery.dsn_ret.map(|ret| match ret {
+            DsnRetArg::Full => DsnReturn::Full,
+            DsnRetArg::Hdrs => DsnReturn::Headers,
+        }),
+        envid: delivery.dsn_envid.clone(),
+        original_recipients: false,
+    });
+    SendOptions {
+        dsn,
+        require_tls: delivery.require_tls,
+    }
+}
+
+/// The mailer the options and the account describe (options win): server, trust
+/// anchors, credentials, transcript. Resolves the server's name.
+async fn mailer(
+    connection: &ConnectionArgs,
+    account: Option<&Account>,
+    options: &SandboxOptions,
+) -> Result<Mailer, Stop> {
+    let server_text = connection
+        .server
+        .as_deref()
+        .or(account.map(|a| a.server.as_str()))
+        .ok_or_else(|| {
+            Stop(
+                exit::USAGE,
+                "give --server, or an account in the config file".to_owned(),
+            )
+        })?;
+    let (host, port) = args::parse_server(server_text).map_err(|m| Stop(exit::USAGE, m))?;
+    let tls = connection
+        .tls
+        .or(account.map(|a| a.tls))
+        .unwrap_or_default()
+        .into();
     let mut server = Server::new(host, port.unwrap_or(Server::default_port(tls)), tls);
-    server.ehlo_name = connection.ehlo.clone();
-    if let Some(path) = &connection.ca {
+    server.ehlo_name = connection
+        .ehlo
+        .clone()
+        .or_else(|| account.and_then(|a| a.ehlo.clone()));
+    if let Some(path) = connection
+        .ca
+        .as_deref()
+        .or(account.and_then(|a| a.ca.as_deref()))
+    {
         let pem = std::fs::read_to_string(path).map_err(|e| {
             Stop(
                 exit::NOINPUT,
@@ -79,13 +228,7 @@ async fn mailer(connection: &ConnectionArgs, options: &SandboxOptions) -> Result
         })?;
         server.ca_pem = Some(pem);
     }
-    let credentials = match &connection.user {
-        Some(user) => Some(Credentials {
-            username: user.clone(),
-            password: password(connection)?,
-        }),
-        None => None,
-    };
+    let credentials = credentials(connection, account)?;
     let sandbox = Sandbox::with_options(options)
         .map_err(|e| Stop(exit::SOFTWARE, format!("cannot load the component: {e:#}")))?;
     let mailer = Mailer::new(sandbox, server, credentials)
@@ -98,13 +241,54 @@ async fn mailer(connection: &ConnectionArgs, options: &SandboxOptions) -> Result
     })
 }
 
-/// Prints what the server accepted and refused.
-fn report(delivery: &Delivery) {
-    println!(
-        "sent to {}: {}",
-        delivery.accepted.join(", "),
-        format_reply(&delivery.final_reply)
-    );
+/// The user and secret: from the options when they name a user, else from the account;
+/// a password is prompted for when neither says where it comes from.
+fn credentials(
+    connection: &ConnectionArgs,
+    account: Option<&Account>,
+) -> Result<Option<Credentials>, Stop> {
+    let from_account = account.filter(|a| connection.user.is_none() && a.user.is_some());
+    let Some(username) = connection
+        .user
+        .clone()
+        .or_else(|| from_account.and_then(|a| a.user.clone()))
+    else {
+        return Ok(None);
+    };
+    let flagged = connection.password_env.is_some()
+        || connection.password_file.is_some()
+        || connection.token_env.is_some();
+    let secret = match from_account {
+        Some(account) if !flagged => account
+            .secret
+            .fetch()
+            .map_err(|m| Stop(exit::CONFIG, format!("account {}: {m}", account.name)))?,
+        _ => None,
+    };
+    let secret = match secret {
+        Some(secret) => secret,
+        None => secret_from_options(connection)?,
+    };
+    let mechanism = connection
+        .auth
+        .or(from_account.and_then(|a| a.auth))
+        .map(Into::into);
+    Ok(Some(Credentials {
+        username,
+        secret,
+        mechanism,
+    }))
+}
+
+/// Prints what the server accepted (unless quiet) and what it refused.
+fn report(delivery: &Delivery, report_success: bool) {
+    if report_success {
+        println!(
+            "sent to {}: {}",
+            delivery.accepted.join(", "),
+            format_reply(&delivery.final_reply)
+        );
+    }
     for refused in &delivery.refused {
         eprintln!(
             "sendbox: recipient {} refused: {} (the message went to the others)",
@@ -114,25 +298,36 @@ fn report(delivery: &Delivery) {
     }
 }
 
-/// The password, from the environment, a file, or the terminal; never from the command line.
-fn password(connection: &ConnectionArgs) -> Result<String, Stop> {
-    if let Some(var) = &connection.password_env {
-        return std::env::var(var).map_err(|_| {
+/// The secret from the options: a token or password from the environment, a password
+/// from a file, or from the terminal; never from the command line itself.
+fn secret_from_options(connection: &ConnectionArgs) -> Result<Secret, Stop> {
+    let from_env = |var: &str| {
+        std::env::var(var).map_err(|_| {
             Stop(
                 exit::USAGE,
                 format!("environment variable {var} is not set"),
             )
-        });
+        })
+    };
+    if let Some(var) = &connection.token_env {
+        return from_env(var).map(Secret::BearerToken);
+    }
+    if let Some(var) = &connection.password_env {
+        return from_env(var).map(Secret::Password);
     }
     if let Some(path) = &connection.password_file {
-        return read_password_file(path);
+        return read_password_file(path).map(Secret::Password);
     }
-    rpassword::prompt_password("SMTP password: ").map_err(|e| {
-        Stop(
-            exit::USAGE,
-            format!("cannot prompt for the password ({e}); use --password-env or --password-file"),
-        )
-    })
+    rpassword::prompt_password("SMTP password: ")
+        .map(Secret::Password)
+        .map_err(|e| {
+            Stop(
+                exit::USAGE,
+                format!(
+                    "cannot prompt for the password ({e}); use --password-env or --password-file"
+                ),
+            )
+        })
 }
 
 fn read_password_file(path: &Path) -> Result<String, Stop> {

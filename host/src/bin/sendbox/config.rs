@@ -1,0 +1,800 @@
+//! The configuration file: named accounts, like msmtp's `~/.msmtprc` but in TOML.
+//!
+//! ```toml
+//! default = "work"                    # used when no account is named
+//! [accounts.work]
+//! server = "smtp.example.org:587"     # HOST[:PORT], [IPv6]:PORT
+//! tls = "starttls"                    # implicit | starttls | none
+//! ca = "~/certs/private-ca.pem"       # relative paths are from the file's directory
+//! ehlo = "laptop.example.org"
+//! from = "alice@example.org"
+//! user = "alice"
+//! auth = "scram-sha256"               # plain | login | scram-sha256 | cram-md5 | oauthbearer | xoauth2
+//! password_command = "pass show mail/work"
+//! ```
+//!
+//! The secret comes from at most one of `password_env`, `password_command`, `token_env`,
+//! `token_command` or `password`. A cleartext `password` needs `allow_cleartext_password =
+//! true` and a file that only its owner can access.
+//!
+//! The file is `--config FILE`, else `$SENDBOX_CONFIG`, else `sendbox/config.toml` in the
+//! user's configuration directory (`$XDG_CONFIG_HOME` on Linux). Only the last may be
+//! missing: a file the user named must exist.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Read as _};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use clap::ValueEnum as _;
+use sendbox::Secret;
+use serde::Deserialize;
+
+use crate::args::{AuthArg, TlsArg};
+
+/// Names the configuration file when `--config` is not given.
+const PATH_VAR: &str = "SENDBOX_CONFIG";
+
+/// One account: a server and how to log in to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// Its name in the file (`[accounts.NAME]`).
+    pub name: String,
+    /// `HOST[:PORT]` or `[IPv6]:PORT`, as `--server` takes it.
+    pub server: String,
+    /// How to secure the connection.
+    pub tls: TlsArg,
+    /// Trust anchors (PEM) instead of the web PKI; `~` expanded, relative to the file.
+    pub ca: Option<PathBuf>,
+    /// The name to give in EHLO.
+    pub ehlo: Option<String>,
+    /// The default sender address.
+    pub from: Option<String>,
+    /// The user name for AUTH.
+    pub user: Option<String>,
+    /// The SASL mechanism; when absent, the strongest both sides allow.
+    pub auth: Option<AuthArg>,
+    /// Where the password or token comes from.
+    pub secret: SecretSource,
+}
+
+/// Where an account's secret comes from. Read it with [`SecretSource::fetch`] only when it
+/// is needed.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// None configured: prompt for a password, or do not log in.
+    None,
+    /// A password in this environment variable.
+    PasswordEnv(String),
+    /// A password on the first line this `sh -c` command prints.
+    PasswordCommand(String),
+    /// A password written in the file.
+    Password(String),
+    /// An OAuth bearer token in this environment variable.
+    TokenEnv(String),
+    /// An OAuth bearer token on the first line this `sh -c` command prints.
+    TokenCommand(String),
+}
+
+impl fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::None => f.write_str("None"),
+            Self::PasswordEnv(var) => f.debug_tuple("PasswordEnv").field(var).finish(),
+            Self::PasswordCommand(cmd) => f.debug_tuple("PasswordCommand").field(cmd).finish(),
+            Self::Password(_) => f.write_str("Password(<redacted>)"),
+            Self::TokenEnv(var) => f.debug_tuple("TokenEnv").field(var).finish(),
+            Self::TokenCommand(cmd) => f.debug_tuple("TokenCommand").field(cmd).finish(),
+        }
+    }
+}
+
+impl SecretSource {
+    /// The key that sets it in the file, for messages.
+    fn key(&self) -> &'static str {
+        match self {
+            Self::None => "no secret",
+            Self::PasswordEnv(_) => "password_env",
+            Self::PasswordCommand(_) => "password_command",
+            Self::Password(_) => "password",
+            Self::TokenEnv(_) => "token_env",
+            Self::TokenCommand(_) => "token_command",
+        }
+    }
+
+    fn is_token(&self) -> bool {
+        matches!(self, Self::TokenEnv(_) | Self::TokenCommand(_))
+    }
+
+    /// Reads the secret: `Ok(None)` when no source is configured. Errors never contain the
+    /// secret or a command's output.
+    pub fn fetch(&self) -> Result<Option<Secret>, String> {
+        Ok(Some(match self {
+            Self::None => return Ok(None),
+            Self::Password(password) => Secret::Password(password.clone()),
+            Self::PasswordEnv(var) => Secret::Password(from_env(var)?),
+            Self::TokenEnv(var) => Secret::BearerToken(from_env(var)?),
+            Self::PasswordCommand(command) => Secret::Password(run(self.key(), command)?),
+            Self::TokenCommand(command) => Secret::BearerToken(run(self.key(), command)?),
+        }))
+    }
+}
+
+fn from_env(var: &str) -> Result<String, String> {
+    match std::env::var(var) {
+        Ok(value) if value.is_empty() => Err(format!("environment variable {var} is empty")),
+        Ok(value) => Ok(value),
+        Err(std::env::VarError::NotPresent) => {
+            Err(format!("environment variable {var} is not set"))
+        }
+        Err(std::env::VarError::NotUnicode(_)) => {
+            Err(format!("environment variable {var} is not valid UTF-8"))
+        }
+    }
+}
+
+/// The first line `sh -c command` prints, as msmtp's `passwordeval` does it.
+fn run(key: &str, command: &str) -> Result<String, String> {
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        // In sendmail mode stdin is the message: the command must not read it. Its stderr
+        // stays visible so that its own complaints reach the user.
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run {key} {command:?}: {e}"))?;
+    if !output.status.success() {
+        // Not the output: a failing command may still have printed part of a secret.
+        return Err(format!("{key} {command:?} failed ({})", output.status));
+    }
+    let line = output
+        .stdout
+        .split(|&b| b == b'\n')
+        .next()
+        .unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.is_empty() {
+        return Err(format!("{key} {command:?} printed nothing"));
+    }
+    String::from_utf8(line.to_vec())
+        .map_err(|_| format!("{key} {command:?} printed something that is not UTF-8"))
+}
+
+/// The configuration: the accounts of the file, if there is one.
+#[derive(Debug)]
+pub struct Config {
+    source: Source,
+    default: Option<String>,
+    accounts: BTreeMap<String, Account>,
+}
+
+/// Where the configuration came from, for messages.
+#[derive(Debug)]
+enum Source {
+    /// No configuration directory is known (no home directory).
+    Nowhere,
+    /// The default file, which does not exist.
+    Missing(PathBuf),
+    File(PathBuf),
+}
+
+impl Config {
+    /// Reads the file named by `explicit` (`--config`), else by `$SENDBOX_CONFIG`, else the
+    /// default file, which alone may be missing. Errors name the file.
+    pub fn load(explicit: Option<&Path>) -> Result<Config, String> {
+        let from_env = std::env::var_os(PATH_VAR);
+        match locate(explicit, from_env, dirs::config_dir()) {
+            Some((path, required)) => Self::read(path, required),
+            None => Ok(Self::empty(Source::Nowhere)),
+        }
+    }
+
+    /// The account called `name`, which must exist; without a name, the `default` account,
+    /// or the only one, or `None`.
+    pub fn account(&self, name: Option<&str>) -> Result<Option<&Account>, String> {
+        let Some(name) = name else {
+            return Ok(match &self.default {
+                Some(default) => self.accounts.get(default),
+                None if self.accounts.len() == 1 => self.accounts.values().next(),
+                None => None,
+            });
+        };
+        let account = self.accounts.get(name);
+        account.map(Some).ok_or_else(|| self.no_account(name))
+    }
+
+    /// Why there is no account called `name`.
+    fn no_account(&self, name: &str) -> String {
+        match &self.source {
+            Source::Nowhere => format!("no account {name:?}: there is no configuration file"),
+            Source::Missing(path) => {
+                format!("no account {name:?}: {} does not exist", path.display())
+            }
+            Source::File(path) if self.accounts.is_empty() => {
+                format!("no account {name:?}: {} has no accounts", path.display())
+            }
+            Source::File(path) => format!(
+                "no account {name:?} in {} (it has {})",
+                path.display(),
+                names(&self.accounts)
+            ),
+        }
+    }
+
+    fn empty(source: Source) -> Config {
+        Config {
+            source,
+            default: None,
+            accounts: BTreeMap::new(),
+        }
+    }
+
+    fn read(path: PathBuf, required: bool) -> Result<Config, String> {
+        let cannot = |e: io::Error| format!("cannot read {}: {e}", path.display());
+        let mut file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !required => {
+                return Ok(Self::empty(Source::Missing(path)));
+            }
+            Err(e) => return Err(cannot(e)),
+        };
+        let mut text = String::new();
+        file.read_to_string(&mut text).map_err(cannot)?;
+        // The mode of the file we read, not of whatever is at the path now.
+        let shared_mode = shared_mode(&file).map_err(cannot)?;
+        Self::parse(path, &text, shared_mode)
+    }
+
+    /// Parses and checks the text of the file at `path`; `shared_mode` is its mode when
+    /// others than its owner may access it.
+    fn parse(path: PathBuf, text: &str, shared_mode: Option<u32>) -> Result<Config, String> {
+        let file: RawFile = toml::from_str(text).map_err(|e| {
+            // Not toml's own rendering: it quotes the line, which may hold a password.
+            match e.span() {
+                Some(span) => {
+                    let (line, column) = line_column(text, span.start);
+                    format!("{}:{line}:{column}: {}", path.display(), e.message())
+                }
+                None => format!("{}: {}", path.display(), e.message()),
+            }
+        })?;
+        let dir = path.parent().unwrap_or(Path::new(""));
+        let mut accounts = BTreeMap::new();
+        for (name, raw) in file.accounts {
+            let account = raw
+                .check(name.clone(), dir, shared_mode)
+                .map_err(|problem| format!("{}: account {name:?}: {problem}", path.display()))?;
+            accounts.insert(name, account);
+        }
+        if let Some(default) = &file.default
+            && !accounts.contains_key(default)
+        {
+            return Err(format!(
+                "{}: default account {default:?} is not defined (accounts: {})",
+                path.display(),
+                names(&accounts)
+            ));
+        }
+        Ok(Config {
+            source: Source::File(path),
+            default: file.default,
+            accounts,
+        })
+    }
+}
+
+/// The names of `accounts`, for messages.
+fn names(accounts: &BTreeMap<String, Account>) -> String {
+    if accounts.is_empty() {
+        return "none".into();
+    }
+    let names: Vec<&str> = accounts.keys().map(String::as_str).collect();
+    names.join(", ")
+}
+
+/// Which file to read, and whether it must exist: `--config`, else `$SENDBOX_CONFIG`
+/// (unless empty), else the default file in `config_dir`.
+fn locate(
+    explicit: Option<&Path>,
+    from_env: Option<OsString>,
+    config_dir: Option<PathBuf>,
+) -> Option<(PathBuf, bool)> {
+    if let Some(path) = explicit {
+        return Some((path.to_owned(), true));
+    }
+    if let Some(path) = from_env.filter(|p| !p.is_empty()) {
+        return Some((path.into(), true));
+    }
+    config_dir.map(|dir| (dir.join("sendbox").join("config.toml"), false))
+}
+
+/// The 1-based line and column (in characters) of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (
+        before.matches('\n').count() + 1,
+        before[line_start..].chars().count() + 1,
+    )
+}
+
+/// The file's permission bits when its group or others have any access to it.
+#[cfg(unix)]
+fn shared_mode(file: &File) -> io::Result<Option<u32>> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = file.metadata()?.permissions().mode() & 0o7777;
+    Ok((mode & 0o077 != 0).then_some(mode))
+}
+
+/// Other systems have no mode bits to check.
+#[cfg(not(unix))]
+fn shared_mode(_file: &File) -> io::Result<Option<u32>> {
+    Ok(None)
+}
+
+/// The file as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    default: Option<String>,
+    #[serde(default)]
+    accounts: BTreeMap<String, RawAccount>,
+}
+
+/// An account as written, before its checks.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccount {
+    server: String,
+    #[serde(default)]
+    tls: TlsArg,
+    ca: Option<PathBuf>,
+    ehlo: Option<String>,
+    from: Option<String>,
+    user: Option<String>,
+    auth: Option<AuthArg>,
+    password_env: Option<String>,
+    password_command: Option<String>,
+    password: Option<String>,
+    token_env: Option<String>,
+    token_command: Option<String>,
+    #[serde(default)]
+    allow_cleartext_password: bool,
+}
+
+impl RawAccount {
+    /// The checked account; `dir` is the file's directory, `shared_mode` its mode when
+    /// others may access it.
+    fn check(self, name: String, dir: &Path, shared_mode: Option<u32>) -> Result<Account, String> {
+        let secret = one_secret([
+            self.password_env.map(SecretSource::PasswordEnv),
+            self.password_command.map(SecretSource::PasswordCommand),
+            self.password.map(SecretSource::Password),
+            self.token_env.map(SecretSource::TokenEnv),
+            self.token_command.map(SecretSource::TokenCommand),
+        ])?;
+        if let SecretSource::Password(_) = secret {
+            if !self.allow_cleartext_password {
+                return Err(format!(
+                    "has a cleartext password; use password_command (such as \"pass show \
+                     mail/{name}\") or password_env, or set allow_cleartext_password = true \
+                     in the account"
+                ));
+            }
+            if let Some(mode) = shared_mode {
+                return Err(format!(
+                    "has a cleartext password, but others can access the file (mode \
+                     {mode:04o}); run chmod 600 on it, or use password_command"
+                ));
+            }
+        }
+        if let Some(auth) = self.auth
+            && secret != SecretSource::None
+            && secret.is_token() != auth.takes_token()
+        {
+            let (gives, wants) = if secret.is_token() {
+                ("an OAuth token", "\"oauthbearer\" or \"xoauth2\"")
+            } else {
+                (
+                    "a password",
+                    "\"scram-sha256\", \"plain\", \"login\" or \"cram-md5\"",
+                )
+            };
+            return Err(format!(
+                "{} gives {gives}, which auth = {:?} cannot use; use {wants}",
+                secret.key(),
+                auth.to_possible_value()
+                    .expect("no skipped values")
+                    .get_name()
+            ));
+        }
+        if self.user.is_none() {
+            if secret != SecretSource::None {
+                return Err(format!("sets {} but no user", secret.key()));
+            }
+            if self.auth.is_some() {
+                return Err("sets auth but no user".into());
+            }
+        }
+        let ca = self.ca.map(|ca| resolve(ca, dir)).transpose()?;
+        Ok(Account {
+            name,
+            server: self.server,
+            tls: self.tls,
+            ca,
+            ehlo: self.ehlo,
+            from: self.from,
+            user: self.user,
+            auth: self.auth,
+            secret,
+        })
+    }
+}
+
+/// The one secret source among those `given`, if any.
+fn one_secret(given: [Option<SecretSource>; 5]) -> Result<SecretSource, String> {
+    let mut given = given.into_iter().flatten();
+    match (given.next(), given.next()) {
+        (None, _) => Ok(SecretSource::None),
+        (Some(one), None) => Ok(one),
+        (Some(one), Some(other)) => Err(format!(
+            "sets both {} and {}; give one secret source",
+            one.key(),
+            other.key()
+        )),
+    }
+}
+
+/// `path` with a leading `~` replaced by the home directory, and made relative to `dir`.
+fn resolve(path: PathBuf, dir: &Path) -> Result<PathBuf, String> {
+    let path = match path.strip_prefix("~") {
+        Ok(rest) => dirs::home_dir()
+            .ok_or_else(|| format!("cannot expand ~ in {}: no home directory", path.display()))?
+            .join(rest),
+        Err(_) => path,
+    };
+    Ok(dir.join(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(PathBuf::from("/etc/sendbox/config.toml"), text, None)
+    }
+
+    fn parse_err(text: &str) -> String {
+        parse(text).expect_err("accepted")
+    }
+
+    #[test]
+    fn full_example() {
+        let config = parse(
+            r#"
+            default = "work"
+
+            [accounts.work]
+            server = "smtp.example.org:587"
+            tls = "starttls"
+            ca = "certs/private-ca.pem"
+            ehlo = "laptop.example.org"
+            from = "alice@example.org"
+            user = "alice"
+            auth = "scram-sha256"
+            password_command = "pass show mail/work"
+
+            [accounts.home]
+            server = "[2001:db8::1]:465"
+            tls = "implicit"
+            ca = "~/ca.pem"
+            user = "alice@example.net"
+            auth = "xoauth2"
+            token_env = "HOME_TOKEN"
+
+            [accounts.relay]
+            server = "relay.lan"
+            tls = "none"
+            "#,
+        )
+        .unwrap();
+        let work = config.account(Some("work")).unwrap().unwrap();
+        assert_eq!(
+            *work,
+            Account {
+                name: "work".into(),
+                server: "smtp.example.org:587".into(),
+                tls: TlsArg::Starttls,
+                ca: Some("/etc/sendbox/certs/private-ca.pem".into()),
+                ehlo: Some("laptop.example.org".into()),
+                from: Some("alice@example.org".into()),
+                user: Some("alice".into()),
+                auth: Some(AuthArg::ScramSha256),
+                secret: SecretSource::PasswordCommand("pass show mail/work".into()),
+            }
+        );
+        let home = config.account(Some("home")).unwrap().unwrap();
+        assert_eq!(home.tls, TlsArg::Implicit);
+        assert_eq!(home.ca, Some(dirs::home_dir().unwrap().join("ca.pem")));
+        assert_eq!(home.auth, Some(AuthArg::XOAuth2));
+        assert_eq!(home.secret, SecretSource::TokenEnv("HOME_TOKEN".into()));
+        let relay = config.account(Some("relay")).unwrap().unwrap();
+        assert_eq!(
+            (relay.tls, &relay.user, &relay.secret),
+            (TlsArg::None, &None, &SecretSource::None)
+        );
+        assert_eq!(config.account(None).unwrap().unwrap().name, "work");
+    }
+
+    #[test]
+    fn defaults_and_choice_of_account() {
+        let one = parse("[accounts.only]\nserver = \"mx.example.org\"\n").unwrap();
+        let only = one.account(None).unwrap().unwrap();
+        assert_eq!((only.name.as_str(), only.tls), ("only", TlsArg::Starttls));
+        let two = parse("[accounts.a]\nserver = \"a\"\n[accounts.b]\nserver = \"b\"\n").unwrap();
+        assert_eq!(two.account(None), Ok(None));
+        let message = two.account(Some("c")).unwrap_err();
+        assert!(
+            message.contains("\"c\"") && message.contains("a, b"),
+            "{message}"
+        );
+        let empty = parse("").unwrap();
+        assert_eq!(empty.account(None), Ok(None));
+        assert!(
+            empty
+                .account(Some("x"))
+                .unwrap_err()
+                .contains("has no accounts")
+        );
+    }
+
+    #[test]
+    fn scram_has_its_iana_spelling_too() {
+        let config =
+            parse("[accounts.a]\nserver = \"a\"\nuser = \"u\"\nauth = \"scram-sha-256\"\n")
+                .unwrap();
+        assert_eq!(
+            config.account(None).unwrap().unwrap().auth,
+            Some(AuthArg::ScramSha256)
+        );
+    }
+
+    #[test]
+    fn toml_errors_name_file_line_and_column_but_not_the_line() {
+        let message = parse_err("[accounts.work]\nserver = \"a\"\npasword = \"hunter2\"\n");
+        assert!(
+            message.starts_with("/etc/sendbox/config.toml:3:1: "),
+            "{message}"
+        );
+        assert!(message.contains("unknown field `pasword`"), "{message}");
+        assert!(!message.contains("hunter2"), "{message}");
+
+        let message = parse_err("defualt = \"work\"\n");
+        assert!(
+            message.contains(":1:1: unknown field `defualt`"),
+            "{message}"
+        );
+        let message = parse_err("[accounts.work]\ntls = \"starttls\"\n");
+        assert!(message.contains("missing field `server`"), "{message}");
+        let message = parse_err("[accounts.work]\nserver = \"a\"\ntls = \"ssl\"\n");
+        assert!(
+            message.contains(":3:") && message.contains("unknown variant `ssl`"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn one_secret_source_at_most() {
+        let message = parse_err(
+            "[accounts.w]\nserver = \"a\"\nuser = \"u\"\npassword_env = \"P\"\n\
+             password_command = \"pass\"\n",
+        );
+        assert!(message.contains("account \"w\""), "{message}");
+        assert!(
+            message.contains("both password_env and password_command"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn cleartext_password_needs_consent() {
+        let message =
+            parse_err("[accounts.w]\nserver = \"a\"\nuser = \"u\"\npassword = \"hunter2\"\n");
+        assert!(message.contains("cleartext password"), "{message}");
+        assert!(
+            message.contains("allow_cleartext_password = true"),
+            "{message}"
+        );
+        assert!(message.contains("password_command"), "{message}");
+        assert!(!message.contains("hunter2"), "{message}");
+    }
+
+    #[test]
+    fn unknown_default_account() {
+        let message = parse_err("default = \"wrok\"\n[accounts.work]\nserver = \"a\"\n");
+        assert!(
+            message.starts_with("/etc/sendbox/config.toml: "),
+            "{message}"
+        );
+        assert!(message.contains("\"wrok\" is not defined"), "{message}");
+        assert!(message.contains("work"), "{message}");
+    }
+
+    #[test]
+    fn secret_must_suit_the_mechanism() {
+        for auth in ["plain", "login", "scram-sha256", "cram-md5"] {
+            let message = parse_err(&format!(
+                "[accounts.w]\nserver = \"a\"\nuser = \"u\"\nauth = \"{auth}\"\n\
+                 token_command = \"get-token\"\n"
+            ));
+            assert!(
+                message.contains("token_command gives an OAuth token"),
+                "{message}"
+            );
+            assert!(message.contains(&format!("auth = \"{auth}\"")), "{message}");
+        }
+        let message = parse_err(
+            "[accounts.w]\nserver = \"a\"\nuser = \"u\"\nauth = \"oauthbearer\"\n\
+             password_env = \"P\"\n",
+        );
+        assert!(
+            message.contains("password_env gives a password"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn secret_and_auth_need_a_user() {
+        let message = parse_err("[accounts.w]\nserver = \"a\"\npassword_env = \"P\"\n");
+        assert!(
+            message.contains("sets password_env but no user"),
+            "{message}"
+        );
+        let message = parse_err("[accounts.w]\nserver = \"a\"\nauth = \"plain\"\n");
+        assert!(message.contains("sets auth but no user"), "{message}");
+    }
+
+    #[test]
+    fn debug_never_shows_a_password() {
+        let config = parse(
+            "[accounts.w]\nserver = \"a\"\nuser = \"u\"\npassword = \"hunter2\"\n\
+             allow_cleartext_password = true\n",
+        )
+        .unwrap();
+        let account = config.account(None).unwrap().unwrap();
+        assert_eq!(account.secret, SecretSource::Password("hunter2".into()));
+        let secret = account.secret.fetch().unwrap().unwrap();
+        assert_eq!(secret, Secret::Password("hunter2".into()));
+        for debug in [
+            format!("{config:?}"),
+            format!("{account:?}"),
+            format!("{secret:?}"),
+            format!("{:?}", Secret::BearerToken("hunter2".into())),
+        ] {
+            assert!(!debug.contains("hunter2"), "{debug}");
+            assert!(debug.contains("<redacted>"), "{debug}");
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn cleartext_password_needs_a_private_file() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(
+            &path,
+            "[accounts.w]\nserver = \"a\"\nuser = \"u\"\npassword = \"hunter2\"\n\
+             allow_cleartext_password = true\n",
+        )
+        .unwrap();
+
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let message = Config::load(Some(&path)).unwrap_err();
+        assert!(message.contains(&path.display().to_string()), "{message}");
+        assert!(message.contains("mode 0644"), "{message}");
+        assert!(message.contains("chmod 600"), "{message}");
+        assert!(message.contains("password_command"), "{message}");
+        assert!(!message.contains("hunter2"), "{message}");
+
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let config = Config::load(Some(&path)).unwrap();
+        let account = config.account(Some("w")).unwrap().unwrap();
+        assert_eq!(account.secret, SecretSource::Password("hunter2".into()));
+    }
+
+    #[test]
+    fn file_location() {
+        let dir = Some(PathBuf::from("/home/a/.config"));
+        let default = PathBuf::from("/home/a/.config/sendbox/config.toml");
+        assert_eq!(
+            locate(
+                Some(Path::new("x.toml")),
+                Some("env.toml".into()),
+                dir.clone()
+            ),
+            Some(("x.toml".into(), true))
+        );
+        assert_eq!(
+            locate(None, Some("env.toml".into()), dir.clone()),
+            Some(("env.toml".into(), true))
+        );
+        assert_eq!(
+            locate(None, Some("".into()), dir.clone()),
+            Some((default.clone(), false))
+        );
+        assert_eq!(locate(None, None, dir), Some((default, false)));
+        assert_eq!(locate(None, None, None), None);
+    }
+
+    #[test]
+    fn only_the_default_file_may_be_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        let message = Config::load(Some(&path)).unwrap_err();
+        assert!(
+            message.starts_with(&format!("cannot read {}", path.display())),
+            "{message}"
+        );
+        let config = Config::read(path.clone(), false).unwrap();
+        assert_eq!(config.account(None), Ok(None));
+        let message = config.account(Some("work")).unwrap_err();
+        assert!(message.contains("does not exist"), "{message}");
+    }
+
+    #[test]
+    fn password_command_takes_the_first_line() {
+        let source = SecretSource::PasswordCommand("printf 'secret\\nignored'".into());
+        assert_eq!(source.fetch(), Ok(Some(Secret::Password("secret".into()))));
+        let source = SecretSource::TokenCommand("printf 'token\\r\\n'".into());
+        assert_eq!(
+            source.fetch(),
+            Ok(Some(Secret::BearerToken("token".into())))
+        );
+    }
+
+    #[test]
+    fn failed_command_shows_its_status_not_its_output() {
+        // The output ("secret") differs from the command's text, which the message quotes.
+        let source = SecretSource::PasswordCommand("printf 'se%sret' cr; exit 3".into());
+        let message = source.fetch().unwrap_err();
+        assert!(message.contains("password_command"), "{message}");
+        assert!(message.contains("exit status: 3"), "{message}");
+        assert!(!message.contains("secret"), "{message}");
+    }
+
+    #[test]
+    fn silent_command_is_an_error() {
+        let source = SecretSource::TokenCommand("true".into());
+        let message = source.fetch().unwrap_err();
+        assert!(
+            message.contains("token_command \"true\" printed nothing"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn environment_variables() {
+        let var = "SENDBOX_TEST_SURELY_UNSET_VARIABLE";
+        let message = SecretSource::PasswordEnv(var.into()).fetch().unwrap_err();
+        assert_eq!(message, format!("environment variable {var} is not set"));
+        let path = std::env::var("PATH").unwrap();
+        assert_eq!(
+            SecretSource::TokenEnv("PATH".into()).fetch(),
+            Ok(Some(Secret::BearerToken(path)))
+        );
+        assert_eq!(SecretSource::None.fetch(), Ok(None));
+    }
+
+    #[test]
+    fn line_and_column() {
+        assert_eq!(line_column("ab\ncé\nx", 0), (1, 1));
+        assert_eq!(line_column("ab\ncé\nx", 3), (2, 1));
+        assert_eq!(line_column("ab\ncé\nx", 7), (3, 1));
+        assert_eq!(line_column("ab\ncé\nx", 6), (2, 3));
+    }
+}

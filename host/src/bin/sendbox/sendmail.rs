@@ -1,0 +1,676 @@
+//! The sendmail command line, through which cron, `git send-email`, mutt and mailx hand
+//! over a message: options, then recipients, and the message on stdin.
+//!
+//! The options are those of Postfix's sendmail(1), plus msmtp's `-a`/`--account` and
+//! `--config`, parsed as getopt(3) does there: letters may be grouped (`-ti`), a value may
+//! be glued on (`-fADDR`, `-oi`, `-B8BITMIME`) or be the next argument (`-f ADDR`), and the
+//! first operand or `--` ends the options. clap cannot express this. Options that only tune
+//! a local MTA (`-oem`, `-odi`, `-L`, ...) are accepted and ignored; the other modes of an
+//! MTA (`-bp`, `-bs`, `-q`, ...) are refused.
+
+use std::ffi::{OsStr, OsString};
+use std::io::{self, BufRead as _, BufReader, Read};
+use std::path::PathBuf;
+
+/// What a sendmail command line asks for.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SendmailArgs {
+    /// The envelope sender (`-f`, `-r`); `Some("")` for the null sender (`-f '<>'`).
+    pub sender: Option<String>,
+    /// Also send to the addresses in the message's To, Cc and Bcc (`-t`).
+    pub extract_recipients: bool,
+    /// A line with a single `.` does not end the message (`-i`, `-oi`).
+    pub ignore_dots: bool,
+    /// The recipients given as operands, address lists split at their commas.
+    pub recipients: Vec<String>,
+    /// The account of the configuration file to use (`-a`, `--account`).
+    pub account: Option<String>,
+    /// The configuration file (`-C`, `--config`).
+    pub config: Option<PathBuf>,
+    /// Show the SMTP dialogue (`-v`).
+    pub verbose: bool,
+    /// When to send delivery status notifications (`-N`); `Some(vec![])` for `never`.
+    pub dsn_notify: Option<Vec<Notify>>,
+    /// What a failure notification returns (`-R`).
+    pub dsn_return: Option<DsnReturn>,
+    /// The envelope identifier notifications quote back (`-V`).
+    pub dsn_envid: Option<String>,
+}
+
+/// An event that gets a delivery status notification (RFC 3461 NOTIFY).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notify {
+    /// Delivered.
+    Success,
+    /// Not delivered.
+    Failure,
+    /// Delayed.
+    Delay,
+}
+
+/// What a failure notification returns (RFC 3461 RET).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DsnReturn {
+    /// The whole message (`-R full`).
+    Full,
+    /// Its header only (`-R hdrs`).
+    Headers,
+}
+
+/// Parses the arguments after the command name. Errors name the option at fault, and are
+/// for the user as they are.
+pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<SendmailArgs, String> {
+    let mut parsed = SendmailArgs::default();
+    let mut args = args.into_iter();
+    let mut operands = Vec::new();
+    while let Some(arg) = args.next() {
+        let text = utf8(&arg)?;
+        if text == "--" {
+            break;
+        } else if let Some(long) = text.strip_prefix("--") {
+            parsed.long_option(long, &mut args)?;
+        } else if let Some(letters) = text.strip_prefix('-').filter(|l| !l.is_empty()) {
+            parsed.short_options(letters, &mut args)?;
+        } else {
+            // As with Postfix: options end at the first operand, so that no recipient after
+            // it can be taken for an option.
+            operands.push(arg);
+            break;
+        }
+    }
+    operands.extend(args);
+    for operand in &operands {
+        let list = address_list(utf8(operand)?);
+        parsed
+            .recipients
+            .extend(list.into_iter().filter(|a| !a.is_empty()));
+    }
+    if parsed.recipients.is_empty() && !parsed.extract_recipients {
+        return Err("no recipients given (and no -t)".into());
+    }
+    Ok(parsed)
+}
+
+impl SendmailArgs {
+    /// One argument of single-letter options, without its `-`: `t`, `ti`, `fADDR`, `oem`.
+    fn short_options(
+        &mut self,
+        letters: &str,
+        rest: &mut impl Iterator<Item = OsString>,
+    ) -> Result<(), String> {
+        for (at, letter) in letters.char_indices() {
+            let glued = &letters[at + letter.len_utf8()..];
+            match letter {
+                't' => self.extract_recipients = true,
+                'i' => self.ignore_dots = true,
+                'v' => self.verbose = true,
+                // Gateway submission, "me too", no aliasing, initial submission: nothing a
+                // client does differently.
+                'G' | 'm' | 'n' | 'U' => {}
+                'I' => return Err(not_sending("-I")),
+                // Never takes the next argument: Postfix treats a lone -q specially too.
+                'q' => return Err(not_sending(&format!("-q{glued}"))),
+                'C' => {
+                    self.config = Some(value(letter, glued, rest)?.into());
+                    return Ok(());
+                }
+                'A' | 'B' | 'F' | 'L' | 'N' | 'O' | 'R' | 'V' | 'X' | 'a' | 'b' | 'e' | 'f'
+                | 'h' | 'o' | 'p' | 'r' => {
+                    let value = value(letter, glued, rest)?;
+                    return self.option_value(letter, utf8(&value)?);
+                }
+                _ => return Err(format!("unknown option -{letter}")),
+            }
+        }
+        Ok(())
+    }
+
+    /// A single-letter option with its value.
+    fn option_value(&mut self, letter: char, value: &str) -> Result<(), String> {
+        match letter {
+            'f' | 'r' => self.sender = Some(sender(letter, value)?),
+            // The full name is for an MTA that writes a missing From; sendbox sends the
+            // message's header as it is.
+            'F' => {}
+            'N' => self.dsn_notify = Some(notify(value)?),
+            'R' => self.dsn_return = Some(dsn_return(value)?),
+            'V' => self.dsn_envid = Some(envid(value)?),
+            'a' => self.account = Some(value.to_owned()),
+            'b' if value == "m" => {}
+            'b' => return Err(not_sending(&format!("-b{value}"))),
+            // Postfix looks at the first letter only.
+            'o' if value.starts_with('i') => self.ignore_dots = true,
+            // -A -B -L -O -X -e -h -p and the other -o: settings of a local MTA. -X names a
+            // log file, which is never opened.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// A `--name` or `--name=value` option, without its `--`.
+    fn long_option(
+        &mut self,
+        option: &str,
+        rest: &mut impl Iterator<Item = OsString>,
+    ) -> Result<(), String> {
+        let (name, glued) = match option.split_once('=') {
+            Some((name, value)) => (name, Some(value)),
+            None => (option, None),
+        };
+        let mut value = || match glued {
+            Some(value) => Ok(OsString::from(value)),
+            None => rest
+                .next()
+                .ok_or_else(|| format!("option --{name} needs a value")),
+        };
+        match name {
+            "account" => self.account = Some(utf8(&value()?)?.to_owned()),
+            "config" => self.config = Some(value()?.into()),
+            _ => return Err(format!("unknown option --{name}")),
+        }
+        Ok(())
+    }
+}
+
+/// The value of option `-letter`: glued on, or else the next argument.
+fn value(
+    letter: char,
+    glued: &str,
+    rest: &mut impl Iterator<Item = OsString>,
+) -> Result<OsString, String> {
+    if glued.is_empty() {
+        rest.next()
+            .ok_or_else(|| format!("option -{letter} needs a value"))
+    } else {
+        Ok(glued.into())
+    }
+}
+
+/// Addresses and most values must be text; only file names need not be.
+fn utf8(arg: &OsStr) -> Result<&str, String> {
+    arg.to_str()
+        .ok_or_else(|| format!("argument {} is not valid UTF-8", arg.display()))
+}
+
+/// The error for a mode of an MTA other than sending.
+fn not_sending(option: &str) -> String {
+    format!("sendbox sendmail only sends mail; {option} is not supported")
+}
+
+/// The address of `-f` or `-r`: `""` for `<>` or nothing.
+fn sender(letter: char, value: &str) -> Result<String, String> {
+    let mut addresses = address_list(value).into_iter();
+    match (addresses.next(), addresses.next()) {
+        (Some(address), None) => Ok(address),
+        _ => Err(format!("-{letter} {value:?} is not one address")),
+    }
+}
+
+/// `-N never` or `-N` with a comma list of `success`, `failure`, `delay`.
+fn notify(value: &str) -> Result<Vec<Notify>, String> {
+    let mut notify = Vec::new();
+    let mut never = false;
+    for word in value.split(',').map(str::trim) {
+        let flag = match word.to_ascii_lowercase().as_str() {
+            "never" => {
+                never = true;
+                continue;
+            }
+            "success" => Notify::Success,
+            "failure" => Notify::Failure,
+            "delay" => Notify::Delay,
+            _ => {
+                return Err(format!(
+                    "-N {value:?}: {word:?} is not never, success, failure or delay"
+                ));
+            }
+        };
+        if !notify.contains(&flag) {
+            notify.push(flag);
+        }
+    }
+    if never && !notify.is_empty() {
+        return Err(format!("-N {value:?}: never goes alone"));
+    }
+    Ok(notify)
+}
+
+/// `-R full` or `-R hdrs`.
+fn dsn_return(value: &str) -> Result<DsnReturn, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "full" => Ok(DsnReturn::Full),
+        "hdrs" => Ok(DsnReturn::Headers),
+        _ => Err(format!("-R {value:?} is not full or hdrs")),
+    }
+}
+
+/// `-V ENVID`: 1 to 100 printable ASCII characters (RFC 3461), as Postfix checks it.
+fn envid(value: &str) -> Result<String, String> {
+    let printable = value.bytes().all(|b| (b' '..=b'~').contains(&b));
+    if value.is_empty() || value.len() > 100 || !printable {
+        return Err(format!(
+            "-V {value:?} is not 1 to 100 printable ASCII characters"
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+/// The addresses of an RFC 5322 address list, as sendmail reads its operands: split at the
+/// commas outside quoted strings, comments and angle brackets; each entry reduced to what
+/// is inside `<...>`, or else to itself without comments. An empty entry stays empty.
+///
+/// `"Doe, John" <john@example.org>, kay@example.org (Kay)` gives `john@example.org` and
+/// `kay@example.org`.
+fn address_list(list: &str) -> Vec<String> {
+    let mut entries = Vec::new();
+    let mut bare = String::new();
+    let mut angle: Option<String> = None;
+    let mut in_angle = false;
+    let mut quoted = false;
+    let mut comment_depth = 0usize;
+    let mut chars = list.chars();
+    while let Some(c) = chars.next() {
+        let target = if in_angle {
+            angle.get_or_insert_default()
+        } else {
+            &mut bare
+        };
+        if comment_depth > 0 {
+            match c {
+                '(' => comment_depth += 1,
+                ')' => comment_depth -= 1,
+                '\\' => _ = chars.next(),
+                _ => {}
+            }
+        } else if quoted {
+            target.push(c);
+            match c {
+                '"' => quoted = false,
+                '\\' => target.extend(chars.next()),
+                _ => {}
+            }
+        } else {
+            match c {
+                '(' => comment_depth = 1,
+                '"' => {
+                    quoted = true;
+                    target.push(c);
+                }
+                '<' if !in_angle => {
+                    in_angle = true;
+                    angle = Some(String::new());
+                }
+                '>' if in_angle => in_angle = false,
+                ',' if !in_angle => {
+                    entries.push(angle.take().unwrap_or_else(|| bare.clone()));
+                    bare.clear();
+                }
+                _ => target.push(c),
+            }
+        }
+    }
+    entries.push(angle.unwrap_or(bare));
+    entries.into_iter().map(|e| e.trim().to_owned()).collect()
+}
+
+/// Reads the message as sendmail does: unless `ignore_dots`, it ends before a line that is
+/// exactly `.` (ended by LF, CRLF or the end of input). Nothing else is changed: `..`
+/// stays `..`.
+pub fn read_message(input: impl Read, ignore_dots: bool) -> io::Result<Vec<u8>> {
+    let mut input = BufReader::new(input);
+    let mut message = Vec::new();
+    if ignore_dots {
+        input.read_to_end(&mut message)?;
+        return Ok(message);
+    }
+    loop {
+        let start = message.len();
+        if input.read_until(b'\n', &mut message)? == 0 {
+            break;
+        }
+        if matches!(&message[start..], b"." | b".\n" | b".\r\n") {
+            message.truncate(start);
+            break;
+        }
+    }
+    Ok(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(args: &[&str]) -> Result<SendmailArgs, String> {
+        parse(args.iter().map(OsString::from))
+    }
+
+    fn ok(list: &[&str]) -> SendmailArgs {
+        args(list).unwrap_or_else(|e| panic!("{list:?}: {e}"))
+    }
+
+    fn err(list: &[&str]) -> String {
+        args(list).expect_err("accepted")
+    }
+
+    fn strings(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn git_send_email() {
+        let expected = SendmailArgs {
+            sender: Some("alice@example.org".into()),
+            ignore_dots: true,
+            recipients: strings(&["bob@example.org"]),
+            ..Default::default()
+        };
+        assert_eq!(
+            ok(&["-i", "-f", "alice@example.org", "bob@example.org"]),
+            expected
+        );
+        assert_eq!(
+            ok(&["-f", "alice@example.org", "-i", "--", "bob@example.org"]),
+            expected
+        );
+        assert_eq!(
+            ok(&[
+                "-i",
+                "-f",
+                "alice@example.org",
+                "--",
+                "bob@example.org",
+                "carol@example.org"
+            ])
+            .recipients,
+            strings(&["bob@example.org", "carol@example.org"])
+        );
+    }
+
+    #[test]
+    fn cron() {
+        // Debian's cron.
+        assert_eq!(
+            ok(&["-FCronDaemon", "-i", "-B8BITMIME", "-oem", "root"]),
+            SendmailArgs {
+                ignore_dots: true,
+                recipients: strings(&["root"]),
+                ..Default::default()
+            }
+        );
+        // cronie.
+        assert_eq!(
+            ok(&[
+                "-FCronDaemon",
+                "-i",
+                "-odi",
+                "-oem",
+                "-oi",
+                "-t",
+                "-f",
+                "root"
+            ]),
+            SendmailArgs {
+                sender: Some("root".into()),
+                extract_recipients: true,
+                ignore_dots: true,
+                ..Default::default()
+            }
+        );
+    }
+
+    #[test]
+    fn mutt() {
+        assert_eq!(
+            ok(&["-oem", "-oi", "--", "bob@x", "carol@y"]),
+            SendmailArgs {
+                ignore_dots: true,
+                recipients: strings(&["bob@x", "carol@y"]),
+                ..Default::default()
+            }
+        );
+        assert_eq!(
+            ok(&[
+                "-B8BITMIME",
+                "-N",
+                "success,failure",
+                "-R",
+                "hdrs",
+                "-V",
+                "env-1",
+                "-oem",
+                "-oi",
+                "-f",
+                "alice@x",
+                "--",
+                "bob@x",
+            ]),
+            SendmailArgs {
+                sender: Some("alice@x".into()),
+                ignore_dots: true,
+                recipients: strings(&["bob@x"]),
+                dsn_notify: Some(vec![Notify::Success, Notify::Failure]),
+                dsn_return: Some(DsnReturn::Headers),
+                dsn_envid: Some("env-1".into()),
+                ..Default::default()
+            }
+        );
+    }
+
+    #[test]
+    fn values_glued_or_separate() {
+        for (glued, separate) in [
+            ("-falice@x", ["-f", "alice@x"]),
+            ("-ralice@x", ["-r", "alice@x"]),
+            ("-FAlice Doe", ["-F", "Alice Doe"]),
+            ("-Ndelay", ["-N", "delay"]),
+            ("-Rfull", ["-R", "full"]),
+            ("-Venv-1", ["-V", "env-1"]),
+            ("-B8BITMIME", ["-B", "8BITMIME"]),
+            ("-C/etc/sendbox.toml", ["-C", "/etc/sendbox.toml"]),
+            ("-Ltag", ["-L", "tag"]),
+            ("-X/var/log/x", ["-X", "/var/log/x"]),
+            ("-h17", ["-h", "17"]),
+            ("-awork", ["-a", "work"]),
+            ("-oi", ["-o", "i"]),
+            ("-Oopt=1", ["-O", "opt=1"]),
+            ("-bm", ["-b", "m"]),
+        ] {
+            let one = ok(&[glued, "bob@x"]);
+            assert_eq!(one, ok(&[separate[0], separate[1], "bob@x"]), "{glued}");
+            assert_eq!(one.recipients, strings(&["bob@x"]), "{glued}");
+        }
+        let parsed = ok(&[
+            "-FAlice Doe",
+            "-Venv-1",
+            "-C/etc/sendbox.toml",
+            "-awork",
+            "bob@x",
+        ]);
+        assert_eq!(parsed.dsn_envid.as_deref(), Some("env-1"));
+        assert_eq!(parsed.config, Some(PathBuf::from("/etc/sendbox.toml")));
+        assert_eq!(parsed.account.as_deref(), Some("work"));
+        assert_eq!(ok(&["-ralice@x", "b"]).sender.as_deref(), Some("alice@x"));
+    }
+
+    #[test]
+    fn long_options() {
+        let expected = SendmailArgs {
+            account: Some("work".into()),
+            config: Some("/c.toml".into()),
+            recipients: strings(&["bob@x"]),
+            ..Default::default()
+        };
+        assert_eq!(
+            ok(&["--account", "work", "--config", "/c.toml", "bob@x"]),
+            expected
+        );
+        assert_eq!(
+            ok(&["--account=work", "--config=/c.toml", "bob@x"]),
+            expected
+        );
+    }
+
+    #[test]
+    fn grouped_letters() {
+        let parsed = ok(&["-tiv"]);
+        assert!(parsed.extract_recipients && parsed.ignore_dots && parsed.verbose);
+        let parsed = ok(&["-itfalice@x"]);
+        assert_eq!(parsed.sender.as_deref(), Some("alice@x"));
+        assert!(parsed.extract_recipients && parsed.ignore_dots);
+    }
+
+    #[test]
+    fn null_sender() {
+        for form in [
+            &["-f", "<>", "b"][..],
+            &["-f<>", "b"],
+            &["-f", "", "b"],
+            &["-r", "<>", "b"],
+        ] {
+            assert_eq!(ok(form).sender.as_deref(), Some(""), "{form:?}");
+        }
+        assert_eq!(
+            ok(&["-f", "Alice <alice@x>", "b"]).sender.as_deref(),
+            Some("alice@x")
+        );
+        assert!(err(&["-f", "a@x, b@y", "c"]).contains("not one address"));
+    }
+
+    #[test]
+    fn ignored_options() {
+        for option in [
+            "-oem", "-oee", "-oep", "-oeq", "-oew", "-om", "-oo", "-odi", "-odb", "-odq", "-oXfoo",
+            "-O", "-B", "-L", "-U", "-em", "-n", "-X", "-h", "-G", "-m", "-Am", "-bm",
+        ] {
+            // Options with a value take the next argument; give them one.
+            let parsed = ok(&[option, "value", "bob@x"]);
+            assert!(!parsed.ignore_dots, "{option}");
+            assert!(
+                parsed.recipients.ends_with(&strings(&["bob@x"])),
+                "{option}: {parsed:?}"
+            );
+        }
+        assert_eq!(
+            ok(&["-X", "/nonexistent/log", "b"]).recipients,
+            strings(&["b"])
+        );
+        assert!(ok(&["-v", "b"]).verbose);
+    }
+
+    #[test]
+    fn other_modes_are_refused() {
+        assert_eq!(
+            err(&["-bp"]),
+            "sendbox sendmail only sends mail; -bp is not supported"
+        );
+        for (mode, named) in [
+            (&["-bs"][..], "-bs"),
+            (&["-bd"], "-bd"),
+            (&["-b", "i"], "-bi"),
+            (&["-bv", "bob@x"], "-bv"),
+            (&["-q"], "-q"),
+            (&["-q30m"], "-q30m"),
+            (&["-qRexample.org"], "-qRexample.org"),
+            (&["-I"], "-I"),
+            (&["-tI"], "-I"),
+        ] {
+            let message = err(mode);
+            assert!(
+                message.starts_with("sendbox sendmail only sends mail; ")
+                    && message.contains(&format!(" {named} is not supported")),
+                "{mode:?}: {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_command_lines() {
+        assert_eq!(err(&["-d", "bob@x"]), "unknown option -d");
+        assert_eq!(err(&["-tZ", "bob@x"]), "unknown option -Z");
+        assert_eq!(err(&["--foo=1", "bob@x"]), "unknown option --foo");
+        assert_eq!(err(&["-i", "-f"]), "option -f needs a value");
+        assert_eq!(err(&["--account"]), "option --account needs a value");
+        assert_eq!(err(&[]), "no recipients given (and no -t)");
+        assert_eq!(err(&["-i", "--"]), "no recipients given (and no -t)");
+        assert_eq!(err(&["-i", ""]), "no recipients given (and no -t)");
+    }
+
+    #[test]
+    fn dsn_values() {
+        assert_eq!(ok(&["-N", "never", "b"]).dsn_notify, Some(vec![]));
+        assert_eq!(ok(&["-NNEVER", "b"]).dsn_notify, Some(vec![]));
+        assert_eq!(
+            ok(&["-N", "delay, Success,delay", "b"]).dsn_notify,
+            Some(vec![Notify::Delay, Notify::Success])
+        );
+        assert!(err(&["-N", "never,success", "b"]).contains("never goes alone"));
+        assert!(err(&["-N", "sometimes", "b"]).contains("\"sometimes\" is not never"));
+        assert!(err(&["-N", "", "b"]).contains("is not never"));
+        assert_eq!(ok(&["-R", "FULL", "b"]).dsn_return, Some(DsnReturn::Full));
+        assert!(err(&["-R", "partial", "b"]).contains("not full or hdrs"));
+        assert!(err(&["-V", &"x".repeat(101), "b"]).contains("1 to 100 printable"));
+        assert!(err(&["-V", "a\tb", "b"]).contains("1 to 100 printable"));
+        assert!(err(&["-V", "", "b"]).contains("1 to 100 printable"));
+    }
+
+    #[test]
+    fn options_end_at_the_first_operand() {
+        assert_eq!(ok(&["bob@x", "-t"]).recipients, strings(&["bob@x", "-t"]));
+        assert_eq!(ok(&["--", "-t"]).recipients, strings(&["-t"]));
+    }
+
+    #[test]
+    fn recipient_lists() {
+        assert_eq!(
+            ok(&["a@x, b@y", "c@z,", ",d@w"]).recipients,
+            strings(&["a@x", "b@y", "c@z", "d@w"])
+        );
+        assert_eq!(
+            ok(&[r#""Doe, John" <john@x>, kay@y (Kay, K.), <z@z>"#]).recipients,
+            strings(&["john@x", "kay@y", "z@z"])
+        );
+        assert_eq!(
+            ok(&[r#""john \"j, d\" doe"@x"#]).recipients,
+            strings(&[r#""john \"j, d\" doe"@x"#])
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn arguments_that_are_not_utf8() {
+        use std::os::unix::ffi::OsStringExt as _;
+        let bad = || OsString::from_vec(b"bob\xff@x".to_vec());
+        let message = parse([bad()]).unwrap_err();
+        assert!(message.contains("is not valid UTF-8"), "{message}");
+        let message = parse([OsString::from("-f"), bad(), "b".into()]).unwrap_err();
+        assert!(message.contains("is not valid UTF-8"), "{message}");
+        // A file name need not be UTF-8.
+        let parsed = parse([OsString::from("-C"), bad(), "b".into()]).unwrap();
+        assert_eq!(parsed.config, Some(PathBuf::from(bad())));
+        let parsed = parse([OsString::from("--config"), bad(), "b".into()]).unwrap();
+        assert_eq!(parsed.config, Some(PathBuf::from(bad())));
+    }
+
+    fn read(input: &str, ignore_dots: bool) -> String {
+        String::from_utf8(read_message(input.as_bytes(), ignore_dots).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_dot_line_ends_the_message() {
+        assert_eq!(read("a\n.\nb\n", false), "a\n");
+        assert_eq!(read("a\r\n.\r\nb\r\n", false), "a\r\n");
+        assert_eq!(read("a\n.", false), "a\n");
+        assert_eq!(read(".\n", false), "");
+        assert_eq!(read("a\n..\nb\n", false), "a\n..\nb\n");
+        assert_eq!(read("a\n. \n .\n.x\nb", false), "a\n. \n .\n.x\nb");
+        assert_eq!(read("a\r\nlast", false), "a\r\nlast");
+        assert_eq!(read("", false), "");
+    }
+
+    #[test]
+    fn ignore_dots_reads_to_the_end() {
+        for input in ["a\n.\nb\n", "a\r\n.\r\nb", "a\n..\nb\n", "a\n.", "last"] {
+            assert_eq!(read(input, true), input);
+        }
+    }
+}

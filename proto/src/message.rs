@@ -1,0 +1,333 @@
+//! The message to send and the envelope that goes with it.
+//!
+//! A [`Message`] is either raw (an RFC 5322 message sent as it is) or composed (built here
+//! with mail-builder, which writes MIME, encodes non-ASCII header text per RFC 2047 and
+//! encodes bodies as 7bit, quoted-printable or base64, so no line exceeds 998 octets).
+//! Reading a raw message's header, for `sendmail -t`, is mail-parser's job.
+//!
+//! Nothing here reads a clock or a random source: the caller passes a [`Stamp`].
+
+use mail_builder::MessageBuilder;
+use mail_builder::headers::address::Address;
+use mail_builder::headers::text::Text;
+use mail_parser::{HeaderName, HeaderValue, MessageParser};
+
+use crate::client::Envelope;
+use crate::command;
+use crate::error::{Error, Phase};
+
+/// A display name and an address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mailbox {
+    pub name: Option<String>,
+    pub address: String,
+}
+
+/// A file attached to a composed message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attachment {
+    pub filename: String,
+    pub media_type: String,
+    pub content: Vec<u8>,
+}
+
+/// A message for [`Message::build`] to write.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Composed {
+    pub from: Option<Mailbox>,
+    pub to: Vec<Mailbox>,
+    pub cc: Vec<Mailbox>,
+    /// Envelope recipients only: never written to the header.
+    pub bcc: Vec<Mailbox>,
+    pub reply_to: Vec<Mailbox>,
+    pub subject: String,
+    pub text: Option<String>,
+    pub html: Option<String>,
+    pub attachments: Vec<Attachment>,
+    /// Extra header fields as (name, value).
+    pub headers: Vec<(String, String)>,
+}
+
+/// What to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    /// An RFC 5322 message, sent as it is.
+    Raw(Vec<u8>),
+    Composed(Box<Composed>),
+}
+
+/// What the caller asked of the envelope; [`Message::build`] completes it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EnvelopeRequest {
+    /// MAIL FROM; `None` takes the message's Sender or From address.
+    pub sender: Option<String>,
+    pub recipients: Vec<String>,
+    /// Also send to the message's To, Cc and Bcc addresses (`sendmail -t`).
+    pub recipients_from_headers: bool,
+}
+
+/// The time and a unique token for the Date and Message-ID of a composed message.
+#[derive(Clone, Debug)]
+pub struct Stamp {
+    /// Seconds since the Unix epoch.
+    pub unix_time: i64,
+    /// Printable, unique per message: the left side of the Message-ID.
+    pub unique: String,
+}
+
+/// Header fields the builder writes itself, which `headers` may not add again.
+const BUILDER_FIELDS: [&str; 13] = [
+    "from",
+    "to",
+    "cc",
+    "bcc",
+    "reply-to",
+    "subject",
+    "date",
+    "message-id",
+    "mime-version",
+    "content-type",
+    "content-transfer-encoding",
+    "sender",
+    "content-disposition",
+];
+
+impl Message {
+    /// The message as it goes to the server, and the envelope completed from its header
+    /// as `request` asks. A raw message's Bcc fields are removed when recipients come from
+    /// the header, as `sendmail -t` does.
+    pub fn build(
+        self,
+        request: EnvelopeRequest,
+        stamp: &Stamp,
+    ) -> Result<(Envelope, Vec<u8>), Error> {
+        let (bytes, from_header) = match self {
+            Message::Raw(bytes) => raw(bytes, request.recipients_from_headers)?,
+            Message::Composed(composed) => composed.build(stamp)?,
+        };
+        let sender = match request.sender {
+            Some(sender) => sender,
+            None => from_header.sender.ok_or_else(|| {
+                Error::invalid_input(
+                    Phase::Mail,
+                    "no sender: give one, or put a From header in the message",
+                )
+            })?,
+        };
+        let mut recipients = request.recipients;
+        if request.recipients_from_headers {
+            for address in from_header.recipients {
+                if !recipients.iter().any(|r| r.eq_ignore_ascii_case(&address)) {
+                    recipients.push(address);
+                }
+            }
+        }
+        Ok((Envelope { sender, recipients }, bytes))
+    }
+}
+
+/// The envelope addresses found in a message's header.
+#[derive(Default)]
+struct HeaderAddresses {
+    sender: Option<String>,
+    recipients: Vec<String>,
+}
+
+/// A raw message: its header's addresses, and with `strip_bcc` the message without Bcc.
+fn raw(bytes: Vec<u8>, strip_bcc: bool) -> Result<(Vec<u8>, HeaderAddresses), Error> {
+    let unreadable = || Error::invalid_input(Phase::Data, "the message has no readable header");
+    let parsed = MessageParser::new()
+        .parse_headers(&bytes)
+        .ok_or_else(unreadable)?;
+    let mut found = HeaderAddresses::default();
+    let mut from = None;
+    let mut bcc_spans = Vec::new();
+    for header in parsed.headers() {
+        let HeaderValue::Address(list) = &header.value else {
+            if header.name == HeaderName::Bcc {
+                // An empty or unparsable Bcc is still a Bcc to hide.
+                bcc_spans.push(header.offset_field as usize..header.offset_end as usize);
+            }
+            continue;
+        };
+        let addresses = list.iter().filter_map(|a| a.address.as_deref());
+        match header.name {
+            HeaderName::Sender => {
+                found.sender = found
+                    .sender
+                    .or(addresses.into_iter().next().map(str::to_owned))
+            }
+            HeaderName::From => from = from.or(addresses.into_iter().next().map(str::to_owned)),
+            HeaderName::To | HeaderName::Cc => {
+                found.recipients.extend(addresses.map(str::to_owned))
+            }
+            HeaderName::Bcc => {
+                found.recipients.extend(addresses.map(str::to_owned));
+                bcc_spans.push(header.offset_field as usize..header.offset_end as usize);
+            }
+            _ => {}
+        }
+    }
+    found.sender = found.sender.or(from);
+    drop(parsed);
+    if !strip_bcc || bcc_spans.is_empty() {
+        return Ok((bytes, found));
+    }
+    let mut kept = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    for span in bcc_spans {
+        kept.extend_from_slice(&bytes[at..span.start]);
+        at = span.end;
+    }
+    kept.extend_from_slice(&bytes[at..]);
+    Ok((kept, found))
+}
+
+impl Composed {
+    fn build(self, stamp: &Stamp) -> Result<(Vec<u8>, HeaderAddresses), Error> {
+        let from = self
+            .from
+            .ok_or_else(|| Error::invalid_input(Phase::Data, "the message has no From"))?;
+        for mailbox in [&from]
+            .into_iter()
+            .chain(&self.to)
+            .chain(&self.cc)
+            .chain(&self.bcc)
+            .chain(&self.reply_to)
+        {
+            check_mailbox(mailbox)?;
+        }
+        for (name, _) in &self.headers {
+            check_field_name(name)?;
+        }
+        for attachment in &self.attachments {
+            check_attachment(attachment)?;
+        }
+        let domain = from
+            .address
+            .rsplit_once('@')
+            .map_or("localhost", |(_, d)| d);
+        let message_id = format!("{}@{domain}", stamp.unique);
+        let found = HeaderAddresses {
+            sender: Some(from.address.clone()),
+            recipients: [&self.to, &self.cc, &self.bcc]
+                .into_iter()
+                .flatten()
+                .map(|m| m.address.clone())
+                .collect(),
+        };
+
+        let mut builder = MessageBuilder::new()
+            .from(address(from))
+            .subject(Text::new(self.subject))
+            .date(stamp.unix_time)
+            .message_id(message_id);
+        if !self.to.is_empty() {
+            builder = builder.to(address_list(self.to));
+        }
+        if !self.cc.is_empty() {
+            builder = builder.cc(address_list(self.cc));
+        }
+        if !self.reply_to.is_empty() {
+            builder = builder.reply_to(address_list(self.reply_to));
+        }
+        for (name, value) in self.headers {
+            builder = builder.header(name, Text::new(value));
+        }
+        match (self.text, &self.html) {
+            (Some(text), _) => builder = builder.text_body(text),
+            // A message needs a body; an empty text one is what the sender meant.
+            (None, None) => builder = builder.text_body(""),
+            (None, Some(_)) => {}
+        }
+        if let Some(html) = self.html {
+            builder = builder.html_body(html);
+        }
+        for attachment in self.attachments {
+            builder = builder.attachment(
+                attachment.media_type,
+                attachment.filename,
+                attachment.content,
+            );
+        }
+        let bytes = builder.write_to_vec().map_err(|e| {
+            Error::invalid_input(Phase::Data, format!("cannot build the message: {e}"))
+        })?;
+        Ok((bytes, found))
+    }
+}
+
+fn address(mailbox: Mailbox) -> Address<'static> {
+    Address::new_address(mailbox.name, mailbox.address)
+}
+
+fn address_list(mailboxes: Vec<Mailbox>) -> Address<'static> {
+    Address::new_list(mailboxes.into_iter().map(address).collect())
+}
+
+fn check_mailbox(mailbox: &Mailbox) -> Result<(), Error> {
+    command::check_mailbox(Phase::Data, &mailbox.address)?;
+    if mailbox
+        .name
+        .as_deref()
+        .is_some_and(|n| n.chars().any(char::is_control))
+    {
+        return Err(Error::invalid_input(
+            Phase::Data,
+            format!("the name for <{}> has a control character", mailbox.address),
+        ));
+    }
+    Ok(())
+}
+
+/// RFC 5322 section 3.6.8: printable ASCII but the colon; and none the builder writes.
+fn check_field_name(name: &str) -> Result<(), Error> {
+    let printable = !name.is_empty() && name.bytes().all(|b| (33..=126).contains(&b) && b != b':');
+    if !printable {
+        return Err(Error::invalid_input(
+            Phase::Data,
+            format!("{name:?} is not a header field name"),
+        ));
+    }
+    if BUILDER_FIELDS.iter().any(|f| f.eq_ignore_ascii_case(name)) {
+        return Err(Error::invalid_input(
+            Phase::Data,
+            format!("the {name} header is written from the message's own fields"),
+        ));
+    }
+    Ok(())
+}
+
+/// A media type goes into the header as it is, so it must be `type/subtype` tokens
+/// (RFC 2045 section 5.1); a file name is encoded, but may not hide control characters.
+fn check_attachment(attachment: &Attachment) -> Result<(), Error> {
+    let token = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?=".contains(&b))
+    };
+    let valid_type = attachment
+        .media_type
+        .split_once('/')
+        .is_some_and(|(kind, subtype)| token(kind) && token(subtype));
+    if !valid_type {
+        return Err(Error::invalid_input(
+            Phase::Data,
+            format!(
+                "{:?} is not a media type such as application/pdf",
+                attachment.media_type
+            ),
+        ));
+    }
+    if attachment.filename.is_empty() || attachment.filename.chars().any(char::is_control) {
+        return Err(Error::invalid_input(
+            Phase::Data,
+            format!("{:?} is not a usable file name", attachment.filename),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "message_tests.rs"]
+mod tests;
