@@ -13,10 +13,14 @@ import { instantiate } from './gen/sendbox.js';
 import { confinedWasi } from './policy.js';
 
 const POSTFIX_DIR = '/var/lib/sendbox-postfix';
-const envelope = { sender: 'alice@sendbox.test', recipients: ['bob@sendbox.test'] };
-const message = new TextEncoder().encode(
-  'From: alice@sendbox.test\r\nTo: bob@sendbox.test\r\nSubject: sendbox under Node\r\n\r\nHello from jco.\r\n',
-);
+const envelope = { sender: 'alice@sendbox.test', recipients: ['bob@sendbox.test'], recipientsFromHeaders: false };
+const message = {
+  tag: 'raw',
+  val: new TextEncoder().encode(
+    'From: alice@sendbox.test\r\nTo: bob@sendbox.test\r\nSubject: sendbox under Node\r\n\r\nHello from jco.\r\n',
+  ),
+};
+const options = { requireTls: false };
 const plaintext = (port, more = {}) => ({
   host: '127.0.0.1', port, addresses: ['127.0.0.1'], tls: 'insecure-plaintext', transcript: false, ...more,
 });
@@ -74,7 +78,7 @@ before(async () => {
 test('delivers to Postfix on the granted 127.0.0.1:25', async (t) => {
   const denied = [];
   const sender = await mailSender({ addresses: ['127.0.0.1'], port: 25 }, denied);
-  const delivery = timed(t, () => sender.send(plaintext(25), undefined, envelope, message));
+  const delivery = timed(t, () => sender.send(plaintext(25), undefined, envelope, message, options));
   assert.deepEqual(delivery.accepted, ['bob@sendbox.test']);
   assert.deepEqual(delivery.refused, []);
   assert.equal(delivery.finalReply.code, 250);
@@ -82,12 +86,32 @@ test('delivers to Postfix on the granted 127.0.0.1:25', async (t) => {
   assert.deepEqual(denied, []);
 });
 
+test('builds a composed message in the component (clock and randomness from the Node shim)', async (t) => {
+  const sender = await mailSender({ addresses: ['127.0.0.1'], port: 25 });
+  const composed = {
+    from: { address: 'alice@sendbox.test' },
+    to: [{ name: 'Bob', address: 'bob@sendbox.test' }],
+    cc: [],
+    bcc: [{ address: 'carol@sendbox.test' }],
+    replyTo: [],
+    subject: 'Grüße from jco',
+    text: 'Built inside the component.\n',
+    attachments: [{ filename: 'a.bin', mediaType: 'application/octet-stream', content: new Uint8Array([0, 1, 2, 255]) }],
+    headers: [],
+  };
+  const fromHeaders = { recipients: [], recipientsFromHeaders: true };
+  const delivery = timed(t, () => sender.send(plaintext(25), undefined, fromHeaders, { tag: 'composed', val: composed }, options));
+  // The envelope came from the message: its To and its Bcc.
+  assert.deepEqual(delivery.accepted, ['bob@sendbox.test', 'carol@sendbox.test']);
+  assert.equal(delivery.finalReply.code, 250);
+});
+
 test('delivers over implicit TLS with AUTH on the granted 127.0.0.1:465 (rustls in the component)', async (t) => {
   const caPem = await readFile(`${POSTFIX_DIR}/ca.pem`, 'utf8');
   const password = (await readFile(`${POSTFIX_DIR}/password`, 'utf8')).trim();
   const sender = await mailSender({ addresses: ['127.0.0.1'], port: 465 });
   const server = { host: '127.0.0.1', port: 465, addresses: ['127.0.0.1'], tls: 'implicit', caPem, transcript: false };
-  const delivery = timed(t, () => sender.send(server, { username: 'sendbox', password }, envelope, message));
+  const delivery = timed(t, () => sender.send(server, { username: 'sendbox', secret: { tag: 'password', val: password } }, envelope, message, options));
   assert.equal(delivery.finalReply.code, 250);
   assert.match(delivery.finalReply.text, /queued as/);
 });
@@ -98,7 +122,7 @@ test('refuses a port it was not granted, and nothing connects there', async (t) 
   const denied = [];
   const sender = await mailSender({ addresses: ['127.0.0.1'], port: 25 }, denied);
   assert.throws(
-    () => timed(t, () => sender.send(plaintext(listener.port), undefined, envelope, message)),
+    () => timed(t, () => sender.send(plaintext(listener.port), undefined, envelope, message, options)),
     (error) => {
       assert.equal(error.payload?.phase, 'connect');
       assert.equal(error.payload.kind, 'network');
@@ -115,11 +139,14 @@ test('control: the same listener does see the component when its port is granted
   const listener = await countingListener();
   t.after(listener.close);
   const sender = await mailSender({ addresses: ['127.0.0.1'], port: listener.port });
-  const quick = { connectMs: 2000, commandMs: 200, dataEndMs: 0, totalMs: 0 };
+  const quick = {
+    connectMs: 2000, greetingMs: 200, commandMs: 200, mailMs: 0, rcptMs: 0,
+    dataStartMs: 0, dataBlockMs: 0, dataEndMs: 0, totalMs: 0,
+  };
   // The listener never greets (this thread is blocked anyway), so the component
   // gets past connect and gives up waiting for the greeting.
   assert.throws(
-    () => timed(t, () => sender.send(plaintext(listener.port, { timeouts: quick }), undefined, envelope, message)),
+    () => timed(t, () => sender.send(plaintext(listener.port, { timeouts: quick }), undefined, envelope, message, options)),
     (error) => error.payload?.phase === 'greeting' && error.payload.kind === 'timeout',
   );
   assert.equal(await listener.connections(), 1);
