@@ -38,6 +38,7 @@ async fn send_to(
         sender: Some("a@example.org".into()),
         recipients: vec!["b@example.org".into()],
         recipients_from_headers: false,
+        qualify_domain: None,
     };
     let result = sender
         .sendbox_mail_mail_sender()

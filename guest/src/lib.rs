@@ -39,10 +39,11 @@ impl wit::Guest for Component {
             session::prepare(envelope.into(), message.into(), &options).map_err(to_wit_error)?;
         let mut session = session::Session::open(server.into(), credentials.map(Into::into))
             .map_err(to_wit_error)?;
-        let delivery = session.send(prepared, options).map_err(to_wit_error)?;
-        // The message is delivered; a failed QUIT cannot change that.
+        let result = session.send(prepared, options);
+        // QUIT whether or not the message went (RFC 5321 section 4.1.1.10); a failed QUIT
+        // cannot change the result.
         let _ = session.close();
-        Ok(to_wit_delivery(delivery))
+        result.map(to_wit_delivery).map_err(to_wit_error)
     }
 }
 
@@ -140,6 +141,7 @@ impl From<wit::Envelope> for proto::EnvelopeRequest {
             sender: e.sender,
             recipients: e.recipients,
             recipients_from_headers: e.recipients_from_headers,
+            qualify_domain: e.qualify_domain,
         }
     }
 }

@@ -136,6 +136,9 @@ pub struct Envelope {
     /// Also send to the message's To, Cc and Bcc addresses (`sendmail -t`); a raw
     /// message's Bcc header is removed.
     pub recipients_from_headers: bool,
+    /// The domain for addresses without one (`root` becomes `root@domain`), as an
+    /// MTA's "myorigin"; without it such addresses are refused.
+    pub qualify_domain: Option<String>,
 }
 
 impl Envelope {
@@ -145,6 +148,7 @@ impl Envelope {
             sender: Some(sender.into()),
             recipients,
             recipients_from_headers: false,
+            qualify_domain: None,
         }
     }
 
@@ -155,6 +159,7 @@ impl Envelope {
             sender: None,
             recipients: Vec::new(),
             recipients_from_headers: true,
+            qualify_domain: None,
         }
     }
 }
@@ -542,6 +547,7 @@ fn wit_envelope(envelope: &Envelope) -> wit::Envelope {
         sender: envelope.sender.clone(),
         recipients: envelope.recipients.clone(),
         recipients_from_headers: envelope.recipients_from_headers,
+        qualify_domain: envelope.qualify_domain.clone(),
     }
 }
 

@@ -2,7 +2,10 @@
 //! ever found is replayed by `cargo test` (see `fuzz/regressions/`). Each function takes
 //! arbitrary bytes and panics if a promise breaks.
 
+use mail_parser::{HeaderName, MessageParser};
+
 use crate::data::{Framing, encode};
+use crate::message::{EnvelopeRequest, Message, Stamp};
 use crate::reply::{MAX_LINES, ReplyParser};
 use crate::{
     Client, ClientConfig, Credentials, Envelope, ErrorKind, Secret, SendOptions, Step, TlsMode,
@@ -153,6 +156,31 @@ pub fn dialogue(input: &[u8]) {
     }
 }
 
+/// Reading a raw message's header never panics, and when the recipients come from the
+/// header, no Bcc field is left in what would be sent.
+pub fn raw_message(input: &[u8]) {
+    let request = EnvelopeRequest {
+        sender: Some(String::new()),
+        recipients: Vec::new(),
+        recipients_from_headers: true,
+        qualify_domain: None,
+    };
+    let stamp = Stamp {
+        unix_time: 0,
+        unique: "fuzz".into(),
+    };
+    let Ok((_, bytes)) = Message::Raw(input.to_vec()).build(request, &stamp) else {
+        return;
+    };
+    if let Some(parsed) = MessageParser::new().parse_headers(&bytes) {
+        assert!(
+            parsed.headers().iter().all(|h| h.name != HeaderName::Bcc),
+            "a Bcc field is left in {:?}",
+            String::from_utf8_lossy(&bytes)
+        );
+    }
+}
+
 #[cfg(test)]
 mod regressions {
     use std::path::Path;
@@ -175,7 +203,8 @@ mod regressions {
     fn saved_inputs_still_pass() {
         let replayed = replay("reply_parser", super::reply_parser)
             + replay("data_encoder", super::data_encoder)
-            + replay("dialogue", super::dialogue);
+            + replay("dialogue", super::dialogue)
+            + replay("raw_message", super::raw_message);
         assert!(replayed > 0, "no regression inputs found");
     }
 }

@@ -64,6 +64,8 @@ pub struct EnvelopeRequest {
     pub recipients: Vec<String>,
     /// Also send to the message's To, Cc and Bcc addresses (`sendmail -t`).
     pub recipients_from_headers: bool,
+    /// The domain for addresses without one (`root` becomes `root@domain`).
+    pub qualify_domain: Option<String>,
 }
 
 /// The time and a unique token for the Date and Message-ID of a composed message.
@@ -101,27 +103,42 @@ impl Message {
         request: EnvelopeRequest,
         stamp: &Stamp,
     ) -> Result<(Envelope, Vec<u8>), Error> {
-        let (bytes, from_header) = match self {
+        let (bytes, found) = match self {
             Message::Raw(bytes) => raw(bytes, request.recipients_from_headers)?,
             Message::Composed(composed) => composed.build(stamp)?,
         };
         let sender = match request.sender {
             Some(sender) => sender,
-            None => from_header.sender.ok_or_else(|| {
+            None => found.sender.ok_or_else(|| {
                 Error::invalid_input(
                     Phase::Mail,
                     "no sender: give one, or put a From header in the message",
                 )
             })?,
         };
-        let mut recipients = request.recipients;
-        if request.recipients_from_headers {
-            for address in from_header.recipients {
-                if !recipients.iter().any(|r| r.eq_ignore_ascii_case(&address)) {
-                    recipients.push(address);
-                }
+        let qualify = |address: String| match &request.qualify_domain {
+            Some(domain) if !address.is_empty() && !address.contains('@') => {
+                format!("{address}@{domain}")
+            }
+            _ => address,
+        };
+        let mut recipients: Vec<String> = Vec::new();
+        let header_recipients = if request.recipients_from_headers {
+            found.recipients
+        } else {
+            Vec::new()
+        };
+        for address in request
+            .recipients
+            .into_iter()
+            .chain(header_recipients)
+            .map(qualify)
+        {
+            if !recipients.iter().any(|r| r.eq_ignore_ascii_case(&address)) {
+                recipients.push(address);
             }
         }
+        let sender = qualify(sender);
         Ok((Envelope { sender, recipients }, bytes))
     }
 }
@@ -150,7 +167,14 @@ fn raw(bytes: Vec<u8>, strip_bcc: bool) -> Result<(Vec<u8>, HeaderAddresses), Er
             }
             continue;
         };
-        let addresses = list.iter().filter_map(|a| a.address.as_deref());
+        // A bare local part (`To: root`, as cron writes it) comes back as a name alone.
+        let addresses = list.iter().filter_map(|a| {
+            a.address.as_deref().or_else(|| {
+                a.name
+                    .as_deref()
+                    .filter(|n| !n.is_empty() && !n.contains(char::is_whitespace))
+            })
+        });
         match header.name {
             HeaderName::Sender => {
                 found.sender = found
@@ -175,7 +199,11 @@ fn raw(bytes: Vec<u8>, strip_bcc: bool) -> Result<(Vec<u8>, HeaderAddresses), Er
     }
     let mut kept = Vec::with_capacity(bytes.len());
     let mut at = 0;
-    for span in bcc_spans {
+    // The parser gives the fields in order; anything else would be its bug, not a reason to panic.
+    for span in bcc_spans.into_iter().filter(|s| s.start <= s.end) {
+        if span.start < at || span.end > bytes.len() {
+            continue;
+        }
         kept.extend_from_slice(&bytes[at..span.start]);
         at = span.end;
     }

@@ -231,6 +231,7 @@ fn raw_without_from_headers_is_untouched() {
         sender: Some(String::new()),
         recipients: vec!["bob@example.org".into()],
         recipients_from_headers: false,
+        qualify_domain: None,
     };
     let (envelope, bytes) = Message::Raw(RAW.into()).build(request, &stamp()).unwrap();
     assert_eq!(envelope.sender, "");
@@ -250,4 +251,36 @@ fn sender_header_wins_over_from_and_a_missing_one_is_an_error() {
         .build(from_header(), &stamp())
         .unwrap_err();
     assert!(error.message.contains("no sender"), "{error:?}");
+}
+
+#[test]
+fn bare_names_get_the_qualify_domain() {
+    let cron = "From: root (Cron Daemon)\r\nTo: root\r\nSubject: x\r\n\r\nout\r\n";
+    let request = EnvelopeRequest {
+        recipients: vec!["admin".into(), "ops@example.net".into()],
+        qualify_domain: Some("host.example.org".into()),
+        ..from_header()
+    };
+    let (envelope, _) = Message::Raw(cron.into()).build(request, &stamp()).unwrap();
+    assert_eq!(envelope.sender, "root@host.example.org");
+    assert_eq!(
+        envelope.recipients,
+        [
+            "admin@host.example.org",
+            "ops@example.net",
+            "root@host.example.org"
+        ]
+    );
+    // The null sender stays null; without a domain, bare names stay bare (and are refused).
+    let request = EnvelopeRequest {
+        sender: Some(String::new()),
+        qualify_domain: Some("host.example.org".into()),
+        ..from_header()
+    };
+    let (envelope, _) = Message::Raw(cron.into()).build(request, &stamp()).unwrap();
+    assert_eq!(envelope.sender, "");
+    let (envelope, _) = Message::Raw(cron.into())
+        .build(from_header(), &stamp())
+        .unwrap();
+    assert!(envelope.check().is_err());
 }

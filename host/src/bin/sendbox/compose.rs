@@ -20,6 +20,7 @@ pub fn message(args: &SendArgs, from: Option<&str>) -> Result<(Envelope, Message
             sender: from.map(|f| mailbox(f).address),
             recipients: args.to.clone(),
             recipients_from_headers: args.recipients_from_headers,
+            qualify_domain: None,
         };
         if envelope.recipients.is_empty() && !envelope.recipients_from_headers {
             return Err(usage(

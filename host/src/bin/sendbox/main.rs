@@ -92,10 +92,17 @@ async fn sendmail(args: Vec<OsString>) -> Result<u8, Stop> {
     })?;
     let message = sendmail::read_message(std::io::stdin().lock(), args.ignore_dots)
         .map_err(|e| Stop(exit::IOERR, format!("cannot read the message: {e}")))?;
+    // Like an MTA: -f wins over the account's address, and bare names such as `root`
+    // (cron's) get the domain of the account's address.
+    let account_address = account.from.as_deref().map(|f| compose::mailbox(f).address);
     let envelope = Envelope {
-        sender: args.sender.clone().or_else(|| account.from.clone()),
+        sender: args.sender.clone().or_else(|| account_address.clone()),
         recipients: args.recipients.clone(),
         recipients_from_headers: args.extract_recipients,
+        qualify_domain: account_address
+            .as_deref()
+            .and_then(|a| a.rsplit_once('@'))
+            .map(|(_, domain)| domain.to_owned()),
     };
     let delivery = DeliveryArgs {
         dsn_notify: match &args.dsn_notify {
