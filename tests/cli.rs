@@ -1147,3 +1147,36 @@ fn sendmail_takes_the_address_from_an_account_from_with_a_name() {
     assert_eq!(received.len(), 2);
     assert_eq!(received[1].sender, "alice@example.org");
 }
+
+#[test]
+fn timeout_limits_every_stage() {
+    // A server that accepts the connection and never greets.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = format!("127.0.0.1:{}", silent.local_addr().unwrap().port());
+    let isolated = tempfile::tempdir().unwrap();
+    let args = [
+        "send",
+        "--server",
+        &server,
+        "--tls",
+        "none",
+        "--timeout",
+        "1",
+        "--from",
+        "a@example.org",
+        "--to",
+        "b@example.org",
+        "--body",
+        "x",
+    ];
+    let output = run_at(
+        Path::new(env!("CARGO_BIN_EXE_sendbox")),
+        isolated.path(),
+        &args,
+        &[],
+        b"",
+    );
+    assert_eq!(output.status.code(), Some(75), "{}", text(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("greeting failed (timeout)"), "{stderr}");
+}

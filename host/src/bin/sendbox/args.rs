@@ -128,6 +128,10 @@ pub struct ConnectionArgs {
     /// The name to give in EHLO.
     #[arg(long, value_name = "NAME")]
     pub ehlo: Option<String>,
+    /// A time limit in seconds for connecting and for each stage of the dialogue
+    /// [default: RFC 5321's, from 2 minutes for DATA to 10 for the end of the message].
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub timeout: Option<u32>,
     /// User name for AUTH. The password comes from --password-env, --password-file or a
     /// prompt; a token from --token-env.
     #[arg(long, value_name = "NAME")]

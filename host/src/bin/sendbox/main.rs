@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use sendbox::mailer::format_reply;
+use sendbox::mailer::{Timeouts, format_reply};
 use sendbox::{
     Credentials, Delivery, Dsn, DsnNotify, DsnReturn, Envelope, Mailer, Message, Sandbox,
     SandboxOptions, Secret, SendOptions, Server, Transcript,
@@ -218,6 +218,9 @@ async fn mailer(
         .unwrap_or_default()
         .into();
     let mut server = Server::new(host, port.unwrap_or(Server::default_port(tls)), tls);
+    server.timeouts = connection
+        .timeout
+        .map(|seconds| Timeouts::every_stage(seconds * 1000));
     server.ehlo_name = connection
         .ehlo
         .clone()
