@@ -333,7 +333,7 @@ pub fn prepare(
     options: &SendOptions,
 ) -> Result<Prepared, Error> {
     options.check()?;
-    let (envelope, bytes) = message.build(request, &stamp())?;
+    let (envelope, bytes) = message.build(request, stamp)?;
     envelope.check()?;
     Ok(Prepared { envelope, bytes })
 }

@@ -165,11 +165,11 @@ pub fn raw_message(input: &[u8]) {
         recipients_from_headers: true,
         qualify_domain: None,
     };
-    let stamp = Stamp {
+    let stamp = || Stamp {
         unix_time: 0,
         unique: "fuzz".into(),
     };
-    let Ok((_, bytes)) = Message::Raw(input.to_vec()).build(request, &stamp) else {
+    let Ok((_, bytes)) = Message::Raw(input.to_vec()).build(request, stamp) else {
         return;
     };
     if let Some(parsed) = MessageParser::new().parse_headers(&bytes) {

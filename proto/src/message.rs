@@ -97,15 +97,19 @@ const BUILDER_FIELDS: [&str; 13] = [
 impl Message {
     /// The message as it goes to the server, and the envelope completed from its header
     /// as `request` asks. A raw message's Bcc fields are removed when recipients come from
-    /// the header, as `sendmail -t` does.
+    /// the header, as `sendmail -t` does. `stamp` is called only for a composed message.
     pub fn build(
         self,
         request: EnvelopeRequest,
-        stamp: &Stamp,
+        stamp: impl FnOnce() -> Stamp,
     ) -> Result<(Envelope, Vec<u8>), Error> {
         let (bytes, found) = match self {
+            // A raw message with its envelope given in full goes as it is, unread.
+            Message::Raw(bytes) if request.sender.is_some() && !request.recipients_from_headers => {
+                (bytes, HeaderAddresses::default())
+            }
             Message::Raw(bytes) => raw(bytes, request.recipients_from_headers)?,
-            Message::Composed(composed) => composed.build(stamp)?,
+            Message::Composed(composed) => composed.build(&stamp())?,
         };
         let sender = match request.sender {
             Some(sender) => sender,

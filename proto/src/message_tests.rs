@@ -46,7 +46,7 @@ fn header_of(bytes: &[u8]) -> String {
 #[test]
 fn composed_bcc_goes_to_the_envelope_and_never_the_header() {
     let (envelope, bytes) = Message::Composed(Box::new(composed()))
-        .build(from_header(), &stamp())
+        .build(from_header(), stamp)
         .unwrap();
     assert_eq!(envelope.sender, "zoe@example.org");
     assert_eq!(
@@ -61,7 +61,7 @@ fn composed_bcc_goes_to_the_envelope_and_never_the_header() {
 #[test]
 fn composed_header_is_complete_encoded_and_seven_bit() {
     let (_, bytes) = Message::Composed(Box::new(composed()))
-        .build(from_header(), &stamp())
+        .build(from_header(), stamp)
         .unwrap();
     assert!(
         bytes.is_ascii(),
@@ -101,7 +101,7 @@ fn long_lines_are_encoded_within_998_octets() {
     message.text = Some(format!("{}\n", "x".repeat(5000)));
     message.html = Some(format!("<p>{}</p>", "é".repeat(3000)));
     let (_, bytes) = Message::Composed(Box::new(message))
-        .build(from_header(), &stamp())
+        .build(from_header(), stamp)
         .unwrap();
     let longest = bytes.split(|&b| b == b'\n').map(<[u8]>::len).max().unwrap();
     assert!(longest <= 1000, "a line of {longest} octets");
@@ -120,7 +120,7 @@ fn attachments_round_trip() {
         content: content.clone(),
     });
     let (_, bytes) = Message::Composed(Box::new(message))
-        .build(from_header(), &stamp())
+        .build(from_header(), stamp)
         .unwrap();
     assert!(bytes.is_ascii());
     let parsed = MessageParser::new().parse(&bytes).unwrap();
@@ -137,7 +137,7 @@ fn extra_headers_cannot_inject_or_replace_fields() {
         .push(("X-Tag".into(), "a\r\nBcc: eve@example.org".into()));
     message.subject = "hi\r\nX-Evil: 1\nBcc: eve@example.org".into();
     let (_, bytes) = Message::Composed(Box::new(message))
-        .build(from_header(), &stamp())
+        .build(from_header(), stamp)
         .unwrap();
     let header = header_of(&bytes);
     assert!(header.contains("X-Tag: "), "{header}");
@@ -152,7 +152,7 @@ fn extra_headers_cannot_inject_or_replace_fields() {
         let mut message = composed();
         message.headers.push((name.into(), "v".into()));
         let error = Message::Composed(Box::new(message))
-            .build(from_header(), &stamp())
+            .build(from_header(), stamp)
             .unwrap_err();
         assert_eq!(error.kind, crate::ErrorKind::InvalidInput, "{name:?}");
     }
@@ -175,7 +175,7 @@ fn bad_attachment_and_addresses_are_refused() {
         message.attachments.push(attachment);
         assert!(
             Message::Composed(Box::new(message))
-                .build(from_header(), &stamp())
+                .build(from_header(), stamp)
                 .is_err()
         );
     }
@@ -185,7 +185,7 @@ fn bad_attachment_and_addresses_are_refused() {
         .push(mailbox("bob@example.org>\r\nRCPT TO:<eve@example.org"));
     assert!(
         Message::Composed(Box::new(message))
-            .build(from_header(), &stamp())
+            .build(from_header(), stamp)
             .is_err()
     );
 }
@@ -204,7 +204,7 @@ fn raw_recipients_from_headers_strip_bcc() {
         recipients: vec!["BOB@example.org".into(), "extra@example.org".into()],
         ..from_header()
     };
-    let (envelope, bytes) = Message::Raw(RAW.into()).build(request, &stamp()).unwrap();
+    let (envelope, bytes) = Message::Raw(RAW.into()).build(request, stamp).unwrap();
     assert_eq!(envelope.sender, "alice@example.org");
     assert_eq!(
         envelope.recipients,
@@ -233,7 +233,7 @@ fn raw_without_from_headers_is_untouched() {
         recipients_from_headers: false,
         qualify_domain: None,
     };
-    let (envelope, bytes) = Message::Raw(RAW.into()).build(request, &stamp()).unwrap();
+    let (envelope, bytes) = Message::Raw(RAW.into()).build(request, stamp).unwrap();
     assert_eq!(envelope.sender, "");
     assert_eq!(envelope.recipients, ["bob@example.org"]);
     assert_eq!(bytes, RAW.as_bytes());
@@ -243,12 +243,12 @@ fn raw_without_from_headers_is_untouched() {
 fn sender_header_wins_over_from_and_a_missing_one_is_an_error() {
     let raw = "From: a@example.org\r\nSender: s@example.org\r\nTo: b@example.org\r\n\r\nx\r\n";
     let (envelope, _) = Message::Raw(raw.into())
-        .build(from_header(), &stamp())
+        .build(from_header(), stamp)
         .unwrap();
     assert_eq!(envelope.sender, "s@example.org");
 
     let error = Message::Raw(b"To: b@example.org\r\n\r\nx\r\n".to_vec())
-        .build(from_header(), &stamp())
+        .build(from_header(), stamp)
         .unwrap_err();
     assert!(error.message.contains("no sender"), "{error:?}");
 }
@@ -261,7 +261,7 @@ fn bare_names_get_the_qualify_domain() {
         qualify_domain: Some("host.example.org".into()),
         ..from_header()
     };
-    let (envelope, _) = Message::Raw(cron.into()).build(request, &stamp()).unwrap();
+    let (envelope, _) = Message::Raw(cron.into()).build(request, stamp).unwrap();
     assert_eq!(envelope.sender, "root@host.example.org");
     assert_eq!(
         envelope.recipients,
@@ -277,10 +277,10 @@ fn bare_names_get_the_qualify_domain() {
         qualify_domain: Some("host.example.org".into()),
         ..from_header()
     };
-    let (envelope, _) = Message::Raw(cron.into()).build(request, &stamp()).unwrap();
+    let (envelope, _) = Message::Raw(cron.into()).build(request, stamp).unwrap();
     assert_eq!(envelope.sender, "");
     let (envelope, _) = Message::Raw(cron.into())
-        .build(from_header(), &stamp())
+        .build(from_header(), stamp)
         .unwrap();
     assert!(envelope.check().is_err());
 }
