@@ -1180,3 +1180,40 @@ fn timeout_limits_every_stage() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("greeting failed (timeout)"), "{stderr}");
 }
+
+#[test]
+fn an_accounts_login_never_goes_to_a_server_named_on_the_command_line() {
+    // The only account (so the default) logs in to the STARTTLS server; --server names
+    // another one, which must get no credentials from the account.
+    let home = loopback(ServerTls::StartTls);
+    let (dir, config) = config_dir(&home, "");
+    let other = loopback(ServerTls::None);
+    let server = format!("127.0.0.1:{}", other.port());
+    let args = [
+        "send",
+        "--config",
+        config.to_str().unwrap(),
+        "--server",
+        &server,
+        "--tls",
+        "none",
+        "--from",
+        "a@example.org",
+        "--to",
+        "b@example.org",
+        "--body",
+        "x",
+    ];
+    let output = run_at(
+        Path::new(env!("CARGO_BIN_EXE_sendbox")),
+        dir.path(),
+        &args,
+        &[],
+        b"",
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let received = other.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].user, None);
+    assert_eq!(home.connections(), 0);
+}

@@ -100,8 +100,6 @@ pub struct Session {
     /// Kept to reconnect when an idle connection turns out to be gone.
     server: ServerSettings,
     credentials: Option<Credentials>,
-    timeouts: Timeouts,
-    transcript: bool,
     /// When the connection last carried a command (monotonic clock).
     last_used: Deadline,
 }
@@ -163,8 +161,6 @@ impl Session {
             transport: Transport::new(tcp),
             tls,
             name,
-            timeouts: server.timeouts,
-            transcript: server.transcript,
             last_used: net::now(),
             server,
             credentials,
@@ -184,7 +180,7 @@ impl Session {
 
     /// Sends one message made by [`prepare`].
     pub fn send(&mut self, prepared: Prepared, options: SendOptions) -> Result<Delivery, Error> {
-        let deadline = net::now() + u64::from(self.timeouts.total_ms) * MS;
+        let deadline = net::now() + u64::from(self.server.timeouts.total_ms) * MS;
         if net::now().saturating_sub(self.last_used) > IDLE_CHECK_NS && !self.client.is_closed() {
             self.check_or_reconnect(deadline)?;
         }
@@ -206,7 +202,7 @@ impl Session {
     fn check_or_reconnect(&mut self, deadline: Deadline) -> Result<(), Error> {
         let alive = self.client.noop().is_ok() && matches!(self.run(deadline), Ok(Pause::Ready));
         if !alive {
-            if self.transcript {
+            if self.server.transcript {
                 log("-- the idle connection is gone; connecting again");
             }
             *self = Session::open(self.server.clone(), self.credentials.clone())?;
@@ -216,7 +212,7 @@ impl Session {
 
     /// Sends QUIT and waits briefly for the reply.
     pub fn close(&mut self) -> Result<(), Error> {
-        let deadline = net::now() + u64::from(self.timeouts.command_ms.min(10_000)) * MS;
+        let deadline = net::now() + u64::from(self.server.timeouts.command_ms.min(10_000)) * MS;
         self.client.quit();
         self.run(deadline).map(|_| ())
     }
@@ -229,18 +225,20 @@ impl Session {
 
     fn step_until_pause(&mut self, deadline: Deadline) -> Result<Pause, Error> {
         loop {
-            if self.transcript {
+            if self.server.transcript {
                 self.write_transcript();
             }
             match self.client.poll() {
                 Step::Transmit(bytes, timer) => {
-                    let until = self.stage_deadline(self.timeouts.for_timer(timer), deadline);
+                    let until =
+                        self.stage_deadline(self.server.timeouts.for_timer(timer), deadline);
                     if let Err(error) = self.transport.send(&bytes, until) {
                         return Err(self.lost(error, deadline));
                     }
                 }
                 Step::Receive(wait) => {
-                    let until = self.stage_deadline(self.timeouts.for_timer(wait.timer), deadline);
+                    let until =
+                        self.stage_deadline(self.server.timeouts.for_timer(wait.timer), deadline);
                     match self.transport.receive(until) {
                         Ok(bytes) => self.client.receive(&bytes),
                         Err(error) => return Err(self.lost(error, deadline)),
@@ -260,13 +258,13 @@ impl Session {
 
     fn handshake(&mut self, deadline: Deadline) -> Result<(), Error> {
         self.write_transcript();
-        let until = self.stage_deadline(self.timeouts.command_ms, deadline);
+        let until = self.stage_deadline(self.server.timeouts.command_ms, deadline);
         match self
             .transport
             .start_tls(self.tls.clone(), self.name.clone(), until)
         {
             Ok(summary) => {
-                if self.transcript {
+                if self.server.transcript {
                     log(&format!("-- TLS established: {summary}"));
                 }
                 Ok(())
@@ -290,7 +288,7 @@ impl Session {
                 ErrorKind::Timeout,
                 format!(
                     "the overall time limit of {} ms ran out",
-                    self.timeouts.total_ms
+                    self.server.timeouts.total_ms
                 ),
             ),
             TransportError::Net(NetError::Timeout) => (

@@ -482,11 +482,8 @@ impl Client {
             ));
         }
         // RFC 1870 counts CRLFs but not the stuffed dots; the wire length may only overstate it.
-        let size = self
-            .capabilities
-            .size_limit()
-            .map(|_| data.wire.len() as u64);
-        if let (Some(size), Some(limit)) = (size, self.capabilities.size_limit())
+        let size = data.wire.len() as u64;
+        if let Some(limit) = self.capabilities.size_limit()
             && size > limit
         {
             return Err(Error::invalid_input(
@@ -495,7 +492,7 @@ impl Client {
             ));
         }
         let declared = MailDeclarations {
-            size,
+            size: self.capabilities.has("SIZE").then_some(size),
             eight_bit: data.eight_bit && eight_bit_mime,
             smtputf8: needs_utf8,
         };

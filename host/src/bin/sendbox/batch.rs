@@ -10,7 +10,7 @@ use sendbox::batch::{self, Job, Outcome};
 use sendbox::{Envelope, SandboxOptions};
 
 use crate::args::BatchArgs;
-use crate::{Stop, account, exit, load_config, mailer};
+use crate::{Stop, connection_account, exit, load_config, mailer};
 
 pub async fn run(args: BatchArgs) -> Result<u8, Stop> {
     let envelope = Envelope::new(args.from.clone(), args.to.clone());
@@ -28,7 +28,7 @@ pub async fn run(args: BatchArgs) -> Result<u8, Stop> {
         ..SandboxOptions::cached()
     };
     let config = load_config(args.connection.config.as_deref())?;
-    let account = account(&config, args.connection.account.as_deref())?;
+    let account = connection_account(&config, &args.connection)?;
     let mailer = Arc::new(mailer(&args.connection, account, &options).await?);
 
     let bar = if args.quiet {

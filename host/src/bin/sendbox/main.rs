@@ -66,7 +66,7 @@ fn finish(result: Result<u8, Stop>) -> ExitCode {
 async fn send(args: SendArgs) -> Result<u8, Stop> {
     // Read everything first: a missing file or password must stop us before we connect.
     let config = load_config(args.connection.config.as_deref())?;
-    let account = account(&config, args.connection.account.as_deref())?;
+    let account = connection_account(&config, &args.connection)?;
     let from = args
         .from
         .as_deref()
@@ -162,6 +162,19 @@ fn load_config(explicit: Option<&Path>) -> Result<Config, Stop> {
 
 fn account<'c>(config: &'c Config, name: Option<&str>) -> Result<Option<&'c Account>, Stop> {
     config.account(name).map_err(|m| Stop(exit::CONFIG, m))
+}
+
+/// The account `send` and `batch` use: the one named with --account, else the default
+/// one, but none when --server names a server without --account, so that an account's
+/// login never goes to a server other than its own.
+fn connection_account<'c>(
+    config: &'c Config,
+    connection: &ConnectionArgs,
+) -> Result<Option<&'c Account>, Stop> {
+    if connection.server.is_some() && connection.account.is_none() {
+        return Ok(None);
+    }
+    account(config, connection.account.as_deref())
 }
 
 /// The DSN and REQUIRETLS options.
