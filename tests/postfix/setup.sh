@@ -4,12 +4,16 @@
 # Safe to rerun: it rewrites Postfix's whole configuration, restarts it and checks again.
 #
 #   127.0.0.1:25   smtp         plaintext, STARTTLS offered, no AUTH; accepts mail for sendbox.test only
+#                               (also on [::1]:25, for the IPv6 tests)
 #   127.0.0.1:587  submission   STARTTLS required, then AUTH required to send
 #   127.0.0.1:465  submissions  implicit TLS, AUTH required to send
 #   127.0.0.1:2525 limited      as port 25, but 2 recipients per transaction and a 3 s idle timeout
 #
 # AUTH offers SCRAM-SHA-256, PLAIN, LOGIN and CRAM-MD5 (Cyrus SASL, sasldb). Postfix offers
 # PIPELINING, SIZE (10240000), 8BITMIME, SMTPUTF8, DSN, ENHANCEDSTATUSCODES and CHUNKING.
+#
+# Postfix adds no missing Date, Message-ID or From (local_header_rewrite_clients is empty), so
+# the tests see the header exactly as sendbox sent it.
 #
 # Mailboxes alice, bob and carol @sendbox.test are mbox files in /var/mail/vhosts/sendbox.test/;
 # any other sendbox.test address is refused with 550 5.1.1. Nothing ever leaves this machine:
@@ -172,15 +176,18 @@ cat >/etc/postfix/main.cf <<EOF
 # Written by sendbox's tests/postfix/setup.sh, which overwrites it on every run.
 compatibility_level = 3.6
 
-# Loopback only. No DNS lookups of clients, who are all on this machine.
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
+# Loopback only, IPv4 and IPv6. No DNS lookups of clients, who are all on this machine.
+inet_interfaces = 127.0.0.1, [::1]
+inet_protocols = all
 myhostname = localhost
 mydomain = localdomain
 myorigin = \$myhostname
-mynetworks = 127.0.0.0/8
+mynetworks = 127.0.0.0/8 [::1]/128
 smtpd_banner = \$myhostname ESMTP \$mail_name
 smtpd_peername_lookup = no
+# The tests check what sendbox itself writes: Postfix must not fill in a missing Date,
+# Message-ID or From for local clients, as it does by default.
+local_header_rewrite_clients =
 
 # Deliver to the virtual domain only: no Unix users, no relaying, nothing leaves this machine.
 mydestination =
@@ -343,6 +350,8 @@ expect_rcpt() { # port address reply-prefix swaks-options...
 }
 
 wait_greeting 25
+out=$(swaks --server "[::1]:25" --quit-after CONNECT --timeout 5 2>&1) && grep -qE '^<- +220 ' <<<"$out" ||
+    die "[::1]:25 gave no 220 greeting (is IPv6 loopback up?):"$'\n'"$out"
 wait_greeting 587
 wait_greeting 465 --tls-on-connect
 wait_greeting 2525
