@@ -21,9 +21,12 @@ setup:
     rustup target add wasm32-wasip2
     command -v clang >/dev/null || (apt-get update -qq && apt-get install -y -qq clang)
 
-# Rebuild the component from guest/, proto/ and wit/, and record its sources' hash.
+# Rebuild the component from guest/, proto/ and wit/, and record what it is built from
+# (host/component/sendbox.wasm.sources: the files rustc read, the Cargo.lock entries of
+# the packages compiled in, the manifest tables, RUSTFLAGS and toolchain), each hashed.
 guest: (wasm "sendbox-guest" "host/component/sendbox.wasm")
-    SENDBOX_UPDATE_STAMP=1 cargo check -p sendbox --quiet
+    cargo tree -p sendbox-guest --target wasm32-wasip2 -e no-dev --prefix none --format '{p}' --locked > target/sendbox-guest.packages
+    SENDBOX_UPDATE_STAMP=1 SENDBOX_GUEST_DEPINFO="{{justfile_directory()}}/target/wasm32-wasip2/guest/sendbox_guest.d" SENDBOX_GUEST_PACKAGES="{{justfile_directory()}}/target/sendbox-guest.packages" cargo check -p sendbox --quiet
 
 # Rebuild the nosy test component that the sandbox tests run.
 probe: (wasm "sendbox-probe" "tests/probe/probe.wasm")
@@ -44,8 +47,10 @@ lint:
     cargo clippy --all-targets -p sendbox-proto -p sendbox -p sendbox-bench -- -D warnings
     cargo clippy -p sendbox-guest -p sendbox-probe --target wasm32-wasip2 -- -D warnings
 
-# Run the component under Node.js through jco, confined to one server (needs `just postfix`).
+# Run the component under Node.js through jco, confined to one server (needs `just postfix`;
+# installs Node.js 20 when it is missing or older).
 node:
+    bash tests/node/setup.sh
     cd tests/node && npm ci --no-audit --no-fund --loglevel=error && npm test
 
 # Install and start Postfix on loopback for the integration tests.
