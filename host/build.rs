@@ -1,19 +1,23 @@
-//! Refuses to build with a committed component that does not match its sources.
+//! Refuses to build with a committed component that does not match what it is built from.
 //!
-//! `component/sendbox.wasm` is built from `wit/`, `guest/` and `proto/` by `just guest`,
-//! which also writes `component/sendbox.wasm.sources`: a hash of those sources and of the
-//! component. Any change to the sources without a rebuild, or any other component put in
-//! its place, stops the build here, so a stale component is never tested or shipped.
+//! `component/sendbox.wasm` is built by `just guest`, which then runs this script with
+//! `SENDBOX_UPDATE_STAMP=1` to write `component/sendbox.wasm.sources`: one line for each
+//! input of the guest build (the source files rustc read, the Cargo.lock entries of the
+//! packages compiled into it, the manifest tables and RUSTFLAGS that shape it, the
+//! toolchain) with its hash, and the component's hash. Every other build hashes exactly
+//! those inputs again and stops on a difference, so a stale component is never tested or
+//! shipped, while a change to anything the component is not built from (a proto test, a
+//! host-only dependency) needs no rebuild. The logic is in `build/stamp.rs`.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use sha2::{Digest, Sha256};
+#[allow(dead_code)]
+#[path = "build/stamp.rs"]
+mod stamp;
 
 const COMPONENT: &str = "component/sendbox.wasm";
 const STAMP: &str = "component/sendbox.wasm.sources";
-/// What the component is built from, relative to the workspace root.
-const SOURCES: &[&str] = &["wit", "guest", "proto", "rust-toolchain.toml"];
 
 fn main() {
     let manifest =
@@ -22,6 +26,7 @@ fn main() {
         .parent()
         .expect("host/ sits in the workspace")
         .to_path_buf();
+    println!("cargo:rerun-if-changed=build/stamp.rs");
     println!("cargo:rerun-if-changed={COMPONENT}");
     println!("cargo:rerun-if-changed={STAMP}");
     println!("cargo:rerun-if-env-changed=SENDBOX_UPDATE_STAMP");
@@ -32,70 +37,53 @@ fn main() {
         );
         return;
     }
-    for source in SOURCES {
-        println!("cargo:rerun-if-changed={}", root.join(source).display());
-    }
-
     let component = fs::read(manifest.join(COMPONENT)).expect("reading component/sendbox.wasm");
-    let expected = format!(
-        "# Written by `just guest`, checked by host/build.rs. Do not edit.\nsources {}\ncomponent {}\n",
-        hash_sources(&root),
-        hex(&Sha256::digest(&component))
-    );
+
     if std::env::var("SENDBOX_UPDATE_STAMP").as_deref() == Ok("1") {
-        fs::write(manifest.join(STAMP), &expected).expect("writing the component stamp");
-        return;
-    }
-    let recorded = fs::read_to_string(manifest.join(STAMP)).unwrap_or_default();
-    if recorded != expected {
-        panic!(
-            "\n\nhost/{COMPONENT} does not match the guest, proto and WIT sources \
-             (or was replaced).\nRebuild it with `just guest` (needs clang and the wasm32-wasip2 \
-             target; `just setup` installs them) and commit the result.\n\n"
-        );
-    }
-}
-
-/// SHA-256 over every source file's path and contents, in path order.
-fn hash_sources(root: &Path) -> String {
-    let mut files = Vec::new();
-    for source in SOURCES {
-        collect(&root.join(source), &mut files);
-    }
-    files.sort();
-    let mut hasher = Sha256::new();
-    for file in files {
-        let relative = file
-            .strip_prefix(root)
-            .expect("under the root")
-            .to_string_lossy()
-            .replace('\\', "/");
-        let contents = fs::read(&file).expect("reading a source file");
-        hasher.update(relative.as_bytes());
-        hasher.update([0]);
-        hasher.update((contents.len() as u64).to_le_bytes());
-        hasher.update(&contents);
-    }
-    hex(&hasher.finalize())
-}
-
-fn collect(path: &Path, files: &mut Vec<PathBuf>) {
-    if path.is_file() {
-        files.push(path.to_path_buf());
-        return;
-    }
-    let Ok(entries) = fs::read_dir(path) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.file_name().is_some_and(|n| n == "target") {
-            continue;
+        // Run by `just guest`, right after the guest build.
+        let read = |variable: &str| {
+            println!("cargo:rerun-if-env-changed={variable}");
+            let path = std::env::var(variable)
+                .unwrap_or_else(|_| panic!("`just guest` sets {variable} with the stamp"));
+            println!("cargo:rerun-if-changed={path}");
+            fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
+        };
+        let depinfo = read("SENDBOX_GUEST_DEPINFO");
+        let packages = read("SENDBOX_GUEST_PACKAGES");
+        let inputs = stamp::gather(&root, &depinfo, &packages)
+            .unwrap_or_else(|e| panic!("listing the guest's inputs: {e}"));
+        let text = stamp::render(&root, &inputs, &component)
+            .unwrap_or_else(|e| panic!("hashing the guest's inputs: {e}"));
+        fs::write(manifest.join(STAMP), text).expect("writing the component stamp");
+        for input in &inputs {
+            println!("cargo:rerun-if-changed={}", input.watched(&root).display());
         }
-        collect(&path, files);
+        return;
+    }
+
+    let recorded = fs::read_to_string(manifest.join(STAMP)).unwrap_or_default();
+    let Some(recorded) = stamp::parse(&recorded) else {
+        fail(&["host/component/sendbox.wasm.sources is missing or not a stamp".into()]);
+    };
+    for (input, _) in &recorded.inputs {
+        println!("cargo:rerun-if-changed={}", input.watched(&root).display());
+    }
+    if let Err(problems) = stamp::verify(&root, &recorded, &component) {
+        fail(&problems);
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+fn fail(problems: &[String]) -> ! {
+    let mut list = String::new();
+    for problem in problems.iter().take(20) {
+        list.push_str(&format!("  - {problem}\n"));
+    }
+    if problems.len() > 20 {
+        list.push_str(&format!("  - and {} more\n", problems.len() - 20));
+    }
+    panic!(
+        "\n\nhost/{COMPONENT} is not what its inputs build (recorded in host/{STAMP}):\n{list}\
+         Rebuild it with `just guest` (needs clang and the wasm32-wasip2 target; `just setup` \
+         installs them) and commit both files.\n\n"
+    );
 }
