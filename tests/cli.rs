@@ -2,6 +2,9 @@
 
 mod support;
 
+#[path = "exit_codes.rs"]
+mod exit_codes;
+
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -110,8 +113,23 @@ fn sends_a_raw_message_from_stdin_over_implicit_tls() {
     let message = b"Subject: raw\n\nline one\n.line two\n";
     let output = send(&server, "implicit", PASSWORD, &args, Some(message));
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    // Its missing Date, Message-ID and From were added (From: the envelope sender).
+    let data = &server.received()[0].data;
+    assert!(
+        data.starts_with(b"Date: "),
+        "{}",
+        String::from_utf8_lossy(data)
+    );
     assert_eq!(
-        server.received()[0].data,
+        as_written(data),
+        b"From: <alice@example.org>\r\nSubject: raw\r\n\r\nline one\r\n.line two\r\n"
+    );
+    // --keep-header sends it exactly as it is.
+    args.push("--keep-header");
+    let output = send(&server, "implicit", PASSWORD, &args, Some(message));
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(
+        server.received()[1].data,
         b"Subject: raw\r\n\r\nline one\r\n.line two\r\n"
     );
 }
@@ -341,7 +359,7 @@ fn the_embedding_example_sends_through_the_sandbox() {
         .output()
         .unwrap();
     assert_exit(&output, 0, "the component may connect to: [127.0.0.1:");
-    let subjects = first_lines(&server);
+    let subjects = subjects(&server);
     assert_eq!(subjects, ["Subject: one", "Subject: two", "Subject: three"]);
     assert_eq!(server.connections(), 2);
 }
@@ -373,7 +391,7 @@ fn batch_sends_every_message_of_an_mbox() {
     let output = run_sendbox(&args, PASSWORD, None);
     assert_exit(&output, 0, "sent 3, refused 0, failed 0 in ");
     assert_eq!(
-        first_lines(&server),
+        subjects(&server),
         ["Subject: mbox 1", "Subject: mbox 2", "Subject: mbox 3"]
     );
 }
@@ -443,8 +461,10 @@ fn config_dir(server: &LoopbackServer, more: &str) -> (tempfile::TempDir, PathBu
 }
 
 /// The data the server received, as text.
+/// What the server received, without the Date and Message-ID sendbox adds to a raw
+/// message (see [`as_written`]).
 fn data_text(received: &Received) -> String {
-    String::from_utf8(received.data.clone()).expect("the server received UTF-8")
+    String::from_utf8(as_written(&received.data).to_vec()).expect("the server received UTF-8")
 }
 
 /// The header of a message (up to the first empty line).
@@ -1216,4 +1236,264 @@ fn an_accounts_login_never_goes_to_a_server_named_on_the_command_line() {
     assert_eq!(received.len(), 1);
     assert_eq!(received[0].user, None);
     assert_eq!(home.connections(), 0);
+}
+
+// --- The sender with --raw, options over the account field by field, sendmail --help --------
+
+/// `config_dir`, with the account's `from` line replaced by `from` (or removed).
+fn config_with_from(server: &LoopbackServer, from: Option<&str>) -> (tempfile::TempDir, PathBuf) {
+    let (dir, config) = config_dir(server, "");
+    let replacement = from.map(|f| format!("from = \"{f}\"")).unwrap_or_default();
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("from = \"alice@example.org\"", &replacement);
+    std::fs::write(&config, text).unwrap();
+    (dir, config)
+}
+
+const RAW_FROM_YOLANDA: &[u8] = b"From: Yolanda <yolanda@example.org>\n\
+    To: bob@example.org\n\
+    Subject: whose envelope\n\
+    \n\
+    body\n";
+
+#[test]
+fn raw_sender_is_from_option_then_account_then_header() {
+    let server = loopback(ServerTls::StartTls);
+    let (dir, config) = config_with_from(&server, Some("Alice <alice@example.org>"));
+    let config = config.to_str().unwrap();
+    let raw = ["--to", "bob@example.org", "--raw", "-"];
+
+    // The account's from, not the message's From.
+    let mut args = vec!["send", "--config", config];
+    args.extend(raw);
+    let output = run_at(sendbox_bin(), dir.path(), &args, &[], RAW_FROM_YOLANDA);
+    assert_exit(&output, 0, "sent to bob@example.org");
+    assert_eq!(server.received()[0].sender, "alice@example.org");
+
+    // --from wins over both.
+    args.extend(["--from", "Zed <zed@example.org>"]);
+    let output = run_at(sendbox_bin(), dir.path(), &args, &[], RAW_FROM_YOLANDA);
+    assert_exit(&output, 0, "sent to bob@example.org");
+    assert_eq!(server.received()[1].sender, "zed@example.org");
+    // The message itself is sent as it is.
+    assert!(data_text(&server.received()[1]).starts_with("From: Yolanda <yolanda@example.org>"));
+
+    // No --from and no from in the account: the message's From.
+    let (dir, config) = config_with_from(&server, None);
+    let mut args = vec!["send", "--config", config.to_str().unwrap()];
+    args.extend(raw);
+    let output = run_at(sendbox_bin(), dir.path(), &args, &[], RAW_FROM_YOLANDA);
+    assert_exit(&output, 0, "sent to bob@example.org");
+    assert_eq!(server.received()[2].sender, "yolanda@example.org");
+
+    // A Sender field goes before From.
+    let with_sender = [b"Sender: list@example.org\n".as_slice(), RAW_FROM_YOLANDA].concat();
+    let output = run_at(sendbox_bin(), dir.path(), &args, &[], &with_sender);
+    assert_exit(&output, 0, "sent to bob@example.org");
+    assert_eq!(server.received()[3].sender, "list@example.org");
+}
+
+#[test]
+fn sendmail_sender_is_f_then_account_then_header() {
+    let server = loopback(ServerTls::StartTls);
+    let (dir, config) = config_with_from(&server, Some("alice@example.org"));
+    let config_text = config.to_str().unwrap();
+    let args = ["sendmail", "-C", config_text, "-i", "bob@example.org"];
+    let output = run_at(sendbox_bin(), dir.path(), &args, &[], RAW_FROM_YOLANDA);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(server.received()[0].sender, "alice@example.org");
+
+    let args = [
+        "sendmail",
+        "-C",
+        config_text,
+        "-f",
+        "zed@example.org",
+        "bob@example.org",
+    ];
+    let output = run_at(sendbox_bin(), dir.path(), &args, &[], RAW_FROM_YOLANDA);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(server.received()[1].sender, "zed@example.org");
+
+    let (dir, config) = config_with_from(&server, None);
+    let args = [
+        "sendmail",
+        "-C",
+        config.to_str().unwrap(),
+        "bob@example.org",
+    ];
+    let output = run_at(sendbox_bin(), dir.path(), &args, &[], RAW_FROM_YOLANDA);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(server.received()[2].sender, "yolanda@example.org");
+}
+
+/// `--user` on the command line keeps the account's password source and mechanism.
+#[test]
+fn user_option_keeps_the_accounts_password_command_and_auth() {
+    let server = loopback(ServerTls::StartTls);
+    let (dir, config) = config_dir(&server, "auth = \"login\"\n");
+    let text_before = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text_before.replace(
+            "password_env = \"SENDBOX_TEST_PASSWORD\"",
+            "password_command = \"printf '%s\\\\n' \\\"$SENDBOX_TEST_PASSWORD\\\"\"",
+        ),
+    )
+    .unwrap();
+    let written = std::fs::read_to_string(&config).unwrap();
+    assert!(written.contains("password_command"), "{written}");
+    let args = [
+        "send",
+        "--config",
+        config.to_str().unwrap(),
+        "--user",
+        USER,
+        "--to",
+        "bob@example.org",
+        "--body",
+        "x",
+        "-v",
+    ];
+    let output = run_at(sendbox_bin(), dir.path(), &args, &[], b"");
+    assert_exit(&output, 0, "sent to bob@example.org");
+    // The account's auth = "login", although PLAIN is offered and would come first.
+    assert_exit(&output, 0, "C: AUTH LOGIN");
+    assert!(!text(&output).contains(PASSWORD), "{}", text(&output));
+    assert_eq!(server.received()[0].user.as_deref(), Some(USER));
+}
+
+/// `--password-env` needs no `--user` when the account names the user, and wins over the
+/// account's password source.
+#[test]
+fn password_option_takes_the_accounts_user() {
+    let server = loopback(ServerTls::StartTls);
+    let (dir, config) = config_dir(&server, "");
+    let args = [
+        "send",
+        "--config",
+        config.to_str().unwrap(),
+        "--password-env",
+        "OTHER_PASSWORD",
+        "--to",
+        "bob@example.org",
+        "--body",
+        "x",
+    ];
+    // The account's own variable holds a wrong password: only the option's is right.
+    let env = [
+        ("SENDBOX_TEST_PASSWORD", "not-the-password"),
+        ("OTHER_PASSWORD", PASSWORD),
+    ];
+    let output = run_at(sendbox_bin(), dir.path(), &args, &env, b"");
+    assert_exit(&output, 0, "sent to bob@example.org");
+    assert_eq!(server.received()[0].user.as_deref(), Some(USER));
+
+    // A token for an account that insists on a password mechanism: a clear usage error.
+    let (dir, config) = config_dir(&server, "auth = \"plain\"\n");
+    let args = [
+        "send",
+        "--config",
+        config.to_str().unwrap(),
+        "--token-env",
+        "OTHER_PASSWORD",
+        "--to",
+        "bob@example.org",
+        "--body",
+        "x",
+    ];
+    let output = run_at(sendbox_bin(), dir.path(), &args, &env, b"");
+    assert_exit(&output, 64, "--token-env gives an OAuth token");
+    assert_eq!(server.received().len(), 1);
+}
+
+#[test]
+fn batch_takes_the_sender_from_the_account() {
+    let server = loopback(ServerTls::StartTls);
+    let (dir, config) = config_dir(&server, "");
+    let message = write_file(dir.path(), "m.eml", b"Subject: batch\r\n\r\nx\r\n", 0o644);
+    let args = [
+        "batch",
+        "--config",
+        config.to_str().unwrap(),
+        "--to",
+        "bob@example.org",
+        "--raw",
+        message.to_str().unwrap(),
+        "--count",
+        "2",
+        "--quiet",
+    ];
+    let output = run_at(sendbox_bin(), dir.path(), &args, &[], b"");
+    assert_exit(&output, 0, "sent 2, refused 0, failed 0");
+    let received = server.received();
+    assert_eq!(received.len(), 2);
+    assert!(received.iter().all(|r| r.sender == "alice@example.org"));
+    assert!(received.iter().all(|r| r.user.as_deref() == Some(USER)));
+}
+
+#[test]
+fn reply_to_option_and_header_fill_the_reply_to_field() {
+    let server = loopback(ServerTls::StartTls);
+    let (dir, config) = config_dir(&server, "");
+    let args = [
+        "send",
+        "--config",
+        config.to_str().unwrap(),
+        "--to",
+        "bob@example.org",
+        "--reply-to",
+        "Help Desk <help@example.org>",
+        "--header",
+        "Reply-To: \"Doe, Jane\" <jane@example.org>, list@example.org",
+        "--header",
+        "X-Kept: yes",
+        "--body",
+        "x",
+    ];
+    let output = run_at(sendbox_bin(), dir.path(), &args, &[], b"");
+    assert_exit(&output, 0, "sent to bob@example.org");
+    let received = server.received();
+    // Reply-To addresses are not recipients.
+    assert_eq!(received[0].recipients, ["bob@example.org"]);
+    let data = data_text(&received[0]);
+    let header = fields(header_of(&data));
+    let reply_to: Vec<&str> = header
+        .iter()
+        .filter(|(name, _)| name == "reply-to")
+        .map(|(_, value)| value.as_str())
+        .collect();
+    assert_eq!(reply_to.len(), 1, "{data}");
+    for address in ["help@example.org", "jane@example.org", "list@example.org"] {
+        assert!(reply_to[0].contains(address), "{data}");
+    }
+    assert!(reply_to[0].contains("Doe, Jane"), "{data}");
+    assert_eq!(field(&header, "x-kept"), Some("yes"), "{data}");
+}
+
+#[test]
+fn sendmail_help_and_version_exit_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("sendmail");
+    std::os::unix::fs::symlink(sendbox_bin(), &link).unwrap();
+    let version = format!("sendbox {}", env!("CARGO_PKG_VERSION"));
+    for (program, args) in [
+        (sendbox_bin(), &["sendmail", "--help"][..]),
+        (link.as_path(), &["--help"]),
+    ] {
+        let output = run_at(program, dir.path(), args, &[], b"");
+        assert_exit(&output, 0, "Usage: sendbox sendmail");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(stdout.contains("-f ADDR"), "{stdout}");
+        assert!(output.stderr.is_empty(), "{}", text(&output));
+    }
+    for (program, args) in [
+        (sendbox_bin(), &["sendmail", "--version"][..]),
+        (link.as_path(), &["--version"]),
+    ] {
+        let output = run_at(program, dir.path(), args, &[], b"");
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+        assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), version);
+    }
 }

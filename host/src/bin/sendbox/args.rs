@@ -128,30 +128,29 @@ pub struct ConnectionArgs {
     /// The name to give in EHLO.
     #[arg(long, value_name = "NAME")]
     pub ehlo: Option<String>,
-    /// A time limit in seconds for connecting and for each stage of the dialogue
-    /// [default: RFC 5321's, from 2 minutes for DATA to 10 for the end of the message].
+    /// A time limit in seconds for the whole send: connecting, each stage of the dialogue
+    /// and all of them together. Stages keep RFC 5321's limit when it is shorter
+    /// [default: RFC 5321's per stage (5 minutes for most replies, 10 for the end of the
+    /// message) and 15 minutes in all]. In `batch`, for each message and each connection.
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(1..=3600))]
     pub timeout: Option<u32>,
-    /// User name for AUTH. The password comes from --password-env, --password-file or a
-    /// prompt; a token from --token-env.
+    /// User name for AUTH [default: the account's `user`]. The password comes from
+    /// --password-env, --password-file, the account or a prompt; a token from --token-env
+    /// or the account.
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
-    /// The SASL mechanism [default: the strongest both sides allow].
+    /// The SASL mechanism [default: the account's `auth`, else the strongest both sides
+    /// allow].
     #[arg(long, value_enum)]
     pub auth: Option<AuthArg>,
     /// Read the password from this environment variable.
-    #[arg(
-        long,
-        value_name = "VAR",
-        conflicts_with = "password_file",
-        requires = "user"
-    )]
+    #[arg(long, value_name = "VAR", conflicts_with = "password_file")]
     pub password_env: Option<String>,
     /// Read the password from the first line of this file.
-    #[arg(long, value_name = "FILE", requires = "user")]
+    #[arg(long, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
     /// Read an OAuth 2.0 bearer token from this environment variable.
-    #[arg(long, value_name = "VAR", conflicts_with_all = ["password_env", "password_file"], requires = "user")]
+    #[arg(long, value_name = "VAR", conflicts_with_all = ["password_env", "password_file"])]
     pub token_env: Option<String>,
     /// Print the SMTP dialogue to stderr (AUTH data redacted).
     #[arg(short, long)]
@@ -163,7 +162,8 @@ pub struct SendArgs {
     #[command(flatten)]
     pub connection: ConnectionArgs,
     /// The sender, `ADDR` or `"Name <ADDR>"`: envelope MAIL FROM and, unless --raw, the
-    /// From header [default: the account's `from`; with --raw, the message's From].
+    /// From header [default: the account's `from`; with --raw and neither, the message's
+    /// Sender or From].
     #[arg(long, value_name = "ADDR")]
     pub from: Option<String>,
     /// A recipient (repeatable): RCPT TO and, unless --raw, the To header.
@@ -190,7 +190,11 @@ pub struct SendArgs {
     /// Attach a file (repeatable); its media type is guessed from its name.
     #[arg(long, value_name = "FILE", conflicts_with = "raw")]
     pub attach: Vec<PathBuf>,
-    /// An extra header field, `"Name: value"` (repeatable).
+    /// A Reply-To address, `ADDR` or `"Name <ADDR>"` (repeatable).
+    #[arg(long, value_name = "ADDR", conflicts_with = "raw")]
+    pub reply_to: Vec<String>,
+    /// An extra header field, `"Name: value"` (repeatable). `Reply-To: ADDR, ...` is the
+    /// same as --reply-to; fields the builder writes itself (From, To, Date, ...) are refused.
     #[arg(long, value_name = "FIELD", conflicts_with = "raw")]
     pub header: Vec<String>,
     /// Send this complete RFC 5322 message as it is (`-` for stdin).
@@ -219,6 +223,10 @@ pub struct DeliveryArgs {
     /// The message may only travel over TLS (RFC 8689); the server must offer REQUIRETLS.
     #[arg(long)]
     pub require_tls: bool,
+    /// With --raw: send the message's header exactly as it is. By default a missing Date,
+    /// Message-ID or From is added (From: the envelope sender), as msmtp and sendmail do.
+    #[arg(long, requires = "raw")]
+    pub keep_header: bool,
 }
 
 /// An event for --dsn-notify.
@@ -243,9 +251,10 @@ pub enum DsnRetArg {
 pub struct BatchArgs {
     #[command(flatten)]
     pub connection: ConnectionArgs,
-    /// The envelope sender of every message.
+    /// The envelope sender of every message [default: the account's `from`, else each
+    /// message's Sender or From].
     #[arg(long, value_name = "ADDR")]
-    pub from: String,
+    pub from: Option<String>,
     /// The envelope recipients of every message (repeatable).
     #[arg(long, value_name = "ADDR", required = true)]
     pub to: Vec<String>,

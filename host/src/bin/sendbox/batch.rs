@@ -2,18 +2,32 @@
 //! bar and a one-line summary that scripts and the benchmark read:
 //! `sent N, refused R, failed F in S s (X messages/s)`.
 
+use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use sendbox::batch::{self, Job, Outcome};
 use sendbox::{Envelope, SandboxOptions};
 
 use crate::args::BatchArgs;
-use crate::{Stop, connection_account, exit, load_config, mailer};
+use crate::{Stop, compose, connection_account, exit, load_config, mailer};
 
 pub async fn run(args: BatchArgs) -> Result<u8, Stop> {
-    let envelope = Envelope::new(args.from.clone(), args.to.clone());
+    let config = load_config(args.connection.config.as_deref())?;
+    let account = connection_account(&config, &args.connection)?;
+    // --from, else the account's; with neither, each message's Sender or From.
+    let sender = args
+        .from
+        .as_deref()
+        .or(account.and_then(|a| a.from.as_deref()))
+        .map(|from| compose::mailbox(from).address);
+    let envelope = Envelope {
+        sender,
+        recipients: args.to.clone(),
+        recipients_from_headers: false,
+        qualify_domain: None,
+    };
     let messages = messages(&args).map_err(|m| Stop(exit::NOINPUT, m))?;
     let jobs: Vec<Job> = messages
         .into_iter()
@@ -27,8 +41,6 @@ pub async fn run(args: BatchArgs) -> Result<u8, Stop> {
         pooled_instances: Some(args.concurrency + 1),
         ..SandboxOptions::cached()
     };
-    let config = load_config(args.connection.config.as_deref())?;
-    let account = connection_account(&config, &args.connection)?;
     let mailer = Arc::new(mailer(&args.connection, account, &options).await?);
 
     let bar = if args.quiet {
@@ -40,10 +52,20 @@ pub async fn run(args: BatchArgs) -> Result<u8, Stop> {
         )
     };
     let ticker = bar.clone();
+    // The exit code each message would have had on its own.
+    let codes = Arc::new(Mutex::new(BTreeSet::new()));
+    let seen = codes.clone();
     let summary = batch::send_all(mailer, jobs, args.concurrency as usize, move |outcome| {
-        if let Outcome::Failed(error) = outcome {
-            ticker.suspend(|| eprintln!("sendbox: {error}"));
-        }
+        let code = match outcome {
+            Outcome::Sent => exit::OK,
+            // The library does not say whether the refusals were 4xx or 5xx.
+            Outcome::PartlyRefused => exit::NOUSER,
+            Outcome::Failed(error) => {
+                ticker.suspend(|| eprintln!("sendbox: {error}"));
+                exit::for_error(error)
+            }
+        };
+        seen.lock().expect("codes lock").insert(code);
         ticker.inc(1);
     })
     .await;
@@ -57,11 +79,8 @@ pub async fn run(args: BatchArgs) -> Result<u8, Stop> {
         summary.elapsed.as_secs_f64(),
         summary.rate()
     );
-    Ok(match (summary.failed, summary.partly_refused) {
-        (0, 0) => exit::OK,
-        (0, _) => exit::NOUSER,
-        _ => exit::TEMPFAIL,
-    })
+    let codes = std::mem::take(&mut *codes.lock().expect("codes lock"));
+    Ok(exit::combine(codes))
 }
 
 /// The message bytes: N copies of --raw (shared, not copied), each message of --mbox, or

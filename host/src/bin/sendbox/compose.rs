@@ -50,11 +50,18 @@ pub fn message(args: &SendArgs, from: Option<&str>) -> Result<(Envelope, Message
         .iter()
         .map(|path| attachment(path))
         .collect::<Result<_, _>>()?;
-    composed.headers = args
-        .header
-        .iter()
-        .map(|field| header_field(field))
-        .collect::<Result<_, _>>()?;
+    composed.reply_to = args.reply_to.iter().map(|a| mailbox(a)).collect();
+    for field in &args.header {
+        let field = header_field(field)?;
+        // The builder writes Reply-To itself, from the composed message's reply-to list.
+        if field.name.eq_ignore_ascii_case("reply-to") {
+            composed
+                .reply_to
+                .extend(split_list(&field.value).iter().map(|a| mailbox(a)));
+        } else {
+            composed.headers.push(field);
+        }
+    }
     // The envelope comes from the message: From, and To, Cc and Bcc.
     Ok((Envelope::from_headers(), Message::Composed(composed)))
 }
@@ -72,6 +79,34 @@ pub fn mailbox(text: &str) -> Mailbox {
         }
         None => Mailbox::new(text),
     }
+}
+
+/// The entries of an address list (`A <a@x>, "B, C" <b@y>`): split at the commas outside
+/// quoted strings and angle brackets, each trimmed; empty entries dropped.
+fn split_list(list: &str) -> Vec<String> {
+    let mut entries = vec![String::new()];
+    let (mut quoted, mut angle, mut escaped) = (false, false, false);
+    for c in list.chars() {
+        let entry = entries.last_mut().expect("never empty");
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' if !angle => quoted = !quoted,
+            '<' if !quoted => angle = true,
+            '>' if !quoted => angle = false,
+            ',' if !quoted && !angle => {
+                entries.push(String::new());
+                continue;
+            }
+            _ => {}
+        }
+        entry.push(c);
+    }
+    entries
+        .into_iter()
+        .map(|e| e.trim().to_owned())
+        .filter(|e| !e.is_empty())
+        .collect()
 }
 
 fn attachment(path: &Path) -> Result<Attachment, Stop> {
@@ -153,6 +188,18 @@ mod tests {
             (Some("Alice Ex".into()), "a@example.org".into())
         );
         assert_eq!(parts(" <a@example.org>"), (None, "a@example.org".into()));
+    }
+
+    #[test]
+    fn address_lists_split_outside_quotes_and_brackets() {
+        assert_eq!(
+            split_list(r#"a@x, "Doe, J" <j@y>,, <k@z> "#),
+            ["a@x", r#""Doe, J" <j@y>"#, "<k@z>"]
+        );
+        assert_eq!(
+            parts(r#""Doe, J" <j@y>"#),
+            (Some("Doe, J".into()), "j@y".into())
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! user = "alice"
 //! auth = "scram-sha256"               # plain | login | scram-sha256 | cram-md5 | oauthbearer | xoauth2
 //! password_command = "pass show mail/work"
+//! keep_header = false                 # true: send raw messages' headers exactly as given
 //! ```
 //!
 //! The secret comes from at most one of `password_env`, `password_command`, `token_env`,
@@ -59,6 +60,9 @@ pub struct Account {
     pub auth: Option<AuthArg>,
     /// Where the password or token comes from.
     pub secret: SecretSource,
+    /// Send a raw message's header as it is, without adding a missing Date, Message-ID or
+    /// From.
+    pub keep_header: bool,
 }
 
 /// Where an account's secret comes from. Read it with [`SecretSource::fetch`] only when it
@@ -94,7 +98,7 @@ impl fmt::Debug for SecretSource {
 
 impl SecretSource {
     /// The key that sets it in the file, for messages.
-    fn key(&self) -> &'static str {
+    pub fn key(&self) -> &'static str {
         match self {
             Self::None => "no secret",
             Self::PasswordEnv(_) => "password_env",
@@ -105,7 +109,8 @@ impl SecretSource {
         }
     }
 
-    fn is_token(&self) -> bool {
+    /// Whether it gives an OAuth token rather than a password.
+    pub fn is_token(&self) -> bool {
         matches!(self, Self::TokenEnv(_) | Self::TokenCommand(_))
     }
 
@@ -364,6 +369,8 @@ struct RawAccount {
     token_command: Option<String>,
     #[serde(default)]
     allow_cleartext_password: bool,
+    #[serde(default)]
+    keep_header: bool,
 }
 
 impl RawAccount {
@@ -431,6 +438,7 @@ impl RawAccount {
             user: self.user,
             auth: self.auth,
             secret,
+            keep_header: self.keep_header,
         })
     }
 }
@@ -515,6 +523,7 @@ mod tests {
                 user: Some("alice".into()),
                 auth: Some(AuthArg::ScramSha256),
                 secret: SecretSource::PasswordCommand("pass show mail/work".into()),
+                keep_header: false,
             }
         );
         let home = config.account(Some("home")).unwrap().unwrap();

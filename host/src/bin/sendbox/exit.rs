@@ -29,7 +29,8 @@ pub const NOPERM: u8 = 77;
 /// The config file is wrong or names no usable account.
 pub const CONFIG: u8 = 78;
 
-/// The exit code for a failed send.
+/// The exit code for a failed send. Whatever failed, a temporary failure (a 4xx reply, a
+/// timeout, a lost or refused connection) is 75, so that a retry is tried.
 pub fn for_error(error: &Error) -> u8 {
     let smtp = match error {
         Error::Resolve { .. } => return NOHOST,
@@ -39,22 +40,51 @@ pub fn for_error(error: &Error) -> u8 {
     };
     match smtp.kind {
         ErrorKind::InvalidInput => DATAERR,
+        ErrorKind::Closed => SOFTWARE,
+        _ if smtp.transient => TEMPFAIL,
         ErrorKind::Auth => NOPERM,
         ErrorKind::Protocol => PROTOCOL,
-        ErrorKind::Closed => SOFTWARE,
         ErrorKind::Tls => UNAVAILABLE,
-        _ if smtp.transient => TEMPFAIL,
         ErrorKind::Network | ErrorKind::Timeout => UNAVAILABLE,
         ErrorKind::Rejected if smtp.phase == Phase::Rcpt => NOUSER,
         ErrorKind::Rejected => UNAVAILABLE,
     }
 }
 
-/// The exit code for a delivery: some recipients refused is not full success.
+/// The exit code for a delivery that reached at least one recipient: 0 when none was
+/// refused; 75 when a refusal was temporary (4xx), since those recipients may still get
+/// it by a retry; 67 when every refusal was permanent (5xx).
 pub fn for_delivery(delivery: &Delivery) -> u8 {
     if delivery.refused.is_empty() {
         OK
+    } else if delivery.refused.iter().any(|r| r.reply.code / 100 == 4) {
+        TEMPFAIL
     } else {
         NOUSER
+    }
+}
+
+/// The exit code for several outcomes (a batch): 0 when all are, 75 when any is 75 (a
+/// retry can help), else the lowest of the others, so that it does not depend on the
+/// order in which concurrent sessions finish.
+pub fn combine(codes: impl IntoIterator<Item = u8>) -> u8 {
+    let failed: Vec<u8> = codes.into_iter().filter(|&c| c != OK).collect();
+    if failed.contains(&TEMPFAIL) {
+        TEMPFAIL
+    } else {
+        failed.into_iter().min().unwrap_or(OK)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn combined_codes() {
+        assert_eq!(combine([]), OK);
+        assert_eq!(combine([OK, OK]), OK);
+        assert_eq!(combine([OK, NOUSER, NOPERM]), NOUSER);
+        assert_eq!(combine([NOPERM, TEMPFAIL, NOUSER]), TEMPFAIL);
     }
 }

@@ -12,16 +12,18 @@ mod sendmail;
 use std::ffi::OsString;
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser as _;
+use clap::ValueEnum as _;
 use sendbox::mailer::{Timeouts, format_reply};
 use sendbox::{
-    Credentials, Delivery, Dsn, DsnNotify, DsnReturn, Envelope, Mailer, Message, Sandbox,
+    Credentials, Delivery, Dsn, DsnNotify, DsnReturn, Envelope, Limits, Mailer, Message, Sandbox,
     SandboxOptions, Secret, SendOptions, Server, Transcript,
 };
 
 use crate::args::{Cli, Command, ConnectionArgs, DeliveryArgs, DsnRetArg, NotifyArg, SendArgs};
-use crate::config::{Account, Config};
+use crate::config::{Account, Config, SecretSource};
 
 /// A failure before anything was sent: the message for the user and the exit code.
 struct Stop(u8, String);
@@ -72,7 +74,8 @@ async fn send(args: SendArgs) -> Result<u8, Stop> {
         .as_deref()
         .or(account.and_then(|a| a.from.as_deref()));
     let (envelope, message) = compose::message(&args, from)?;
-    let options = send_options(&args.delivery);
+    let mut options = send_options(&args.delivery);
+    options.keep_raw_header |= account.is_some_and(|a| a.keep_header);
     let mailer = mailer(&args.connection, account, &SandboxOptions::cached()).await?;
     deliver(&mailer, &envelope, message, &options, true).await
 }
@@ -81,6 +84,14 @@ async fn send(args: SendArgs) -> Result<u8, Stop> {
 /// on success, sysexits codes on failure.
 async fn sendmail(args: Vec<OsString>) -> Result<u8, Stop> {
     let args = sendmail::parse(args).map_err(|m| Stop(exit::USAGE, m))?;
+    if args.help {
+        print!("{}", sendmail::USAGE);
+        return Ok(exit::OK);
+    }
+    if args.version {
+        println!("sendbox {}", env!("CARGO_PKG_VERSION"));
+        return Ok(exit::OK);
+    }
     let config = load_config(args.config.as_deref())?;
     let account = account(&config, args.account.as_deref())?.ok_or_else(|| {
         Stop(
@@ -123,6 +134,7 @@ async fn sendmail(args: Vec<OsString>) -> Result<u8, Stop> {
         }),
         dsn_envid: args.dsn_envid.clone(),
         require_tls: false,
+        keep_header: account.keep_header,
     };
     let connection = ConnectionArgs {
         verbose: args.verbose,
@@ -204,6 +216,7 @@ fn send_options(delivery: &DeliveryArgs) -> SendOptions {
     SendOptions {
         dsn,
         require_tls: delivery.require_tls,
+        keep_raw_header: delivery.keep_header,
     }
 }
 
@@ -231,9 +244,7 @@ async fn mailer(
         .unwrap_or_default()
         .into();
     let mut server = Server::new(host, port.unwrap_or(Server::default_port(tls)), tls);
-    server.timeouts = connection
-        .timeout
-        .map(|seconds| Timeouts::every_stage(seconds * 1000));
+    server.timeouts = connection.timeout.map(timeouts);
     server.ehlo_name = connection
         .ehlo
         .clone()
@@ -254,9 +265,28 @@ async fn mailer(
     let credentials = credentials(connection, account)?;
     let sandbox = Sandbox::with_options(options)
         .map_err(|e| Stop(exit::SOFTWARE, format!("cannot load the component: {e:#}")))?;
-    let mailer = Mailer::new(sandbox, server, credentials)
-        .await
-        .map_err(|e| Stop(exit::for_error(&e), e.to_string()))?;
+    let host = server.host.clone();
+    let resolved = Mailer::new(sandbox, server, credentials);
+    let mailer = match connection.timeout {
+        // The name is resolved here, in the host: --timeout bounds that too.
+        Some(seconds) => tokio::time::timeout(Duration::from_secs(seconds.into()), resolved)
+            .await
+            .map_err(|_| {
+                Stop(
+                    exit::TEMPFAIL,
+                    format!("resolving {host} took longer than --timeout {seconds} s"),
+                )
+            })?,
+        None => resolved.await,
+    }
+    .map_err(|e| Stop(exit::for_error(&e), e.to_string()))?;
+    let mailer = match connection.timeout {
+        Some(seconds) => mailer.with_limits(Limits {
+            run_time: Duration::from_secs(u64::from(seconds) + RUN_TIME_GRACE_SECS),
+            ..Limits::default()
+        }),
+        None => mailer,
+    };
     Ok(if connection.verbose {
         mailer.with_transcript(Transcript::Stderr)
     } else {
@@ -264,42 +294,106 @@ async fn mailer(
     })
 }
 
-/// The user and secret: from the options when they name a user, else from the account;
-/// a password is prompted for when neither says where it comes from.
+/// How much longer than --timeout the host lets a call run before it stops it, so that
+/// the component reports its own timeout (with the stage it was in) first.
+const RUN_TIME_GRACE_SECS: u64 = 5;
+
+/// The time limits for `--timeout SECONDS`: the whole call (the component's overall
+/// deadline) is `seconds`, and connecting and every stage get RFC 5321's limit (section
+/// 4.5.3.2; 30 s to connect), or `seconds` when that is shorter.
+fn timeouts(seconds: u32) -> Timeouts {
+    let limit = seconds.saturating_mul(1000);
+    let stage = |rfc_ms: u32| rfc_ms.min(limit);
+    Timeouts {
+        connect_ms: stage(30_000),
+        greeting_ms: stage(300_000),
+        command_ms: stage(300_000),
+        mail_ms: stage(300_000),
+        rcpt_ms: stage(300_000),
+        data_start_ms: stage(120_000),
+        data_block_ms: stage(180_000),
+        data_end_ms: stage(600_000),
+        total_ms: limit,
+    }
+}
+
+/// The user, secret and mechanism, each from the options when given, else from the
+/// account (field by field, as msmtp merges its command line with its account). A
+/// password is prompted for when neither says where the secret comes from.
 fn credentials(
     connection: &ConnectionArgs,
     account: Option<&Account>,
 ) -> Result<Option<Credentials>, Stop> {
-    let from_account = account.filter(|a| connection.user.is_none() && a.user.is_some());
+    let usage = |message: String| Stop(exit::USAGE, message);
+    let secret_option = [
+        ("--password-env", connection.password_env.is_some()),
+        ("--password-file", connection.password_file.is_some()),
+        ("--token-env", connection.token_env.is_some()),
+        ("--auth", connection.auth.is_some()),
+    ]
+    .into_iter()
+    .find_map(|(name, given)| given.then_some(name));
     let Some(username) = connection
         .user
         .clone()
-        .or_else(|| from_account.and_then(|a| a.user.clone()))
+        .or_else(|| account.and_then(|a| a.user.clone()))
     else {
+        if let Some(option) = secret_option {
+            return Err(usage(format!(
+                "{option} needs a user name: give --user, or a `user` in the account"
+            )));
+        }
         return Ok(None);
     };
-    let flagged = connection.password_env.is_some()
+    let from_options = connection.password_env.is_some()
         || connection.password_file.is_some()
         || connection.token_env.is_some();
-    let secret = match from_account {
-        Some(account) if !flagged => account
-            .secret
-            .fetch()
-            .map_err(|m| Stop(exit::CONFIG, format!("account {}: {m}", account.name)))?,
-        _ => None,
+    let account_secret = account
+        .map(|a| &a.secret)
+        .filter(|s| !from_options && **s != SecretSource::None);
+    // Whether the secret will be a token, known before it is fetched or prompted for.
+    let (gives_token, source) = match account_secret {
+        Some(secret) => (secret.is_token(), format!("the account's {}", secret.key())),
+        None if connection.token_env.is_some() => (true, "--token-env".to_owned()),
+        None if connection.password_env.is_some() => (false, "--password-env".to_owned()),
+        None if connection.password_file.is_some() => (false, "--password-file".to_owned()),
+        None => (false, "the password prompt".to_owned()),
     };
-    let secret = match secret {
-        Some(secret) => secret,
+    let (auth, auth_source) = match (connection.auth, account.and_then(|a| a.auth)) {
+        (Some(auth), _) => (Some(auth), "--auth"),
+        (None, Some(auth)) => (Some(auth), "the account's auth"),
+        (None, None) => (None, ""),
+    };
+    if let Some(auth) = auth
+        && auth.takes_token() != gives_token
+    {
+        let name = auth
+            .to_possible_value()
+            .map(|v| v.get_name().to_owned())
+            .unwrap_or_default();
+        let (gives, wants) = if gives_token {
+            ("an OAuth token", "oauthbearer or xoauth2")
+        } else {
+            ("a password", "scram-sha256, plain, login or cram-md5")
+        };
+        return Err(usage(format!(
+            "{source} gives {gives}, which {auth_source} {name} cannot use; give --auth {wants}"
+        )));
+    }
+    let secret = match account_secret {
+        Some(secret) => {
+            let name = account.map(|a| a.name.as_str()).unwrap_or_default();
+            secret
+                .fetch()
+                .map_err(|m| Stop(exit::CONFIG, format!("account {name}: {m}")))?
+                .ok_or_else(|| Stop(exit::CONFIG, format!("account {name}: no secret")))?
+        }
         None => secret_from_options(connection)?,
     };
-    let mechanism = connection
-        .auth
-        .or(from_account.and_then(|a| a.auth))
-        .map(Into::into);
     Ok(Some(Credentials {
         username,
         secret,
-        mechanism,
+        mechanism: auth.map(Into::into),
     }))
 }
 

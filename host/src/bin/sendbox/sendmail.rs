@@ -35,7 +35,38 @@ pub struct SendmailArgs {
     pub dsn_return: Option<DsnReturn>,
     /// The envelope identifier notifications quote back (`-V`).
     pub dsn_envid: Option<String>,
+    /// `--help`: print the usage and send nothing.
+    pub help: bool,
+    /// `--version`: print the version and send nothing.
+    pub version: bool,
 }
+
+/// What `sendbox sendmail --help` prints.
+pub const USAGE: &str = "\
+Usage: sendbox sendmail [OPTIONS] [--] [RECIPIENT]...
+       sendmail [OPTIONS] [--] [RECIPIENT]...   (a link to sendbox named sendmail)
+
+Sends the message read from stdin, as sendmail(1) does, through the config file's account
+(its server, login and sender). Prints nothing on success; exits with sysexits(3) codes.
+
+Options:
+  -t                 also send to the message's To, Cc and Bcc, and remove its Bcc
+  -i, -oi            a line with a single dot does not end the message
+  -f ADDR, -r ADDR   the envelope sender [default: the account's `from`, else the
+                     message's Sender or From]
+  -N WHEN            delivery status notifications: never, or success,failure,delay
+  -R full|hdrs       what a failure notification returns
+  -V ENVID           an envelope id that notifications quote back
+  -v                 print the SMTP dialogue on stderr (AUTH data redacted)
+  -a, --account NAME the account of the config file [default: its default account]
+  -C, --config FILE  the config file [default: $SENDBOX_CONFIG, else
+                     ~/.config/sendbox/config.toml]
+      --help         print this help
+      --version      print the version
+
+Accepted and ignored, as they only tune a local MTA: -oem, -odi, -B8BITMIME, -F NAME, -L,
+-G, -m, -n, -U and the like. Refused: the other modes of an MTA (-bp, -bs, -q, -I).
+";
 
 /// An event that gets a delivery status notification (RFC 3461 NOTIFY).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +110,9 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<SendmailArgs, 
         }
     }
     operands.extend(args);
+    if parsed.help || parsed.version {
+        return Ok(parsed);
+    }
     for operand in &operands {
         let list = address_list(utf8(operand)?);
         parsed
@@ -166,6 +200,8 @@ impl SendmailArgs {
         match name {
             "account" => self.account = Some(utf8(&value()?)?.to_owned()),
             "config" => self.config = Some(value()?.into()),
+            "help" if glued.is_none() => self.help = true,
+            "version" if glued.is_none() => self.version = true,
             _ => return Err(format!("unknown option --{name}")),
         }
         Ok(())
