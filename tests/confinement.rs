@@ -1,19 +1,21 @@
 //! The sandbox against a component that tries to escape it: `tests/probe/` is built to
 //! look up names, read files, read the environment and arguments, connect anywhere,
-//! allocate without end and spin. Each test runs it under sendbox's policy
+//! allocate without end, spin and panic. Each test runs it under sendbox's policy
 //! (`sendbox::policy::confined_store`) and shows the attempt fails.
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use sendbox::policy::{self, Confined, Limits, NetworkGrant, Transcript};
+use sendbox::policy::{self, Confined, Limits, NetworkGrant, Transcript, TranscriptBuffer};
+use sendbox::{Credentials, Envelope, Mailer, Sandbox, Server, TlsMode};
 use wasmtime::Store;
 use wasmtime::component::{Component, Linker};
 
 wasmtime::component::bindgen!({
-    path: "../tests/probe/wit",
-    world: "probe",
+    // The probe's world also exports sendbox's own interface, from `wit/`.
+    path: ["../wit", "../tests/probe/wit"],
+    world: "sendbox:probe/probe",
     exports: { default: async },
 });
 
@@ -147,4 +149,77 @@ async fn a_spinning_guest_is_stopped() {
         "stopped only after {:?}",
         started.elapsed()
     );
+}
+
+/// A password only the probe is given; it must never come back in an error.
+const PROBE_SECRET: &str = "probe-secret-Zq7-never-in-errors";
+
+#[tokio::test]
+async fn a_panic_quoting_a_secret_traps() {
+    let buffer = TranscriptBuffer::new(64 * 1024);
+    let compiled = compiled();
+    let mut store = policy::confined_store(
+        &compiled.engine,
+        NetworkGrant::new(Vec::new()),
+        Limits::default(),
+        &Transcript::Capture(buffer.clone()),
+    );
+    let probe = compiled.pre.instantiate_async(&mut store).await.unwrap();
+    let trap = probe
+        .call_panic_with(&mut store, PROBE_SECRET)
+        .await
+        .expect_err("a panic traps");
+    assert_eq!(
+        trap.downcast_ref::<wasmtime::Trap>(),
+        Some(&wasmtime::Trap::UnreachableCodeReached),
+        "{trap:?}"
+    );
+    // What the host has to keep out of its errors: the panic message, secret and all.
+    let stderr = buffer.contents();
+    assert!(stderr.contains("panicked at"), "{stderr}");
+    assert!(stderr.contains(PROBE_SECRET), "{stderr}");
+}
+
+/// The probe run as the sender, through `Mailer`: its `send` and `session.open` panic
+/// with the password in the panic message. The error says the component panicked and
+/// where, in one line, without the panic message or a wasm backtrace.
+#[tokio::test]
+async fn a_panicking_sender_is_reported_without_its_panic_message() {
+    let sandbox = Sandbox::from_component(PROBE).expect("the probe links as a sender");
+    // Never contacted: the probe panics first.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = Server::new(
+        "127.0.0.1",
+        listener.local_addr().unwrap().port(),
+        TlsMode::Starttls,
+    );
+    let envelope = Envelope::new("a@example.org", vec!["b@example.org".into()]);
+    let captured = TranscriptBuffer::new(64 * 1024);
+    for transcript in [Transcript::Off, Transcript::Capture(captured.clone())] {
+        let mailer = Mailer::new(
+            sandbox.clone(),
+            server.clone(),
+            Some(Credentials::password("alice", PROBE_SECRET)),
+        )
+        .await
+        .unwrap()
+        .with_transcript(transcript.clone());
+        let sent = mailer.send(&envelope, b"Subject: x\r\n\r\nx\r\n").await;
+        let opened = mailer.open().await.map(|_| ());
+        for result in [sent.map(|_| ()), opened] {
+            let error = result.expect_err("the probe panics");
+            let shown = format!("{error}\n{error:?}");
+            let sendbox::Error::Component(why) = &error else {
+                panic!("expected a component error, got {error:?}");
+            };
+            assert!(!shown.contains(PROBE_SECRET), "{transcript:?}: {shown}");
+            assert!(why.starts_with("it panicked at "), "{why}");
+            assert!(why.contains("tests/probe/src/lib.rs:"), "{why}");
+            assert!(why.contains("wasm trap"), "{why}");
+            assert!(!why.contains("backtrace") && !why.contains('\n'), "{why}");
+            assert!(!error.is_transient());
+        }
+    }
+    // The panic message did quote the secret: it reached the captured stderr.
+    assert!(captured.contents().contains(PROBE_SECRET));
 }

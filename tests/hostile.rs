@@ -6,8 +6,8 @@ mod support;
 use std::time::Duration;
 
 use sendbox::loopback::{ServerCert, TestPki};
-use sendbox::mailer::{ErrorKind, Phase, Timeouts};
-use sendbox::{Delivery, Mailer, Server, TlsMode};
+use sendbox::mailer::{Dsn, DsnNotify, DsnReturn, ErrorKind, Phase, Timeouts};
+use sendbox::{Delivery, Mailer, SendOptions, Server, TlsMode};
 use support::scripted::{ScriptedServer, Seen, Step};
 use support::*;
 
@@ -469,4 +469,563 @@ async fn a_silent_server_hits_the_stage_timeout() {
         (error.phase, error.kind, error.transient),
         (Phase::Ehlo, ErrorKind::Timeout, true)
     );
+}
+
+/// Plays `script` and sends one message from a@example.org to `recipients` in plaintext,
+/// with `timeouts` and the host's run-time cap `run_time`.
+async fn send_plain(
+    script: Vec<Step>,
+    recipients: &[&str],
+    timeouts: Timeouts,
+    run_time: Duration,
+) -> Run {
+    let server = ScriptedServer::start(script, None);
+    let mut config = Server::new("127.0.0.1", server.port(), TlsMode::InsecurePlaintext);
+    config.timeouts = Some(timeouts);
+    let limits = sendbox::Limits {
+        run_time,
+        ..sendbox::Limits::default()
+    };
+    let mailer = Mailer::new(sandbox(), config, None)
+        .await
+        .unwrap()
+        .with_limits(limits);
+    let message = format!("Subject: test\r\n\r\n{CONTENT}\r\n");
+    let result = mailer
+        .send(&envelope("a@example.org", recipients), message.as_bytes())
+        .await;
+    Run {
+        result,
+        seen: server.seen(),
+    }
+}
+
+/// The usual limits of these tests: 5 s a stage, 20 s in all, a minute for the host.
+fn usual_timeouts() -> Timeouts {
+    Timeouts {
+        total_ms: 20_000,
+        ..Timeouts::every_stage(5_000)
+    }
+}
+
+/// one@ is accepted, two@ is answered `refusal`; the server then takes the message for
+/// one@, and two@ in a further transaction.
+fn second_recipient_refused_with(refusal: &'static str) -> Vec<Step> {
+    after_ehlo(vec![
+        Step::Expect("MAIL FROM:<a@example.org>"),
+        Step::Send("250 ok\r\n"),
+        Step::Expect("RCPT TO:<one@example.org>"),
+        Step::Send("250 ok\r\n"),
+        Step::Expect("RCPT TO:<two@example.org>"),
+        Step::Send(refusal),
+        Step::Expect("DATA"),
+        Step::Send("354 go\r\n"),
+        Step::ExpectData,
+        Step::Send("250 2.0.0 queued as FIRST\r\n"),
+        Step::Expect("MAIL FROM:<a@example.org>"),
+        Step::Send("250 ok\r\n"),
+        Step::Expect("RCPT TO:<two@example.org>"),
+        Step::Send("250 ok\r\n"),
+        Step::Expect("DATA"),
+        Step::Send("354 go\r\n"),
+        Step::ExpectData,
+        Step::Send("250 2.0.0 queued as SECOND\r\n"),
+        Step::Expect("QUIT"),
+        Step::Send("221 bye\r\n"),
+    ])
+}
+
+/// A "too many recipients" refusal: the refused recipient gets the message in a further
+/// transaction, and nobody is reported refused.
+#[track_caller]
+fn assert_delivered_in_two_transactions(run: Run) {
+    let delivery = run.result.expect("delivered to both");
+    assert_eq!(delivery.accepted, ["one@example.org", "two@example.org"]);
+    assert!(delivery.refused.is_empty(), "{:?}", delivery.refused);
+    assert_eq!(delivery.final_reply.text, "queued as SECOND");
+    let earlier: Vec<&str> = delivery
+        .earlier_replies
+        .iter()
+        .map(|r| r.text.as_str())
+        .collect();
+    assert_eq!(earlier, ["queued as FIRST"]);
+    assert!(run.seen.stopped.is_none(), "{:?}", run.seen.stopped);
+}
+
+#[tokio::test]
+async fn a_452_to_rcpt_sends_the_rest_in_a_further_transaction() {
+    let script = second_recipient_refused_with("452 4.5.3 too many recipients\r\n");
+    let run = send_plain(
+        script,
+        &["one@example.org", "two@example.org"],
+        usual_timeouts(),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_delivered_in_two_transactions(run);
+}
+
+/// RFC 5321 section 4.5.3.1.10: RFC 821 gave "too many recipients" as 552, so a client
+/// should treat a 552 to RCPT as the temporary failure 452 is.
+#[tokio::test]
+async fn a_552_to_rcpt_sends_the_rest_in_a_further_transaction() {
+    let script = second_recipient_refused_with("552 5.5.3 too many recipients\r\n");
+    let run = send_plain(
+        script,
+        &["one@example.org", "two@example.org"],
+        usual_timeouts(),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_delivered_in_two_transactions(run);
+}
+
+#[tokio::test]
+async fn a_552_to_every_rcpt_is_a_temporary_failure() {
+    let script = after_ehlo(vec![
+        Step::Expect("MAIL FROM"),
+        Step::Send("250 ok\r\n"),
+        Step::Expect("RCPT TO:<one@example.org>"),
+        Step::Send("552 5.5.3 too many recipients\r\n"),
+        Step::Expect("RSET"),
+        Step::Send("250 ok\r\n"),
+        Step::Expect("QUIT"),
+        Step::Send("221 bye\r\n"),
+    ]);
+    let run = send_plain(
+        script,
+        &["one@example.org"],
+        usual_timeouts(),
+        Duration::from_secs(60),
+    )
+    .await;
+    let (error, seen) = run.error();
+    assert_eq!(
+        (error.phase, error.kind, error.transient),
+        (Phase::Rcpt, ErrorKind::Rejected, true)
+    );
+    assert_eq!(error.reply.expect("the server's reply").code, 552);
+    assert!(!seen.all_text().contains("DATA"), "{}", seen.all_text());
+    assert!(seen.stopped.is_none(), "{:?}", seen.stopped);
+}
+
+/// A server that greets after `greeting_delay`, then answers each of `count` RCPTs after
+/// 400 ms: each reply well within a stage limit of seconds, all of them not.
+fn slow_rcpts(greeting_delay: Duration, count: usize) -> (Vec<Step>, Vec<String>) {
+    let mut script = vec![
+        Step::Pause(greeting_delay),
+        Step::Send(GREETING),
+        Step::Expect("EHLO"),
+        Step::Send(EHLO_PLAIN),
+        Step::Expect("MAIL FROM"),
+        Step::Send("250 ok\r\n"),
+    ];
+    for _ in 0..count {
+        script.extend([
+            Step::Expect("RCPT TO"),
+            Step::Pause(Duration::from_millis(400)),
+            Step::Send("250 ok\r\n"),
+        ]);
+    }
+    script.push(Step::Silent);
+    let recipients = (0..count).map(|i| format!("r{i}@example.org")).collect();
+    (script, recipients)
+}
+
+#[tokio::test]
+async fn the_overall_deadline_stops_a_server_slow_at_every_step() {
+    let (script, recipients) = slow_rcpts(Duration::ZERO, 10);
+    let recipients: Vec<&str> = recipients.iter().map(String::as_str).collect();
+    sandbox(); // compiled before the clock starts
+    let started = std::time::Instant::now();
+    // Ten RCPTs take four seconds, each 400 ms of a 30 s stage limit; the call has 1.5 s,
+    // and the host would wait a minute.
+    let run = send_plain(
+        script,
+        &recipients,
+        Timeouts {
+            total_ms: 1_500,
+            ..Timeouts::every_stage(30_000)
+        },
+        Duration::from_secs(60),
+    )
+    .await;
+    let elapsed = started.elapsed();
+    let (error, seen) = run.error();
+    assert_eq!(
+        (error.phase, error.kind, error.transient),
+        (Phase::Rcpt, ErrorKind::Timeout, true)
+    );
+    assert!(
+        error.message.contains("overall time limit of 1500 ms"),
+        "{}",
+        error.message
+    );
+    assert!(
+        elapsed >= Duration::from_millis(1_400) && elapsed < Duration::from_secs(15),
+        "stopped after {elapsed:?}, with 1.5 s for the call and 60 s for the host"
+    );
+    let rcpts = seen.all_text().matches("RCPT TO").count();
+    assert!((1..10).contains(&rcpts), "{rcpts} RCPTs went out");
+    assert!(!seen.all_text().contains("DATA"), "{}", seen.all_text());
+}
+
+/// `total-ms` bounds the whole `send` (wit/mail.wit), connecting and greeting included,
+/// not the connection and then the transaction each.
+#[tokio::test]
+async fn the_overall_deadline_covers_the_greeting_and_the_transaction_together() {
+    // The greeting comes after 2.5 s of the 3 s, then RCPTs take 400 ms each: the call
+    // must end at 3 s, not at 2.5 + 3 s.
+    let (script, recipients) = slow_rcpts(Duration::from_millis(2_500), 10);
+    let recipients: Vec<&str> = recipients.iter().map(String::as_str).collect();
+    sandbox();
+    let started = std::time::Instant::now();
+    let run = send_plain(
+        script,
+        &recipients,
+        Timeouts {
+            total_ms: 3_000,
+            ..Timeouts::every_stage(30_000)
+        },
+        Duration::from_secs(60),
+    )
+    .await;
+    let elapsed = started.elapsed();
+    let (error, _) = run.error();
+    assert_eq!((error.kind, error.transient), (ErrorKind::Timeout, true));
+    assert!(
+        elapsed < Duration::from_millis(4_500),
+        "stopped after {elapsed:?} with a 3 s limit for the call"
+    );
+}
+
+/// After a 452 split the message, the first transaction delivered it to one@; the
+/// connection then breaks in the further one. Reporting the whole send as failed would
+/// make a retry send one@ the message twice.
+#[tokio::test]
+async fn a_connection_lost_in_a_further_transaction_still_reports_the_first_delivery() {
+    let script = after_ehlo(vec![
+        Step::Expect("MAIL FROM:<a@example.org>"),
+        Step::Send("250 ok\r\n"),
+        Step::Expect("RCPT TO:<one@example.org>"),
+        Step::Send("250 ok\r\n"),
+        Step::Expect("RCPT TO:<two@example.org>"),
+        Step::Send("452 4.5.3 too many recipients\r\n"),
+        Step::Expect("DATA"),
+        Step::Send("354 go\r\n"),
+        Step::ExpectData,
+        Step::Send("250 2.0.0 queued as FIRST\r\n"),
+        Step::Expect("MAIL FROM:<a@example.org>"),
+        Step::Close,
+    ]);
+    let run = send_plain(
+        script,
+        &["one@example.org", "two@example.org"],
+        usual_timeouts(),
+        Duration::from_secs(60),
+    )
+    .await;
+    let delivery = run
+        .result
+        .expect("one@ got the message: that is a delivery");
+    assert_eq!(delivery.accepted, ["one@example.org"]);
+    let refused: Vec<&str> = delivery
+        .refused
+        .iter()
+        .map(|r| r.address.as_str())
+        .collect();
+    assert_eq!(refused, ["two@example.org"]);
+    assert_eq!(delivery.final_reply.text, "queued as FIRST");
+}
+
+// The length limits of RFC 5321 section 4.5.3.1 (local part 64 octets, domain 255, path
+// 256 with its angle brackets, command line 512), through the library against a scripted
+// server: an address over a limit is refused as `invalid-input` before anything is sent
+// for its message, and an address exactly at the limits goes out whole.
+
+/// EHLO for the length-limit tests: DSN, so that MAIL and RCPT can carry its parameters.
+const EHLO_DSN: &str = "250-limits.test\r\n250-DSN\r\n250-SIZE 10000000\r\n250 8BITMIME\r\n";
+/// The message of the length-limit tests.
+/// Its header is complete, so that it goes out exactly as it is.
+const MESSAGE: &[u8] = b"From: a@example.org\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\n\
+Message-ID: <limits@example.org>\r\nSubject: limits\r\n\r\nbody\r\n";
+
+/// A domain of `len` octets: labels of `letter`, 63 octets at most, joined by dots.
+fn domain(len: usize, letter: char) -> String {
+    let mut domain: String = (0..len)
+        .map(|i| if i % 64 == 63 { '.' } else { letter })
+        .collect();
+    if domain.ends_with('.') {
+        domain.pop();
+        domain.push(letter);
+    }
+    assert_eq!(domain.len(), len);
+    domain
+}
+
+/// `local@domain` with a local part of `local` octets and `total` octets in all.
+fn address(local: usize, total: usize, letter: char) -> String {
+    let address = format!(
+        "{}@{}",
+        "l".repeat(local),
+        domain(total - local - 1, letter)
+    );
+    assert_eq!(address.len(), total);
+    address
+}
+
+/// The scripted server's steps take `&'static str`; these tests make their lines at run time.
+fn leak(text: String) -> &'static str {
+    text.leak()
+}
+
+/// The lines the client sent.
+fn lines(seen: &Seen) -> Vec<String> {
+    seen.all_text().lines().map(str::to_owned).collect()
+}
+
+/// A mailer for `server` in plaintext, with limits that end a broken test quickly.
+async fn mailer_for(server: &ScriptedServer) -> Mailer {
+    let mut config = Server::new("127.0.0.1", server.port(), TlsMode::InsecurePlaintext);
+    config.timeouts = Some(Timeouts {
+        total_ms: 20_000,
+        ..Timeouts::every_stage(5_000)
+    });
+    Mailer::new(sandbox(), config, None).await.unwrap()
+}
+
+/// Greeting and EHLO, then `then`, then QUIT.
+fn session_script(then: Vec<Step>) -> Vec<Step> {
+    let mut script = vec![
+        Step::Send(GREETING),
+        Step::Expect("EHLO"),
+        Step::Send(EHLO_DSN),
+    ];
+    script.extend(then);
+    script.extend([Step::Expect("QUIT"), Step::Send("221 bye\r\n")]);
+    script
+}
+
+/// One accepted transaction from `sender` to `recipients`.
+fn transaction(sender: &str, recipients: &[&str]) -> Vec<Step> {
+    let mut steps = vec![
+        Step::Expect(leak(format!("MAIL FROM:<{sender}>"))),
+        Step::Send("250 ok\r\n"),
+    ];
+    for recipient in recipients {
+        steps.extend([
+            Step::Expect(leak(format!("RCPT TO:<{recipient}>"))),
+            Step::Send("250 ok\r\n"),
+        ]);
+    }
+    steps.extend([
+        Step::Expect("DATA"),
+        Step::Send("354 go\r\n"),
+        Step::ExpectData,
+        Step::Send("250 2.0.0 queued\r\n"),
+    ]);
+    steps
+}
+
+#[tokio::test]
+async fn addresses_over_the_limits_are_refused_before_anything_is_sent() {
+    let long_local = address(65, 77, 'x'); // 65-octet local part
+    let long_domain = format!("a@{}", domain(256, 'y')); // 256-octet domain
+    let long_path = address(64, 255, 'z'); // 257 octets with its angle brackets
+    let ok = "ok@example.org";
+    let cases: Vec<(String, Vec<String>, Phase, &str)> = vec![
+        (
+            long_local.clone(),
+            vec![ok.into()],
+            Phase::Mail,
+            "local part longer than 64",
+        ),
+        (
+            "a@example.org".into(),
+            vec![long_local.clone()],
+            Phase::Rcpt,
+            "local part longer than 64",
+        ),
+        (
+            long_domain.clone(),
+            vec![ok.into()],
+            Phase::Mail,
+            "domain longer than 255",
+        ),
+        (
+            "a@example.org".into(),
+            vec![long_domain.clone()],
+            Phase::Rcpt,
+            "domain longer than 255",
+        ),
+        (
+            long_path.clone(),
+            vec![ok.into()],
+            Phase::Mail,
+            "longer than 256 octets",
+        ),
+        (
+            "a@example.org".into(),
+            vec![long_path.clone()],
+            Phase::Rcpt,
+            "longer than 256 octets",
+        ),
+        // One bad recipient among good ones: the whole message is refused, MAIL included.
+        (
+            "a@example.org".into(),
+            vec![ok.into(), long_path.clone()],
+            Phase::Rcpt,
+            "longer than 256 octets",
+        ),
+    ];
+    // Right after EHLO the server expects the one good message: anything sent for the
+    // refused ones would break the script.
+    let server =
+        ScriptedServer::start(session_script(transaction("good@example.org", &[ok])), None);
+    let mailer = mailer_for(&server).await;
+    // `send` checks before it connects; the one connection must be the session's.
+    for (sender, recipients, phase, why) in &cases {
+        let error = smtp_error(
+            mailer
+                .send(&sendbox::Envelope::new(sender, recipients.clone()), MESSAGE)
+                .await
+                .expect_err("over a limit"),
+        );
+        assert_eq!((error.phase, error.kind), (*phase, ErrorKind::InvalidInput));
+        assert!(
+            error.message.contains(why),
+            "{why:?} not in {}",
+            error.message
+        );
+    }
+    let mut session = mailer.open().await.expect("the session opens");
+    for (sender, recipients, phase, why) in &cases {
+        let error = smtp_error(
+            session
+                .send(&sendbox::Envelope::new(sender, recipients.clone()), MESSAGE)
+                .await
+                .expect_err("over a limit"),
+        );
+        assert_eq!((error.phase, error.kind), (*phase, ErrorKind::InvalidInput));
+        assert!(
+            error.message.contains(why),
+            "{why:?} not in {}",
+            error.message
+        );
+    }
+    session
+        .send(&envelope("good@example.org", &[ok]), MESSAGE)
+        .await
+        .expect("the session still sends");
+    session.close().await.expect("QUIT");
+    let seen = server.seen();
+    assert!(seen.stopped.is_none(), "{:?}", seen.stopped);
+    for bad in [&long_local, &long_domain, &long_path] {
+        assert!(!seen.all_text().contains(bad.as_str()), "{bad} was sent");
+    }
+    assert_eq!(seen.all_text().matches("MAIL FROM").count(), 1);
+}
+
+#[tokio::test]
+async fn addresses_exactly_at_the_limits_go_out_whole() {
+    let sender = address(64, 254, 's'); // 64-octet local part, 256-octet path
+    let first = address(64, 254, 'f');
+    let second = format!("a@{}", domain(252, 'g')); // the longest domain a path allows
+    let envid = "e".repeat(100); // the longest ENVID (RFC 3461 section 4.4)
+    let dsn = SendOptions {
+        dsn: Some(Dsn {
+            notify: Some(DsnNotify::SUCCESS | DsnNotify::FAILURE | DsnNotify::DELAY),
+            ret: Some(DsnReturn::Headers),
+            envid: Some(envid.clone()),
+            original_recipients: true,
+        }),
+        require_tls: false,
+        keep_raw_header: false,
+    };
+    let mut steps = transaction(&sender, &[&first, &second]);
+    steps.extend(transaction(&sender, &[&first]));
+    let server = ScriptedServer::start(session_script(steps), None);
+    let mailer = mailer_for(&server).await;
+    let mut session = mailer.open().await.expect("the session opens");
+    let delivery = session
+        .send(&envelope(&sender, &[&first, &second]), MESSAGE)
+        .await
+        .expect("delivered");
+    assert_eq!(delivery.accepted, [first.clone(), second.clone()]);
+    // With DSN the MAIL and RCPT lines carry their longest parameters too.
+    session
+        .send_with(&envelope(&sender, &[&first]), MESSAGE, &dsn)
+        .await
+        .expect("delivered with DSN");
+    session.close().await.expect("QUIT");
+    let seen = server.seen();
+    assert!(seen.stopped.is_none(), "{:?}", seen.stopped);
+
+    let size = MESSAGE.len() + ".\r\n".len(); // SIZE counts the final dot line
+    let mail = format!("MAIL FROM:<{sender}> SIZE={size}");
+    let mail_dsn = format!("{mail} RET=HDRS ENVID={envid}");
+    let rcpt_dsn = format!("RCPT TO:<{first}> NOTIFY=SUCCESS,FAILURE,DELAY ORCPT=rfc822;{first}");
+    let sent = lines(&seen);
+    let envelope_lines: Vec<&str> = sent
+        .iter()
+        .map(String::as_str)
+        .filter(|l| l.starts_with("MAIL ") || l.starts_with("RCPT "))
+        .collect();
+    assert_eq!(
+        envelope_lines,
+        [
+            mail.as_str(),
+            &format!("RCPT TO:<{first}>"),
+            &format!("RCPT TO:<{second}>"),
+            mail_dsn.as_str(),
+            rcpt_dsn.as_str(),
+        ]
+    );
+    // RFC 5321 section 4.5.3.1.4 allows 512 octets with CRLF, and RFC 3461 section 4
+    // 500 more for NOTIFY and ORCPT: the longest path with both goes past 512.
+    assert!(mail_dsn.len() + 2 <= 512, "{}", mail_dsn.len());
+    assert_eq!(rcpt_dsn.len() + 2, 563);
+}
+
+/// With a local part of `+` and a domain of `=` (no domain syntax check stops it), each
+/// octet of ORCPT's address becomes three in xtext: the RCPT line reaches 1 069 octets,
+/// over even the 512 + 500 that DSN allows (RFC 5321 section 4.5.3.1.4, RFC 3461 section 4).
+#[tokio::test]
+async fn an_rcpt_line_over_the_limit_is_refused_before_anything_is_sent() {
+    let recipient = format!("{}@{}", "+".repeat(64), "=".repeat(189));
+    assert_eq!(recipient.len(), 254);
+    let dsn = SendOptions {
+        dsn: Some(Dsn {
+            notify: Some(DsnNotify::SUCCESS | DsnNotify::FAILURE | DsnNotify::DELAY),
+            ret: None,
+            envid: None,
+            original_recipients: true,
+        }),
+        require_tls: false,
+        keep_raw_header: false,
+    };
+    let server = ScriptedServer::start(
+        session_script(transaction("good@example.org", &["ok@example.org"])),
+        None,
+    );
+    let mailer = mailer_for(&server).await;
+    let mut session = mailer.open().await.expect("the session opens");
+    let error = smtp_error(
+        session
+            .send_with(&envelope("bad@example.org", &[&recipient]), MESSAGE, &dsn)
+            .await
+            .expect_err("the RCPT line is too long"),
+    );
+    assert_eq!(
+        (error.phase, error.kind),
+        (Phase::Rcpt, ErrorKind::InvalidInput)
+    );
+    session
+        .send(&envelope("good@example.org", &["ok@example.org"]), MESSAGE)
+        .await
+        .expect("the session still sends");
+    session.close().await.expect("QUIT");
+    let seen = server.seen();
+    assert!(seen.stopped.is_none(), "{:?}", seen.stopped);
+    assert!(!seen.all_text().contains("bad@example.org"));
 }

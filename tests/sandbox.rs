@@ -141,12 +141,17 @@ async fn the_stage_timeout_fires_on_a_silent_server() {
 #[tokio::test]
 async fn the_host_stops_a_call_at_its_run_time_limit() {
     let (_listener, address) = silent_server();
-    // The component would wait 5 minutes for the greeting; the host allows one second.
-    let server = sendbox::Server::new(
+    // The component would wait 5 minutes for the greeting and 10 for the whole call (its
+    // own deadline, `total-ms`); the host allows one second.
+    let mut server = sendbox::Server::new(
         "127.0.0.1",
         address.port(),
         sendbox::TlsMode::InsecurePlaintext,
     );
+    server.timeouts = Some(wit::Timeouts {
+        total_ms: 600_000,
+        ..wit::Timeouts::every_stage(300_000)
+    });
     let limits = Limits {
         run_time: std::time::Duration::from_secs(1),
         ..Limits::default()

@@ -37,9 +37,12 @@ impl wit::Guest for Component {
         let options = options.into();
         let prepared =
             session::prepare(envelope.into(), message.into(), &options).map_err(to_wit_error)?;
-        let mut session = session::Session::open(server.into(), credentials.map(Into::into))
+        let server: session::ServerSettings = server.into();
+        // One overall limit for connecting and sending together.
+        let deadline = server.timeouts.deadline_from_now();
+        let mut session = session::Session::open(server, credentials.map(Into::into), deadline)
             .map_err(to_wit_error)?;
-        let result = session.send(prepared, options);
+        let result = session.send(prepared, options, deadline);
         // QUIT whether or not the message went (RFC 5321 section 4.1.1.10); a failed QUIT
         // cannot change the result.
         let _ = session.close();
@@ -55,7 +58,9 @@ impl wit::GuestSession for SessionResource {
         server: wit::Server,
         credentials: Option<wit::Credentials>,
     ) -> Result<wit::Session, wit::SendError> {
-        let session = session::Session::open(server.into(), credentials.map(Into::into))
+        let server: session::ServerSettings = server.into();
+        let deadline = server.timeouts.deadline_from_now();
+        let session = session::Session::open(server, credentials.map(Into::into), deadline)
             .map_err(to_wit_error)?;
         Ok(wit::Session::new(SessionResource(RefCell::new(session))))
     }
@@ -69,9 +74,10 @@ impl wit::GuestSession for SessionResource {
         let options = options.into();
         let prepared =
             session::prepare(envelope.into(), message.into(), &options).map_err(to_wit_error)?;
-        self.0
-            .borrow_mut()
-            .send(prepared, options)
+        let mut session = self.0.borrow_mut();
+        let deadline = session.timeouts().deadline_from_now();
+        session
+            .send(prepared, options, deadline)
             .map(to_wit_delivery)
             .map_err(to_wit_error)
     }
@@ -196,6 +202,11 @@ impl From<wit::SendOptions> for proto::SendOptions {
                 original_recipients: dsn.original_recipients,
             }),
             require_tls: options.require_tls,
+            raw_header: if options.keep_raw_header {
+                proto::RawHeader::AsIs
+            } else {
+                proto::RawHeader::Complete
+            },
         }
     }
 }

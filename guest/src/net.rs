@@ -5,6 +5,8 @@
 
 use std::net::IpAddr;
 
+use sendbox_proto::connect;
+
 use wasip2::clocks::monotonic_clock;
 use wasip2::io::poll::{self, Pollable};
 use wasip2::io::streams::{InputStream, OutputStream, StreamError};
@@ -50,23 +52,39 @@ pub struct Tcp {
     _socket: TcpSocket,
 }
 
-/// Connects to the first address in `addresses` that accepts, before `deadline`.
+/// Connects to the first of `addresses` that accepts, before `deadline`. The addresses are
+/// tried one at a time in [`connect::attempt_order`] (IPv6 and IPv4 interleaved), each with
+/// its share of the time left, so a black-holed address cannot starve the next one.
 pub fn connect(addresses: &[IpAddr], port: u16, deadline: Deadline) -> Result<Tcp, NetError> {
-    let mut last_error = NetError::Failed("no address to connect to".to_owned());
-    for &address in addresses {
-        match connect_one(address, port, deadline) {
+    let order = connect::attempt_order(addresses);
+    let mut failures = Vec::new();
+    let (mut timeouts, mut denials) = (0, 0);
+    for (tried, &address) in order.iter().enumerate() {
+        let until = connect::attempt_deadline(now(), deadline, order.len() - tried);
+        let why = match connect_one(address, port, until) {
             Ok(tcp) => return Ok(tcp),
-            Err(NetError::Timeout) => return Err(NetError::Timeout),
-            Err(NetError::Failed(why)) => {
-                last_error = NetError::Failed(format!("{address} port {port}: {why}"))
+            Err(NetError::Timeout) => {
+                timeouts += 1;
+                "timed out".to_owned()
             }
             Err(NetError::Denied(why)) => {
-                last_error = NetError::Denied(format!("{address} port {port}: {why}"))
+                denials += 1;
+                why
             }
-            Err(NetError::Closed) => last_error = NetError::Closed,
-        }
+            Err(NetError::Failed(why)) => why,
+            Err(NetError::Closed) => "closed at once".to_owned(),
+        };
+        failures.push(format!("{address} port {port}: {why}"));
     }
-    Err(last_error)
+    Err(if failures.is_empty() {
+        NetError::Failed("no address to connect to".to_owned())
+    } else if timeouts == failures.len() {
+        NetError::Timeout
+    } else if denials == failures.len() {
+        NetError::Denied(failures.join("; "))
+    } else {
+        NetError::Failed(failures.join("; "))
+    })
 }
 
 fn connect_one(address: IpAddr, port: u16, deadline: Deadline) -> Result<Tcp, NetError> {

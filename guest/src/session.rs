@@ -58,6 +58,12 @@ impl Default for Timeouts {
 }
 
 impl Timeouts {
+    /// The overall deadline of a call that starts now: one call, one `total-ms`, whether
+    /// it connects, sends, or both.
+    pub fn deadline_from_now(&self) -> Deadline {
+        net::now() + u64::from(self.total_ms) * MS
+    }
+
     fn for_timer(&self, timer: Timer) -> u32 {
         match timer {
             Timer::Greeting => self.greeting_ms,
@@ -105,13 +111,14 @@ pub struct Session {
 }
 
 impl Session {
-    /// Connects and runs the dialogue up to the point where a message can be sent.
-    /// Input is checked before any connection is made.
+    /// Connects and runs the dialogue up to the point where a message can be sent, before
+    /// `deadline` (see [`Timeouts::deadline_from_now`]). Input is checked before any
+    /// connection is made.
     pub fn open(
         server: ServerSettings,
         credentials: Option<Credentials>,
+        deadline: Deadline,
     ) -> Result<Session, Error> {
-        let deadline = net::now() + u64::from(server.timeouts.total_ms) * MS;
         let client = Client::new(ClientConfig {
             ehlo_name: server.ehlo_name.clone(),
             tls: server.tls,
@@ -178,9 +185,18 @@ impl Session {
         }
     }
 
-    /// Sends one message made by [`prepare`].
-    pub fn send(&mut self, prepared: Prepared, options: SendOptions) -> Result<Delivery, Error> {
-        let deadline = net::now() + u64::from(self.server.timeouts.total_ms) * MS;
+    /// The time limits this session was opened with.
+    pub fn timeouts(&self) -> Timeouts {
+        self.server.timeouts
+    }
+
+    /// Sends one message made by [`prepare`], before `deadline`.
+    pub fn send(
+        &mut self,
+        prepared: Prepared,
+        options: SendOptions,
+        deadline: Deadline,
+    ) -> Result<Delivery, Error> {
         if net::now().saturating_sub(self.last_used) > IDLE_CHECK_NS && !self.client.is_closed() {
             self.check_or_reconnect(deadline)?;
         }
@@ -205,7 +221,7 @@ impl Session {
             if self.server.transcript {
                 log("-- the idle connection is gone; connecting again");
             }
-            *self = Session::open(self.server.clone(), self.credentials.clone())?;
+            *self = Session::open(self.server.clone(), self.credentials.clone(), deadline)?;
         }
         Ok(())
     }
@@ -233,7 +249,7 @@ impl Session {
                     let until =
                         self.stage_deadline(self.server.timeouts.for_timer(timer), deadline);
                     if let Err(error) = self.transport.send(&bytes, until) {
-                        return Err(self.lost(error, deadline));
+                        return self.lost(error, deadline).map(Pause::Delivered);
                     }
                 }
                 Step::Receive(wait) => {
@@ -241,7 +257,7 @@ impl Session {
                         self.stage_deadline(self.server.timeouts.for_timer(wait.timer), deadline);
                     match self.transport.receive(until) {
                         Ok(bytes) => self.client.receive(&bytes),
-                        Err(error) => return Err(self.lost(error, deadline)),
+                        Err(error) => return self.lost(error, deadline).map(Pause::Delivered),
                     }
                 }
                 Step::StartTls => {
@@ -270,7 +286,11 @@ impl Session {
                 Ok(())
             }
             Err(error) => {
-                let mut error = self.lost(error, deadline);
+                // No transaction runs during a handshake: nothing can have been delivered.
+                let mut error = match self.lost(error, deadline) {
+                    Err(error) => error,
+                    Ok(_) => Error::new(Phase::Tls, ErrorKind::Protocol, "TLS failed"),
+                };
                 error.phase = Phase::Tls;
                 Err(error)
             }
@@ -281,8 +301,9 @@ impl Session {
         deadline.min(net::now() + u64::from(limit_ms) * MS)
     }
 
-    /// Turns a transport failure into the caller's error and closes the dialogue.
-    fn lost(&mut self, error: TransportError, deadline: Deadline) -> Error {
+    /// Turns a transport failure into what the caller gets (see
+    /// [`Client::connection_lost`]) and closes the dialogue.
+    fn lost(&mut self, error: TransportError, deadline: Deadline) -> Result<Delivery, Error> {
         let (kind, message) = match error {
             TransportError::Net(NetError::Timeout) if net::now() >= deadline => (
                 ErrorKind::Timeout,
@@ -331,7 +352,7 @@ pub fn prepare(
     options: &SendOptions,
 ) -> Result<Prepared, Error> {
     options.check()?;
-    let (envelope, bytes) = message.build(request, stamp)?;
+    let (envelope, bytes) = message.build(request, options.raw_header, stamp)?;
     envelope.check()?;
     Ok(Prepared { envelope, bytes })
 }

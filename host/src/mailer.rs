@@ -35,6 +35,9 @@ pub struct Server {
     pub ehlo_name: Option<String>,
     /// Time limits; the component's defaults when `None`.
     pub timeouts: Option<Timeouts>,
+    /// The addresses to reach the server at, in order of preference, for an embedder that
+    /// resolves names itself. When empty, [`Mailer::new`] resolves `host`.
+    pub addresses: Vec<IpAddr>,
 }
 
 impl Server {
@@ -47,6 +50,7 @@ impl Server {
             ca_pem: None,
             ehlo_name: None,
             timeouts: None,
+            addresses: Vec::new(),
         }
     }
 
@@ -247,11 +251,13 @@ impl Timeouts {
 }
 
 impl Default for SendOptions {
-    /// No DSN request, no REQUIRETLS.
+    /// No DSN request, no REQUIRETLS, and a raw message's missing Date, Message-ID and
+    /// From added.
     fn default() -> Self {
         SendOptions {
             dsn: None,
             require_tls: false,
+            keep_raw_header: false,
         }
     }
 }
@@ -370,14 +376,24 @@ pub struct Mailer {
 }
 
 impl Mailer {
-    /// Resolves the server's name here, in the host, and grants the component exactly
-    /// those addresses on the server's port.
+    /// Resolves the server's name here, in the host (unless `server.addresses` are given),
+    /// and grants the component exactly those addresses on the server's port.
     pub async fn new(
         sandbox: Sandbox,
         server: Server,
         credentials: Option<Credentials>,
     ) -> Result<Self, Error> {
-        let grant = NetworkGrant::new(resolve(&server.host, server.port).await?);
+        let addresses = if server.addresses.is_empty() {
+            resolve(&server.host, server.port).await?
+        } else {
+            let port = server.port;
+            server
+                .addresses
+                .iter()
+                .map(|&ip| SocketAddr::new(ip, port))
+                .collect()
+        };
+        let grant = NetworkGrant::new(addresses);
         Ok(Mailer {
             sandbox,
             server,
@@ -535,10 +551,8 @@ impl Session {
         let call = api.call_close(&mut self.store, self.handle);
         let result = bounded(self.run_time, call).await;
         finish(result, &self.store)?;
-        self.handle
-            .resource_drop_async(&mut self.store)
-            .await
-            .map_err(|e| Error::Component(format!("{e:#}")))
+        let dropped = self.handle.resource_drop_async(&mut self.store).await;
+        dropped.map_err(|trap| Error::Component(trap_report(&trap, &self.store)))
     }
 }
 
@@ -559,25 +573,69 @@ async fn bounded<T>(
     tokio::time::timeout(limit, call).await.map_err(|_| limit)
 }
 
-/// Maps a bounded call's outcome to ours; a trap reports what the guest wrote to stderr.
+/// Maps a bounded call's outcome to ours; a trap is reported by [`trap_report`].
 fn finish<T>(
     result: Result<wasmtime::Result<Result<T, SendError>>, Duration>,
     store: &Store<Confined>,
 ) -> Result<T, Error> {
     match result {
         Err(limit) => Err(Error::RunTime(limit)),
-        Ok(Err(trap)) => {
-            let stderr = store.data().stderr();
-            let detail = if stderr.trim().is_empty() {
-                String::new()
-            } else {
-                format!(" (component stderr: {})", stderr.trim())
-            };
-            Err(Error::Component(format!("{trap:#}{detail}")))
-        }
+        Ok(Err(trap)) => Err(Error::Component(trap_report(&trap, store))),
         Ok(Ok(Err(error))) => Err(Error::Smtp(error)),
         Ok(Ok(Ok(value))) => Ok(value),
     }
+}
+
+/// What a trapped call reports: the trap without the wasm backtrace, and where the guest
+/// panicked or that it ran out of memory, when its stderr says so. Never the rest of its
+/// stderr: a panic message can quote whatever the guest held, credentials included.
+fn trap_report(error: &wasmtime::Error, store: &Store<Confined>) -> String {
+    // The error's outer layers are the wasm backtrace and the like; the root is the cause.
+    let cause = match error.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => format!("wasm trap: {trap}"),
+        None => error.root_cause().to_string(),
+    };
+    let stderr = store.data().stderr();
+    if let Some(location) = panic_location(&stderr) {
+        format!(
+            "it panicked at {location} ({cause}); the panic message is not shown, as it may \
+             quote credentials"
+        )
+    } else if let Some(failed) = allocation_failure(&stderr) {
+        format!("{failed} ({cause})")
+    } else {
+        cause
+    }
+}
+
+/// `file:line:column` from the line the Rust runtime writes when the guest panics
+/// (`thread '…' panicked at file:line:column:`, with the thread's id after its name in
+/// newer Rust), if there is one of exactly that form. The first such line: the panic
+/// message comes after it, and may imitate it.
+fn panic_location(stderr: &str) -> Option<String> {
+    let line = stderr.lines().find(|l| l.starts_with("thread '"))?;
+    let (_, rest) = line.split_once(" panicked at ")?;
+    let location = rest.strip_suffix(':')?;
+    let mut parts = location.rsplitn(3, ':');
+    let (column, line, file) = (parts.next()?, parts.next()?, parts.next()?);
+    let plain_path = !file.is_empty()
+        && file
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-'));
+    (is_number(column) && is_number(line) && plain_path).then(|| location.to_owned())
+}
+
+/// The Rust runtime's `memory allocation of N bytes failed`, if the guest wrote it.
+fn allocation_failure(stderr: &str) -> Option<&str> {
+    stderr.lines().rev().find(|line| {
+        line.strip_prefix("memory allocation of ")
+            .and_then(|rest| rest.strip_suffix(" bytes failed"))
+            .is_some_and(is_number)
+    })
+}
+
+fn is_number(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Resolves `host` on the host side; an IP literal is used as it is.
@@ -622,6 +680,38 @@ mod tests {
             assert!(shown.contains("alice"));
             assert!(!shown.contains("hunter2-secret"), "{shown}");
         }
+    }
+
+    #[test]
+    fn a_trap_report_shows_where_the_guest_panicked_but_not_its_message() {
+        let stderr = "S: 220 ready\n\
+                      thread '<unnamed>' (1) panicked at guest/src/session.rs:12:5:\n\
+                      bad state with password hunter2-secret\n\
+                      thread 'x' panicked at hunter2-secret:1:2:\n\
+                      note: run with `RUST_BACKTRACE=1` to display a backtrace\n";
+        assert_eq!(
+            panic_location(stderr).as_deref(),
+            Some("guest/src/session.rs:12:5")
+        );
+        let older = "thread 'main' panicked at src/lib.rs:3:9:\nboom\n";
+        assert_eq!(panic_location(older).as_deref(), Some("src/lib.rs:3:9"));
+        for not_a_location in [
+            "",
+            "S: 250 thread 'x' panicked at a.rs:1:2:\n",
+            "thread 'x' panicked at 'hunter2-secret', src/lib.rs:1:2\n",
+            "thread 'x' panicked at src/my lib.rs:1:2:\n",
+            "thread 'x' panicked at src/lib.rs:1:x:\n",
+        ] {
+            assert_eq!(panic_location(not_a_location), None, "{not_a_location:?}");
+        }
+        assert_eq!(
+            allocation_failure("memory allocation of 1048576 bytes failed\n"),
+            Some("memory allocation of 1048576 bytes failed")
+        );
+        assert_eq!(
+            allocation_failure("memory allocation of hunter2 bytes failed"),
+            None
+        );
     }
 
     #[test]

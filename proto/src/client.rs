@@ -31,7 +31,7 @@ use crate::command::{self, MAX_COMMAND_LINE};
 use crate::data::{self, Framing};
 use crate::error::{Error, ErrorKind, Phase};
 use crate::params::{self, MailDeclarations, SendOptions};
-use crate::reply::{Reply, ReplyParser};
+use crate::reply::{EnhancedStatus, Reply, ReplyParser};
 use crate::sasl::{self, Credentials, Exchange, Mechanism, Response, Secret};
 
 /// How the connection is secured.
@@ -258,9 +258,19 @@ impl Transaction {
     /// earlier one delivered it, a delivery whose refusals include this transaction's
     /// recipients; otherwise the error.
     fn outcome_of_failure(mut self, error: Error) -> Result<Delivery, Error> {
-        let (Some(last), Some(reply)) = (self.earlier_replies.pop(), error.reply.clone()) else {
+        let Some(last) = self.earlier_replies.pop() else {
             return Err(error);
         };
+        // Without a reply (the connection was lost) the refusal says so, as a 421 would.
+        let reply = error.reply.clone().unwrap_or_else(|| Reply {
+            code: 421,
+            enhanced: Some(EnhancedStatus {
+                class: 4,
+                subject: 4,
+                detail: 2,
+            }),
+            lines: vec![format!("no reply: {}", error.message)],
+        });
         let failed = self.accepted.split_off(self.accepted_before);
         let unanswered = self
             .recipients
@@ -305,8 +315,12 @@ pub struct Client {
     transcript: Vec<String>,
 }
 
-/// The error when no recipient was accepted; transient only if every refusal was. The
-/// error's reply is the last refusal; the message names every refused address.
+/// How much longer than [`MAX_COMMAND_LINE`] an RCPT line with DSN parameters may be.
+const DSN_RCPT_EXTRA: usize = 500;
+
+/// The error when no recipient was accepted; transient only if every refusal was (552
+/// counting as temporary, RFC 5321 section 4.5.3.1.10). The error's reply is the last
+/// refusal; the message names every refused address.
 fn every_recipient_refused(refused: &[RefusedRecipient]) -> Error {
     let last = refused
         .last()
@@ -324,8 +338,16 @@ fn every_recipient_refused(refused: &[RefusedRecipient]) -> Error {
         }
     };
     let mut error = Error::from_reply(Phase::Rcpt, ErrorKind::Rejected, message, last);
-    error.transient = refused.iter().all(|r| r.reply.is_transient());
+    error.transient = refused
+        .iter()
+        .all(|r| too_many_recipients(&r.reply) || r.reply.is_transient());
     error
+}
+
+/// 452, or 552 which RFC 5321 section 4.5.3.1.10 says to treat the same way at RCPT: the
+/// server takes no more recipients in this transaction, and a later one may.
+fn too_many_recipients(reply: &Reply) -> bool {
+    matches!(reply.code, 452 | 552)
 }
 
 impl Client {
@@ -417,13 +439,23 @@ impl Client {
         self.parser.push(bytes);
     }
 
-    /// Reports that the connection ended or failed under the driver; returns the error to
-    /// give the caller. The message is never reported delivered after this.
-    pub fn connection_lost(&mut self, kind: ErrorKind, message: impl Into<String>) -> Error {
+    /// Reports that the connection ended or failed under the driver, and closes the
+    /// dialogue; returns what to give the caller. That is the error, unless an earlier
+    /// transaction of the same message (after a 452) delivered it: then it is that
+    /// delivery, with the recipients of the interrupted transaction refused. A message the
+    /// server had not yet accepted is never reported delivered.
+    pub fn connection_lost(
+        &mut self,
+        kind: ErrorKind,
+        message: impl Into<String>,
+    ) -> Result<Delivery, Error> {
         let error = Error::new(self.phase(), kind, message);
-        self.transaction = None;
-        self.state = State::Closed;
-        error
+        let outcome = match self.transaction.take() {
+            Some(transaction) => transaction.outcome_of_failure(error),
+            None => Err(error),
+        };
+        self.fail_silently();
+        outcome
     }
 
     /// The driver finished the TLS handshake that [`Step::StartTls`] asked for.
@@ -502,6 +534,23 @@ impl Client {
                 Phase::Mail,
                 "the MAIL command would be too long",
             ));
+        }
+        // RFC 3461 section 4 lets NOTIFY and ORCPT lengthen an RCPT line by 500 octets.
+        let dsn_extra = options
+            .dsn
+            .as_ref()
+            .is_some_and(|d| d.notify.is_some() || d.original_recipients);
+        let rcpt_limit = MAX_COMMAND_LINE + if dsn_extra { DSN_RCPT_EXTRA } else { 0 };
+        for recipient in &envelope.recipients {
+            if params::rcpt_command(recipient, &options).len() + 2 > rcpt_limit {
+                return Err(Error::invalid_input(
+                    Phase::Rcpt,
+                    format!(
+                        "the RCPT command for <{recipient}> would be longer than \
+                         {rcpt_limit} octets"
+                    ),
+                ));
+            }
         }
         self.transaction = Some(Transaction {
             mail,
@@ -853,7 +902,7 @@ impl Client {
             let address = transaction.recipients[index].clone();
             if reply.is_positive() {
                 transaction.accepted.push(address);
-            } else if reply.code == 452 {
+            } else if too_many_recipients(&reply) {
                 // Too many recipients: the rest go in a further transaction (RFC 5321
                 // section 4.5.3.1.10), if this one delivers to anyone.
                 transaction

@@ -485,7 +485,9 @@ fn lost_connection_mid_data_is_never_a_delivery() {
             timer: Timer::DataEnd
         }
     );
-    let error = client.connection_lost(ErrorKind::Network, "closed");
+    let error = client
+        .connection_lost(ErrorKind::Network, "closed")
+        .expect_err("nothing was delivered");
     assert_eq!(error.phase, Phase::Data);
     assert!(matches!(client.poll(), Step::Closed));
     assert!(
@@ -816,6 +818,7 @@ fn dsn_options() -> SendOptions {
             original_recipients: true,
         }),
         require_tls: false,
+        raw_header: Default::default(),
     }
 }
 
@@ -1008,4 +1011,110 @@ fn a_235_before_the_scram_server_proof_is_not_trusted() {
     server_says(&mut client, "235 2.7.0 ok\r\n");
     let error = expect_failure(&mut client);
     assert_eq!(error.kind, ErrorKind::Auth);
+}
+
+#[test]
+fn a_552_at_rcpt_is_too_many_recipients_as_452_is() {
+    let mut client = ready_with(&[]);
+    client
+        .send(
+            envelope(&["a@x.org", "b@x.org"]),
+            b"hi",
+            SendOptions::default(),
+        )
+        .unwrap();
+    expect_write(&mut client, "MAIL FROM:<alice@example.org>\r\n");
+    server_says(&mut client, "250 ok\r\n");
+    expect_write(&mut client, "RCPT TO:<a@x.org>\r\n");
+    server_says(&mut client, "250 ok\r\n");
+    expect_write(&mut client, "RCPT TO:<b@x.org>\r\n");
+    server_says(&mut client, "552 5.5.3 too many recipients\r\n");
+    expect_write(&mut client, "DATA\r\n");
+    server_says(&mut client, "354 go\r\n");
+    expect_write(&mut client, "hi\r\n.\r\n");
+    server_says(&mut client, "250 queued as ONE\r\n");
+    // b@x.org is not refused: it goes in a further transaction.
+    expect_write(&mut client, "MAIL FROM:<alice@example.org>\r\n");
+    server_says(&mut client, "250 ok\r\n");
+    expect_write(&mut client, "RCPT TO:<b@x.org>\r\n");
+    server_says(&mut client, "552 5.5.3 too many recipients\r\n");
+    expect_write(&mut client, "RSET\r\n");
+    server_says(&mut client, "250 ok\r\n");
+    let delivery = expect_delivery(&mut client);
+    assert_eq!(delivery.accepted, ["a@x.org"]);
+    assert_eq!(delivery.refused.len(), 1);
+    assert_eq!(delivery.refused[0].reply.code, 552);
+
+    // Nobody accepted and every refusal a 552: worth a retry, not a bounce.
+    client
+        .send(envelope(&["c@x.org"]), b"hi", SendOptions::default())
+        .unwrap();
+    expect_write(&mut client, "MAIL FROM:<alice@example.org>\r\n");
+    server_says(&mut client, "250 ok\r\n");
+    expect_write(&mut client, "RCPT TO:<c@x.org>\r\n");
+    server_says(&mut client, "552 5.5.3 too many recipients\r\n");
+    expect_write(&mut client, "RSET\r\n");
+    server_says(&mut client, "250 ok\r\n");
+    let error = expect_failure(&mut client);
+    assert_eq!((error.phase, error.transient), (Phase::Rcpt, true));
+}
+
+#[test]
+fn an_rcpt_line_over_the_limit_is_refused_before_mail() {
+    // Every octet of this 254-octet address becomes three in ORCPT's xtext: with NOTIFY
+    // the RCPT line is over the 512 + 500 octets RFC 3461 section 4 allows.
+    let long = format!("{}@{}", "+".repeat(64), "=".repeat(189));
+    let mut client = ready_with(&["DSN"]);
+    let error = match client.send(envelope(&["a@x.org", &long]), b"hi", dsn_options()) {
+        Err(error) => error,
+        Ok(()) => panic!("an RCPT line of over 1012 octets was accepted"),
+    };
+    assert_eq!(
+        (error.phase, error.kind),
+        (Phase::Rcpt, ErrorKind::InvalidInput)
+    );
+    // Nothing was written, and the session can still send.
+    assert!(matches!(client.poll(), Step::Ready));
+    // Without ORCPT the same address makes a line well within 512 octets.
+    let plain = SendOptions::default();
+    client.send(envelope(&[&long]), b"hi", plain).unwrap();
+    expect_write(&mut client, "MAIL FROM:<alice@example.org>\r\n");
+}
+
+#[test]
+fn a_connection_lost_in_a_further_transaction_keeps_the_first_delivery() {
+    let mut client = ready_with(&[]);
+    client
+        .send(
+            envelope(&["a@x.org", "b@x.org"]),
+            b"hi",
+            SendOptions::default(),
+        )
+        .unwrap();
+    expect_write(&mut client, "MAIL FROM:<alice@example.org>\r\n");
+    server_says(&mut client, "250 ok\r\n");
+    expect_write(&mut client, "RCPT TO:<a@x.org>\r\n");
+    server_says(&mut client, "250 ok\r\n");
+    expect_write(&mut client, "RCPT TO:<b@x.org>\r\n");
+    server_says(&mut client, "452 4.5.3 too many recipients\r\n");
+    expect_write(&mut client, "DATA\r\n");
+    server_says(&mut client, "354 go\r\n");
+    expect_write(&mut client, "hi\r\n.\r\n");
+    server_says(&mut client, "250 queued as ONE\r\n");
+    expect_write(&mut client, "MAIL FROM:<alice@example.org>\r\n");
+    let delivery = client
+        .connection_lost(ErrorKind::Network, "the server closed the connection")
+        .expect("a@x.org has the message");
+    assert_eq!(delivery.accepted, ["a@x.org"]);
+    assert_eq!(delivery.refused.len(), 1);
+    assert_eq!(delivery.refused[0].address, "b@x.org");
+    assert_eq!(delivery.refused[0].reply.code, 421);
+    assert!(
+        delivery.refused[0]
+            .reply
+            .text()
+            .contains("closed the connection")
+    );
+    assert_eq!(delivery.reply.text(), "queued as ONE");
+    assert!(matches!(client.poll(), Step::Closed));
 }

@@ -5,7 +5,7 @@
 use mail_parser::{HeaderName, MessageParser};
 
 use crate::data::{Framing, encode};
-use crate::message::{EnvelopeRequest, Message, Stamp};
+use crate::message::{EnvelopeRequest, Message, RawHeader, Stamp};
 use crate::reply::{MAX_LINES, ReplyParser};
 use crate::{
     Client, ClientConfig, Credentials, Envelope, ErrorKind, Secret, SendOptions, Step, TlsMode,
@@ -115,7 +115,7 @@ pub fn dialogue(input: &[u8]) {
             Step::Receive(_) => match replies.next() {
                 Some(bytes) => client.receive(bytes),
                 None => {
-                    client.connection_lost(ErrorKind::Network, "end of input");
+                    let _ = client.connection_lost(ErrorKind::Network, "end of input");
                 }
             },
             Step::StartTls => {
@@ -169,7 +169,8 @@ pub fn raw_message(input: &[u8]) {
         unix_time: 0,
         unique: "fuzz".into(),
     };
-    let Ok((_, bytes)) = Message::Raw(input.to_vec()).build(request, stamp) else {
+    let Ok((_, bytes)) = Message::Raw(input.to_vec()).build(request, RawHeader::Complete, stamp)
+    else {
         return;
     };
     if let Some(parsed) = MessageParser::new().parse_headers(&bytes) {

@@ -10,11 +10,14 @@
 //! - [`message`]: raw messages and composed ones (mail-builder), and the envelope from
 //!   their header.
 //! - [`sasl`]: SASL mechanisms for AUTH: SCRAM-SHA-256, PLAIN, LOGIN, CRAM-MD5, OAUTHBEARER, XOAUTH2.
+//! - [`connect`]: the order of the addresses to try and each attempt's share of the time
+//!   (RFC 8305).
 //! - [`command`]: checks on addresses and names before they reach a command line.
 //! - [`error`]: errors with phase, server reply and whether a retry can help.
 
 pub mod client;
 pub mod command;
+pub mod connect;
 pub mod data;
 pub mod error;
 #[cfg(any(test, feature = "fuzzing"))]
@@ -28,7 +31,7 @@ pub use client::{
     Client, ClientConfig, Delivery, Envelope, RefusedRecipient, Step, Timer, TlsMode, Wait,
 };
 pub use error::{Error, ErrorKind, Phase};
-pub use message::{Attachment, Composed, EnvelopeRequest, Mailbox, Message, Stamp};
+pub use message::{Attachment, Composed, EnvelopeRequest, Mailbox, Message, RawHeader, Stamp};
 pub use params::{Dsn, DsnReturn, Notify, SendOptions};
 pub use reply::{EnhancedStatus, Reply};
 pub use sasl::{Credentials, Mechanism, Secret};

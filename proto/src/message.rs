@@ -5,10 +5,14 @@
 //! encodes bodies as 7bit, quoted-printable or base64, so no line exceeds 998 octets).
 //! Reading a raw message's header, for `sendmail -t`, is mail-parser's job.
 //!
+//! A raw message that lacks `Date`, `Message-ID` or `From` (cron's, a script's) gets them
+//! unless the caller asks for [`RawHeader::AsIs`], as msmtp and sendmail do.
+//!
 //! Nothing here reads a clock or a random source: the caller passes a [`Stamp`].
 
 use mail_builder::MessageBuilder;
 use mail_builder::headers::address::Address;
+use mail_builder::headers::date::Date;
 use mail_builder::headers::text::Text;
 use mail_parser::{HeaderName, HeaderValue, MessageParser};
 
@@ -51,7 +55,7 @@ pub struct Composed {
 /// What to send.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
-    /// An RFC 5322 message, sent as it is.
+    /// An RFC 5322 message, sent as it is but for the fields [`RawHeader`] may add.
     Raw(Vec<u8>),
     Composed(Box<Composed>),
 }
@@ -68,7 +72,18 @@ pub struct EnvelopeRequest {
     pub qualify_domain: Option<String>,
 }
 
-/// The time and a unique token for the Date and Message-ID of a composed message.
+/// What happens to a raw message's header.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RawHeader {
+    /// Add `Date`, `Message-ID` and `From` where they are missing (`From` is the envelope
+    /// sender, and is not added for the null sender).
+    #[default]
+    Complete,
+    /// Send the header exactly as given.
+    AsIs,
+}
+
+/// The time and a unique token for a message's Date and Message-ID.
 #[derive(Clone, Debug)]
 pub struct Stamp {
     /// Seconds since the Unix epoch.
@@ -97,19 +112,28 @@ const BUILDER_FIELDS: [&str; 13] = [
 impl Message {
     /// The message as it goes to the server, and the envelope completed from its header
     /// as `request` asks. A raw message's Bcc fields are removed when recipients come from
-    /// the header, as `sendmail -t` does. `stamp` is called only for a composed message.
+    /// the header, as `sendmail -t` does, and its missing fields added as `raw_header` says.
+    /// `stamp` is called only when a Date or Message-ID has to be written.
     pub fn build(
         self,
         request: EnvelopeRequest,
+        raw_header: RawHeader,
         stamp: impl FnOnce() -> Stamp,
     ) -> Result<(Envelope, Vec<u8>), Error> {
-        let (bytes, found) = match self {
-            // A raw message with its envelope given in full goes as it is, unread.
+        // The stamp stays unused until a raw message's header is completed.
+        let (bytes, found, raw_stamp) = match self {
+            // A raw message with its envelope given in full is not parsed.
             Message::Raw(bytes) if request.sender.is_some() && !request.recipients_from_headers => {
-                (bytes, HeaderAddresses::default())
+                (bytes, HeaderAddresses::default(), Some(stamp))
             }
-            Message::Raw(bytes) => raw(bytes, request.recipients_from_headers)?,
-            Message::Composed(composed) => composed.build(&stamp())?,
+            Message::Raw(bytes) => {
+                let (bytes, found) = raw(bytes, request.recipients_from_headers)?;
+                (bytes, found, Some(stamp))
+            }
+            Message::Composed(composed) => {
+                let (bytes, found) = composed.build(&stamp())?;
+                (bytes, found, None)
+            }
         };
         let sender = match request.sender {
             Some(sender) => sender,
@@ -143,7 +167,90 @@ impl Message {
             }
         }
         let sender = qualify(sender);
+        let bytes = match (raw_stamp, raw_header) {
+            (Some(stamp), RawHeader::Complete) => complete_header(bytes, &sender, stamp),
+            _ => bytes,
+        };
         Ok((Envelope { sender, recipients }, bytes))
+    }
+}
+
+/// `bytes` with the `Date`, `Message-ID` and `From` it lacks put before its header (and a
+/// header made for a message that has none). Unchanged, and not copied, when none lacks.
+fn complete_header(bytes: Vec<u8>, sender: &str, stamp: impl FnOnce() -> Stamp) -> Vec<u8> {
+    let present = FieldsPresent::scan(&bytes);
+    let add_from = !present.from && !sender.is_empty();
+    if present.date && present.message_id && !add_from {
+        return bytes;
+    }
+    let mut fields = String::new();
+    if !present.date || !present.message_id {
+        let stamp = stamp();
+        if !present.date {
+            fields.push_str(&format!(
+                "Date: {}\r\n",
+                Date::new(stamp.unix_time).to_rfc822()
+            ));
+        }
+        if !present.message_id {
+            let domain = sender.rsplit_once('@').map_or("localhost", |(_, d)| d);
+            fields.push_str(&format!("Message-ID: <{}@{domain}>\r\n", stamp.unique));
+        }
+    }
+    if add_from {
+        fields.push_str(&format!("From: <{sender}>\r\n"));
+    }
+    if !present.header {
+        fields.push_str("\r\n");
+    }
+    let mut completed = Vec::with_capacity(fields.len() + bytes.len());
+    completed.extend_from_slice(fields.as_bytes());
+    completed.extend_from_slice(&bytes);
+    completed
+}
+
+/// Which of the fields [`complete_header`] adds a header already has.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct FieldsPresent {
+    /// Whether the message starts with a header at all (a field, or the empty line
+    /// that ends an empty header), rather than with body text.
+    header: bool,
+    date: bool,
+    message_id: bool,
+    from: bool,
+}
+
+impl FieldsPresent {
+    /// Reads the field names of the header: every line up to the first that is empty or
+    /// is neither a field (`name:`) nor the folded continuation of one.
+    fn scan(bytes: &[u8]) -> FieldsPresent {
+        let mut present = FieldsPresent::default();
+        for (index, line) in bytes.split(|&b| b == b'\n').enumerate() {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.is_empty() {
+                present.header |= index == 0;
+                break;
+            }
+            if line[0] == b' ' || line[0] == b'\t' {
+                if index == 0 {
+                    break;
+                }
+                continue;
+            }
+            let Some(colon) = line.iter().position(|&b| b == b':') else {
+                break;
+            };
+            let name = &line[..colon];
+            if name.is_empty() || !name.iter().all(|b| (33..=126).contains(b)) {
+                break;
+            }
+            present.header = true;
+            let is = |field: &str| name.eq_ignore_ascii_case(field.as_bytes());
+            present.date |= is("date");
+            present.message_id |= is("message-id");
+            present.from |= is("from");
+        }
+        present
     }
 }
 

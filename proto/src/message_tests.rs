@@ -46,7 +46,7 @@ fn header_of(bytes: &[u8]) -> String {
 #[test]
 fn composed_bcc_goes_to_the_envelope_and_never_the_header() {
     let (envelope, bytes) = Message::Composed(Box::new(composed()))
-        .build(from_header(), stamp)
+        .build(from_header(), RawHeader::AsIs, stamp)
         .unwrap();
     assert_eq!(envelope.sender, "zoe@example.org");
     assert_eq!(
@@ -61,7 +61,7 @@ fn composed_bcc_goes_to_the_envelope_and_never_the_header() {
 #[test]
 fn composed_header_is_complete_encoded_and_seven_bit() {
     let (_, bytes) = Message::Composed(Box::new(composed()))
-        .build(from_header(), stamp)
+        .build(from_header(), RawHeader::AsIs, stamp)
         .unwrap();
     assert!(
         bytes.is_ascii(),
@@ -101,7 +101,7 @@ fn long_lines_are_encoded_within_998_octets() {
     message.text = Some(format!("{}\n", "x".repeat(5000)));
     message.html = Some(format!("<p>{}</p>", "é".repeat(3000)));
     let (_, bytes) = Message::Composed(Box::new(message))
-        .build(from_header(), stamp)
+        .build(from_header(), RawHeader::AsIs, stamp)
         .unwrap();
     let longest = bytes.split(|&b| b == b'\n').map(<[u8]>::len).max().unwrap();
     assert!(longest <= 1000, "a line of {longest} octets");
@@ -120,7 +120,7 @@ fn attachments_round_trip() {
         content: content.clone(),
     });
     let (_, bytes) = Message::Composed(Box::new(message))
-        .build(from_header(), stamp)
+        .build(from_header(), RawHeader::AsIs, stamp)
         .unwrap();
     assert!(bytes.is_ascii());
     let parsed = MessageParser::new().parse(&bytes).unwrap();
@@ -137,7 +137,7 @@ fn extra_headers_cannot_inject_or_replace_fields() {
         .push(("X-Tag".into(), "a\r\nBcc: eve@example.org".into()));
     message.subject = "hi\r\nX-Evil: 1\nBcc: eve@example.org".into();
     let (_, bytes) = Message::Composed(Box::new(message))
-        .build(from_header(), stamp)
+        .build(from_header(), RawHeader::AsIs, stamp)
         .unwrap();
     let header = header_of(&bytes);
     assert!(header.contains("X-Tag: "), "{header}");
@@ -152,7 +152,7 @@ fn extra_headers_cannot_inject_or_replace_fields() {
         let mut message = composed();
         message.headers.push((name.into(), "v".into()));
         let error = Message::Composed(Box::new(message))
-            .build(from_header(), stamp)
+            .build(from_header(), RawHeader::AsIs, stamp)
             .unwrap_err();
         assert_eq!(error.kind, crate::ErrorKind::InvalidInput, "{name:?}");
     }
@@ -175,7 +175,7 @@ fn bad_attachment_and_addresses_are_refused() {
         message.attachments.push(attachment);
         assert!(
             Message::Composed(Box::new(message))
-                .build(from_header(), stamp)
+                .build(from_header(), RawHeader::AsIs, stamp)
                 .is_err()
         );
     }
@@ -185,7 +185,7 @@ fn bad_attachment_and_addresses_are_refused() {
         .push(mailbox("bob@example.org>\r\nRCPT TO:<eve@example.org"));
     assert!(
         Message::Composed(Box::new(message))
-            .build(from_header(), stamp)
+            .build(from_header(), RawHeader::AsIs, stamp)
             .is_err()
     );
 }
@@ -204,7 +204,9 @@ fn raw_recipients_from_headers_strip_bcc() {
         recipients: vec!["BOB@example.org".into(), "extra@example.org".into()],
         ..from_header()
     };
-    let (envelope, bytes) = Message::Raw(RAW.into()).build(request, stamp).unwrap();
+    let (envelope, bytes) = Message::Raw(RAW.into())
+        .build(request, RawHeader::AsIs, stamp)
+        .unwrap();
     assert_eq!(envelope.sender, "alice@example.org");
     assert_eq!(
         envelope.recipients,
@@ -233,7 +235,9 @@ fn raw_without_from_headers_is_untouched() {
         recipients_from_headers: false,
         qualify_domain: None,
     };
-    let (envelope, bytes) = Message::Raw(RAW.into()).build(request, stamp).unwrap();
+    let (envelope, bytes) = Message::Raw(RAW.into())
+        .build(request, RawHeader::AsIs, stamp)
+        .unwrap();
     assert_eq!(envelope.sender, "");
     assert_eq!(envelope.recipients, ["bob@example.org"]);
     assert_eq!(bytes, RAW.as_bytes());
@@ -243,12 +247,12 @@ fn raw_without_from_headers_is_untouched() {
 fn sender_header_wins_over_from_and_a_missing_one_is_an_error() {
     let raw = "From: a@example.org\r\nSender: s@example.org\r\nTo: b@example.org\r\n\r\nx\r\n";
     let (envelope, _) = Message::Raw(raw.into())
-        .build(from_header(), stamp)
+        .build(from_header(), RawHeader::AsIs, stamp)
         .unwrap();
     assert_eq!(envelope.sender, "s@example.org");
 
     let error = Message::Raw(b"To: b@example.org\r\n\r\nx\r\n".to_vec())
-        .build(from_header(), stamp)
+        .build(from_header(), RawHeader::AsIs, stamp)
         .unwrap_err();
     assert!(error.message.contains("no sender"), "{error:?}");
 }
@@ -261,7 +265,9 @@ fn bare_names_get_the_qualify_domain() {
         qualify_domain: Some("host.example.org".into()),
         ..from_header()
     };
-    let (envelope, _) = Message::Raw(cron.into()).build(request, stamp).unwrap();
+    let (envelope, _) = Message::Raw(cron.into())
+        .build(request, RawHeader::AsIs, stamp)
+        .unwrap();
     assert_eq!(envelope.sender, "root@host.example.org");
     assert_eq!(
         envelope.recipients,
@@ -277,10 +283,105 @@ fn bare_names_get_the_qualify_domain() {
         qualify_domain: Some("host.example.org".into()),
         ..from_header()
     };
-    let (envelope, _) = Message::Raw(cron.into()).build(request, stamp).unwrap();
+    let (envelope, _) = Message::Raw(cron.into())
+        .build(request, RawHeader::AsIs, stamp)
+        .unwrap();
     assert_eq!(envelope.sender, "");
     let (envelope, _) = Message::Raw(cron.into())
-        .build(from_header(), stamp)
+        .build(from_header(), RawHeader::AsIs, stamp)
         .unwrap();
     assert!(envelope.check().is_err());
+}
+
+fn to_bob() -> EnvelopeRequest {
+    EnvelopeRequest {
+        sender: Some("cron@example.org".into()),
+        recipients: vec!["bob@example.org".into()],
+        ..EnvelopeRequest::default()
+    }
+}
+
+fn completed(raw: &str, request: EnvelopeRequest) -> String {
+    let (_, bytes) = Message::Raw(raw.into())
+        .build(request, RawHeader::Complete, stamp)
+        .unwrap();
+    String::from_utf8(bytes).unwrap()
+}
+
+#[test]
+fn a_raw_message_gets_the_date_message_id_and_from_it_lacks() {
+    let sent = completed("Subject: cron\nTo: bob@example.org\n\nall done\n", to_bob());
+    assert_eq!(
+        sent,
+        "Date: Tue, 14 Nov 2023 22:13:20 +0000\r\n\
+         Message-ID: <abc123@example.org>\r\n\
+         From: <cron@example.org>\r\n\
+         Subject: cron\nTo: bob@example.org\n\nall done\n"
+    );
+    let parsed = MessageParser::new().parse(sent.as_bytes()).unwrap();
+    assert_eq!(parsed.message_id(), Some("abc123@example.org"));
+    assert_eq!(parsed.date().map(|d| d.to_timestamp()), Some(1_700_000_000));
+}
+
+#[test]
+fn fields_already_there_are_kept_and_not_added_twice() {
+    let raw = "from: Cron <cron@example.org>\r\nDATE: Mon, 1 Jan 2024 00:00:00 +0000\r\n\
+               Subject: x\r\n\r\nbody\r\n";
+    let sent = completed(raw, to_bob());
+    assert_eq!(sent, format!("Message-ID: <abc123@example.org>\r\n{raw}"));
+    let whole = format!("Message-ID: <given@example.org>\r\n{raw}");
+    assert_eq!(completed(&whole, to_bob()), whole);
+}
+
+#[test]
+fn a_field_name_in_the_body_does_not_count() {
+    let raw = "Subject: x\r\n\r\nDate: not a field here\r\nMessage-ID: nor this\r\n";
+    let sent = completed(raw, to_bob());
+    assert!(sent.starts_with("Date: Tue, 14 Nov 2023"), "{sent}");
+    assert!(
+        sent.contains("Message-ID: <abc123@example.org>\r\nFrom: <cron@example.org>\r\nSubject: x")
+    );
+}
+
+#[test]
+fn a_message_without_a_header_gets_one_before_its_body() {
+    let sent = completed("just a line of text\n", to_bob());
+    assert!(
+        sent.ends_with("From: <cron@example.org>\r\n\r\njust a line of text\n"),
+        "{sent}"
+    );
+    // An empty header (the message starts with its blank line) keeps its one blank line.
+    let sent = completed("\r\nbody only\r\n", to_bob());
+    assert!(
+        sent.ends_with("From: <cron@example.org>\r\n\r\nbody only\r\n"),
+        "{sent}"
+    );
+}
+
+#[test]
+fn the_null_sender_adds_no_from_and_as_is_adds_nothing() {
+    let null_sender = EnvelopeRequest {
+        sender: Some(String::new()),
+        ..to_bob()
+    };
+    let sent = completed("Subject: bounce\r\n\r\nx\r\n", null_sender);
+    assert!(!sent.contains("From:"), "{sent}");
+    assert!(sent.contains("Message-ID: <abc123@localhost>"), "{sent}");
+    let raw = "Subject: as is\r\n\r\nx\r\n";
+    let (_, bytes) = Message::Raw(raw.into())
+        .build(to_bob(), RawHeader::AsIs, stamp)
+        .unwrap();
+    assert_eq!(bytes, raw.as_bytes());
+}
+
+#[test]
+fn a_complete_raw_message_never_reads_the_clock() {
+    let raw = "From: a@example.org\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\n\
+               Message-ID: <m@example.org>\r\n\r\nx\r\n";
+    let (_, bytes) = Message::Raw(raw.into())
+        .build(to_bob(), RawHeader::Complete, || -> Stamp {
+            panic!("the stamp was read")
+        })
+        .unwrap();
+    assert_eq!(bytes, raw.as_bytes());
 }

@@ -2,6 +2,7 @@
 //! SIZE (RFC 1870), BODY (RFC 6152), SMTPUTF8 (RFC 6531), RET, ENVID, NOTIFY and ORCPT
 //! (DSN, RFC 3461) and REQUIRETLS (RFC 8689).
 
+use crate::message::RawHeader;
 use std::fmt::Write as _;
 
 use crate::error::{Error, Phase};
@@ -38,6 +39,8 @@ pub struct SendOptions {
     pub dsn: Option<Dsn>,
     /// REQUIRETLS: the message may only travel over TLS.
     pub require_tls: bool,
+    /// Whether a raw message's missing Date, Message-ID and From are added.
+    pub raw_header: RawHeader,
 }
 
 /// RFC 3461 section 4.4: ENVID is at most 100 characters of xtext-encoded text.
@@ -162,6 +165,7 @@ mod tests {
                 original_recipients: true,
             }),
             require_tls: true,
+            raw_header: Default::default(),
         }
     }
 
@@ -200,6 +204,7 @@ mod tests {
                 ..Dsn::default()
             }),
             require_tls: false,
+            raw_header: Default::default(),
         };
         assert_eq!(
             rcpt_command("b@example.org", &never),
@@ -219,6 +224,7 @@ mod tests {
                 ..Dsn::default()
             }),
             require_tls: false,
+            raw_header: Default::default(),
         };
         assert!(with_envid("ok-123").check().is_ok());
         assert!(with_envid("a\r\nRSET").check().is_err());

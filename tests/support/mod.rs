@@ -1,7 +1,9 @@
 //! Shared by the integration tests: the compiled component, loopback servers, mailers.
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod black_hole;
 pub mod scripted;
+pub mod timed;
 
 use std::io::Write as _;
 use std::process::{Command, Output, Stdio};
@@ -45,15 +47,33 @@ pub fn loopback_with(
     .expect("the loopback server starts")
 }
 
-/// The first line of every message the server received (the tests put the subject there).
-pub fn first_lines(server: &LoopbackServer) -> Vec<String> {
+/// A raw message as its sender wrote it: `data` without the `Date` and `Message-ID` that
+/// sendbox puts first when the message lacks them. Their values differ on every run; the
+/// proto message tests and tests/postfix.rs check them.
+pub fn as_written(data: &[u8]) -> &[u8] {
+    let mut rest = data;
+    for added in [&b"Date: "[..], b"Message-ID: <"] {
+        if rest.starts_with(added) {
+            let end = rest
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .map_or(rest.len(), |i| i + 2);
+            rest = &rest[end..];
+        }
+    }
+    rest
+}
+
+/// The Subject field of every message the server received, in order of arrival.
+pub fn subjects(server: &LoopbackServer) -> Vec<String> {
     server
         .received()
         .iter()
         .map(|r| {
             String::from_utf8_lossy(&r.data)
                 .lines()
-                .next()
+                .take_while(|l| !l.is_empty())
+                .find(|l| l.starts_with("Subject:"))
                 .unwrap_or("")
                 .to_owned()
         })

@@ -11,7 +11,13 @@ use wasip2::sockets::network::{
 };
 use wasip2::sockets::tcp_create_socket::create_tcp_socket;
 
-wit_bindgen::generate!({ path: "wit", world: "probe" });
+wit_bindgen::generate!({
+    // sendbox's WIT first: the probe's world exports its `mail-sender` interface.
+    path: ["../../wit", "wit"],
+    world: "sendbox:probe/probe",
+});
+
+use exports::sendbox::mail::mail_sender as mail;
 
 struct Probe;
 
@@ -114,5 +120,63 @@ impl Guest for Probe {
         loop {
             n = std::hint::black_box(n.wrapping_add(1));
         }
+    }
+
+    fn panic_with(secret: String) {
+        panic_quoting(&secret)
+    }
+}
+
+/// Panics with `secret` in the panic message.
+fn panic_quoting(secret: &str) -> ! {
+    panic!("probe: giving up with the secret {secret:?} in hand")
+}
+
+/// The secret of `credentials`, for a panic message to quote.
+fn secret_of(credentials: Option<&mail::Credentials>) -> String {
+    match credentials.map(|c| &c.secret) {
+        Some(mail::Secret::Password(secret) | mail::Secret::BearerToken(secret)) => secret.clone(),
+        None => "<no credentials given>".to_owned(),
+    }
+}
+
+/// The sender interface, as a component with a bug that panics with the password in its
+/// panic message: the host must report the trap without repeating that message.
+impl mail::Guest for Probe {
+    type Session = PanickingSession;
+
+    fn send(
+        _server: mail::Server,
+        credentials: Option<mail::Credentials>,
+        _envelope: mail::Envelope,
+        _message: mail::Message,
+        _options: mail::SendOptions,
+    ) -> Result<mail::Delivery, mail::SendError> {
+        panic_quoting(&secret_of(credentials.as_ref()))
+    }
+}
+
+/// A session that never opens: `open` panics the same way.
+pub struct PanickingSession;
+
+impl mail::GuestSession for PanickingSession {
+    fn open(
+        _server: mail::Server,
+        credentials: Option<mail::Credentials>,
+    ) -> Result<mail::Session, mail::SendError> {
+        panic_quoting(&secret_of(credentials.as_ref()))
+    }
+
+    fn send(
+        &self,
+        _envelope: mail::Envelope,
+        _message: mail::Message,
+        _options: mail::SendOptions,
+    ) -> Result<mail::Delivery, mail::SendError> {
+        unreachable!("a probe session never opens")
+    }
+
+    fn close(&self) -> Result<(), mail::SendError> {
+        unreachable!("a probe session never opens")
     }
 }
