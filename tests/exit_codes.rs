@@ -98,6 +98,18 @@ fn send_with_login(files: &Files, port: u16, extra: &[&str]) -> Output {
     send_to(files, port, "starttls", &args)
 }
 
+/// A script up to STARTTLS, then the server's answer to it.
+fn starttls_answered(answer: &'static str) -> Vec<Step> {
+    vec![
+        Step::Send(GREETING),
+        Step::Expect("EHLO"),
+        Step::Send(EHLO_STARTTLS),
+        Step::Expect("STARTTLS"),
+        Step::Send(answer),
+        Step::Silent,
+    ]
+}
+
 /// A script up to a login over STARTTLS, then the server's answer to AUTH.
 fn auth_answered(answer: &'static str) -> Vec<Step> {
     vec![
@@ -310,14 +322,7 @@ fn exit_69_for_tls_failures_and_permanent_refusals() {
 
     // STARTTLS refused for good.
     let server = ScriptedServer::start(
-        vec![
-            Step::Send(GREETING),
-            Step::Expect("EHLO"),
-            Step::Send(EHLO_STARTTLS),
-            Step::Expect("STARTTLS"),
-            Step::Send("554 5.7.3 no TLS for you\r\n"),
-            Step::Silent,
-        ],
+        starttls_answered("554 5.7.3 no TLS for you\r\n"),
         files.tls(),
     );
     let output = send_with_login(&files, server.port(), &[]);
@@ -409,14 +414,7 @@ fn exit_75_for_every_temporary_failure() {
 
     // 4xx to STARTTLS.
     let server = ScriptedServer::start(
-        vec![
-            Step::Send(GREETING),
-            Step::Expect("EHLO"),
-            Step::Send(EHLO_STARTTLS),
-            Step::Expect("STARTTLS"),
-            Step::Send("454 4.7.0 TLS not available due to temporary reason\r\n"),
-            Step::Silent,
-        ],
+        starttls_answered("454 4.7.0 TLS not available due to temporary reason\r\n"),
         files.tls(),
     );
     let output = send_with_login(&files, server.port(), &[]);
