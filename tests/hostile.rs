@@ -1029,3 +1029,44 @@ async fn an_rcpt_line_over_the_limit_is_refused_before_anything_is_sent() {
     assert!(seen.stopped.is_none(), "{:?}", seen.stopped);
     assert!(!seen.all_text().contains("bad@example.org"));
 }
+
+/// After the server refuses a message's content (a 554 after the final dot, which ends the
+/// transaction), the dialogue is still ready, and the component says so (`is-open`): a batch sends the
+/// next message over the same connection instead of opening another, which this
+/// one-connection server would never answer.
+#[tokio::test]
+async fn a_batch_keeps_its_session_after_the_content_is_refused() {
+    let mut steps = vec![
+        Step::Expect("MAIL FROM:<a@example.org>"),
+        Step::Send("250 ok\r\n"),
+        Step::Expect("RCPT TO:<b@example.org>"),
+        Step::Send("250 ok\r\n"),
+        Step::Expect("DATA"),
+        Step::Send("354 go\r\n"),
+        Step::ExpectData,
+        Step::Send("554 5.7.1 content refused\r\n"),
+    ];
+    steps.extend(transaction("a@example.org", &["b@example.org"]));
+    let server = ScriptedServer::start(session_script(steps), None);
+    let mailer = std::sync::Arc::new(mailer_for(&server).await);
+    let jobs = (0..2)
+        .map(|_| sendbox::batch::Job {
+            envelope: envelope("a@example.org", &["b@example.org"]),
+            message: std::sync::Arc::from(MESSAGE),
+        })
+        .collect();
+    let summary = sendbox::batch::send_all(mailer, jobs, 1, |_| {}).await;
+    let seen = server.seen();
+    assert!(seen.stopped.is_none(), "{:?}", seen.stopped);
+    assert_eq!(
+        (summary.sent, summary.failed),
+        (1, 1),
+        "{:?}",
+        summary.failures
+    );
+    assert!(
+        summary.failures[0].1.contains("554 5.7.1"),
+        "{:?}",
+        summary.failures
+    );
+}

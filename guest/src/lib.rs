@@ -82,6 +82,10 @@ impl wit::GuestSession for SessionResource {
             .map_err(to_wit_error)
     }
 
+    fn is_open(&self) -> bool {
+        self.0.borrow().is_open()
+    }
+
     fn close(&self) -> Result<(), wit::SendError> {
         self.0.borrow_mut().close().map_err(to_wit_error)
     }

@@ -226,6 +226,11 @@ impl Session {
         Ok(())
     }
 
+    /// Whether the dialogue can take another message (see the WIT's `is-open`).
+    pub fn is_open(&self) -> bool {
+        !self.client.is_closed()
+    }
+
     /// Sends QUIT and waits briefly for the reply.
     pub fn close(&mut self) -> Result<(), Error> {
         let deadline = net::now() + u64::from(self.server.timeouts.command_ms.min(10_000)) * MS;

@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::mailer::{Envelope, Error, ErrorKind, Mailer, Phase, Session};
+use crate::mailer::{Envelope, Error, ErrorKind, Mailer, Session};
 
 /// One message to send.
 #[derive(Clone, Debug)]
@@ -125,27 +125,14 @@ async fn send_one(
         Ok(delivery) if delivery.refused.is_empty() => Outcome::Sent,
         Ok(_) => Outcome::PartlyRefused,
         Err(error) => {
-            if !keeps_session(&error) {
+            // The component knows whether the dialogue survived the failure; a trap or a
+            // call out of time leaves an instance not worth asking.
+            let usable = matches!(error, Error::Smtp(_)) && open.is_open().await;
+            if !usable {
                 *session = None;
             }
             Outcome::Failed(error)
         }
-    }
-}
-
-/// Failures that concern only the message (a refused sender or recipients, bad input)
-/// leave the session usable; everything else ends it.
-fn keeps_session(error: &Error) -> bool {
-    match error {
-        Error::Smtp(smtp) => match smtp.kind {
-            ErrorKind::InvalidInput => true,
-            ErrorKind::Rejected => {
-                matches!(smtp.phase, Phase::Mail | Phase::Rcpt)
-                    && smtp.reply.as_ref().is_some_and(|r| r.code != 421)
-            }
-            _ => false,
-        },
-        _ => false,
     }
 }
 

@@ -519,8 +519,9 @@ pub struct Session {
 }
 
 impl Session {
-    /// Sends one message. After a failure that concerns only this message (a refused
-    /// sender, every recipient refused) the session stays usable.
+    /// Sends one message. After a failure that concerns only this message (bad input, a
+    /// refused sender, every recipient refused, the content refused) the session stays
+    /// open; [`Session::is_open`] says whether it did.
     pub async fn send(
         &mut self,
         envelope: &Envelope,
@@ -543,6 +544,18 @@ impl Session {
         let call = api.call_send(&mut self.store, self.handle, &envelope, &message, options);
         let result = bounded(self.run_time, call).await;
         finish(result, &self.store)
+    }
+
+    /// Whether the session can carry another message, as the component sees it: false
+    /// once the connection was lost, timed out, broke the protocol or was closed, and
+    /// after a call that trapped or ran out of time.
+    pub async fn is_open(&mut self) -> bool {
+        let api = self.sender.sendbox_mail_mail_sender().session();
+        let call = api.call_is_open(&mut self.store, self.handle);
+        matches!(
+            tokio::time::timeout(self.run_time, call).await,
+            Ok(Ok(true))
+        )
     }
 
     /// Sends QUIT and closes the connection.

@@ -176,6 +176,10 @@ impl mail::GuestSession for PanickingSession {
         unreachable!("a probe session never opens")
     }
 
+    fn is_open(&self) -> bool {
+        unreachable!("a probe session never opens")
+    }
+
     fn close(&self) -> Result<(), mail::SendError> {
         unreachable!("a probe session never opens")
     }
