@@ -48,11 +48,15 @@ pub enum TlsMode {
 /// Settings for one connection.
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
+    /// The name sent with EHLO (or HELO).
     pub ehlo_name: String,
+    /// How the connection is protected.
     pub tls: TlsMode,
+    /// The login, if the server must be authenticated to.
     pub credentials: Option<Credentials>,
     /// The server's name and port, which OAUTHBEARER sends.
     pub server_host: String,
+    /// The server's port, which OAUTHBEARER sends with `server_host`.
     pub server_port: u16,
     /// A fresh random nonce for SCRAM ([`sasl::nonce_from_random`]).
     pub sasl_nonce: String,
@@ -65,6 +69,7 @@ pub struct ClientConfig {
 pub struct Envelope {
     /// Reverse-path; empty for the null sender `<>`.
     pub sender: String,
+    /// RCPT TO addresses, in order.
     pub recipients: Vec<String>,
 }
 
@@ -87,14 +92,18 @@ impl Envelope {
 /// A recipient the server refused, with its reply.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RefusedRecipient {
+    /// The recipient as given.
     pub address: String,
+    /// The server's refusal.
     pub reply: Reply,
 }
 
 /// The outcome of a message the server accepted for at least one recipient.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Delivery {
+    /// Recipients the server accepted.
     pub accepted: Vec<String>,
+    /// Recipients the server refused, each with its reply.
     pub refused: Vec<RefusedRecipient>,
     /// The reply to the end of the content; it usually names the queue id.
     pub reply: Reply,
@@ -110,7 +119,9 @@ pub enum Timer {
     Greeting,
     /// EHLO, STARTTLS, AUTH, RSET, NOOP and QUIT.
     Command,
+    /// The reply to MAIL FROM.
     Mail,
+    /// The reply to RCPT TO.
     Rcpt,
     /// The 354 reply to DATA.
     DataStart,
@@ -123,20 +134,70 @@ pub enum Timer {
 /// What the driver should wait for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Wait {
+    /// The stage the reply belongs to, for errors.
     pub phase: Phase,
+    /// Which time limit applies.
     pub timer: Timer,
 }
 
 /// What the driver must do next.
 #[derive(Debug)]
 pub enum Step {
+    /// Write these bytes (under this time limit), then poll again.
     Transmit(Vec<u8>, Timer),
+    /// Read from the server and pass the bytes to [`Client::receive`].
     Receive(Wait),
+    /// Run the TLS handshake, then call [`Client::tls_established`].
     StartTls,
+    /// The session can take a message ([`Client::send`]), a NOOP or QUIT.
     Ready,
+    /// A message was delivered (to some or all of its recipients).
     Delivered(Delivery),
+    /// A message or the session failed.
     Failed(Error),
+    /// The session is over: close the connection.
     Closed,
+}
+
+/// An SMTP service extension the dialogue uses, by its EHLO keyword. A typed name, so that a
+/// misspelt keyword cannot silently read as "not offered".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Extension {
+    /// RFC 3207.
+    StartTls,
+    /// RFC 4954; its parameters are the SASL mechanisms.
+    Auth,
+    /// RFC 1870; its parameter is the largest message accepted.
+    Size,
+    /// RFC 2920.
+    Pipelining,
+    /// RFC 6152.
+    EightBitMime,
+    /// RFC 6531.
+    SmtpUtf8,
+    /// RFC 3030 (BDAT).
+    Chunking,
+    /// RFC 3461.
+    Dsn,
+    /// RFC 8689.
+    RequireTls,
+}
+
+impl Extension {
+    /// The keyword in the EHLO reply.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            Extension::StartTls => "STARTTLS",
+            Extension::Auth => "AUTH",
+            Extension::Size => "SIZE",
+            Extension::Pipelining => "PIPELINING",
+            Extension::EightBitMime => "8BITMIME",
+            Extension::SmtpUtf8 => "SMTPUTF8",
+            Extension::Chunking => "CHUNKING",
+            Extension::Dsn => "DSN",
+            Extension::RequireTls => "REQUIRETLS",
+        }
+    }
 }
 
 /// Extensions the server announced in its EHLO reply.
@@ -161,24 +222,30 @@ impl Capabilities {
         Capabilities { entries }
     }
 
-    pub fn has(&self, keyword: &str) -> bool {
-        self.entries.iter().any(|(k, _)| k == keyword)
+    /// Whether the server offers `extension`.
+    pub fn has(&self, extension: Extension) -> bool {
+        self.entries.iter().any(|(k, _)| k == extension.keyword())
     }
 
-    fn params(&self, keyword: &str) -> impl Iterator<Item = &str> {
+    fn params(&self, extension: Extension) -> impl Iterator<Item = &str> {
         self.entries
             .iter()
-            .filter(move |(k, _)| k == keyword)
+            .filter(move |(k, _)| k == extension.keyword())
             .flat_map(|(_, p)| p.split_ascii_whitespace())
     }
 
+    /// The SASL mechanisms the server offers with AUTH.
     pub fn auth_mechanisms(&self) -> Vec<String> {
-        self.params("AUTH").map(str::to_owned).collect()
+        self.params(Extension::Auth).map(str::to_owned).collect()
     }
 
     /// The SIZE limit in octets, if the server declared a non-zero one.
     pub fn size_limit(&self) -> Option<u64> {
-        self.params("SIZE").next()?.parse().ok().filter(|&n| n > 0)
+        self.params(Extension::Size)
+            .next()?
+            .parse()
+            .ok()
+            .filter(|&n| n > 0)
     }
 }
 
@@ -479,19 +546,20 @@ impl Client {
         self.check_ready()?;
         let needs_utf8 = envelope.check()?;
         options.check()?;
-        if needs_utf8 && !self.capabilities.has("SMTPUTF8") {
+        if needs_utf8 && !self.capabilities.has(Extension::SmtpUtf8) {
             return Err(Error::invalid_input(
                 Phase::Mail,
                 "an address has non-ASCII characters but the server does not offer SMTPUTF8",
             ));
         }
-        if options.dsn.is_some() && !self.capabilities.has("DSN") {
+        if options.dsn.is_some() && !self.capabilities.has(Extension::Dsn) {
             return Err(Error::invalid_input(
                 Phase::Mail,
                 "delivery status notifications were asked for but the server does not offer DSN",
             ));
         }
-        if options.require_tls && !(self.tls_active && self.capabilities.has("REQUIRETLS")) {
+        if options.require_tls && !(self.tls_active && self.capabilities.has(Extension::RequireTls))
+        {
             return Err(Error::new(
                 Phase::Mail,
                 ErrorKind::Tls,
@@ -499,13 +567,13 @@ impl Client {
                  offer REQUIRETLS; the message was not sent",
             ));
         }
-        let framing = if self.capabilities.has("CHUNKING") {
+        let framing = if self.capabilities.has(Extension::Chunking) {
             Framing::Chunked
         } else {
             Framing::DotStuffed
         };
         let data = data::encode(message, framing)?;
-        let eight_bit_mime = self.capabilities.has("8BITMIME");
+        let eight_bit_mime = self.capabilities.has(Extension::EightBitMime);
         if data.eight_bit && !eight_bit_mime && !needs_utf8 {
             return Err(Error::invalid_input(
                 Phase::Data,
@@ -524,7 +592,7 @@ impl Client {
             ));
         }
         let declared = MailDeclarations {
-            size: self.capabilities.has("SIZE").then_some(size),
+            size: self.capabilities.has(Extension::Size).then_some(size),
             eight_bit: data.eight_bit && eight_bit_mime,
             smtputf8: needs_utf8,
         };
@@ -564,7 +632,7 @@ impl Client {
             refused: Vec::new(),
             deferred: Vec::new(),
             earlier_replies: Vec::new(),
-            pipelined: self.capabilities.has("PIPELINING"),
+            pipelined: self.capabilities.has(Extension::Pipelining),
             doomed: None,
         });
         self.start_transaction();
@@ -726,7 +794,7 @@ impl Client {
     /// After a successful EHLO or HELO: STARTTLS, AUTH, or ready.
     fn after_hello(&mut self) {
         if self.config.tls == TlsMode::StartTls && !self.tls_active {
-            if self.capabilities.has("STARTTLS") {
+            if self.capabilities.has(Extension::StartTls) {
                 self.command("STARTTLS");
                 self.state = State::StartTls;
             } else {

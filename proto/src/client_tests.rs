@@ -1118,3 +1118,40 @@ fn a_connection_lost_in_a_further_transaction_keeps_the_first_delivery() {
     assert_eq!(delivery.reply.text(), "queued as ONE");
     assert!(matches!(client.poll(), Step::Closed));
 }
+
+#[test]
+fn extensions_are_read_by_keyword_whatever_their_case_and_separator() {
+    let ehlo = Reply {
+        code: 250,
+        enhanced: None,
+        lines: [
+            "mx.example.org",
+            "pipelining",
+            "Size 1000",
+            "AUTH=PLAIN LOGIN",
+            "8bitmime",
+        ]
+        .map(String::from)
+        .to_vec(),
+    };
+    let capabilities = Capabilities::from_ehlo(&ehlo);
+    for offered in [
+        Extension::Pipelining,
+        Extension::Size,
+        Extension::Auth,
+        Extension::EightBitMime,
+    ] {
+        assert!(capabilities.has(offered), "{offered:?}");
+    }
+    for absent in [
+        Extension::StartTls,
+        Extension::SmtpUtf8,
+        Extension::Chunking,
+        Extension::Dsn,
+        Extension::RequireTls,
+    ] {
+        assert!(!capabilities.has(absent), "{absent:?}");
+    }
+    assert_eq!(capabilities.size_limit(), Some(1000));
+    assert_eq!(capabilities.auth_mechanisms(), ["PLAIN", "LOGIN"]);
+}

@@ -7,18 +7,28 @@ use crate::reply::Reply;
 /// The stage of the SMTP dialogue an error happened in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
+    /// Connecting to the server.
     Connect,
+    /// Waiting for its 220 greeting.
     Greeting,
+    /// STARTTLS and the TLS handshake.
     Tls,
+    /// EHLO (or HELO).
     Ehlo,
+    /// AUTH.
     Auth,
+    /// MAIL FROM.
     Mail,
+    /// RCPT TO.
     Rcpt,
+    /// DATA or BDAT, and the content.
     Data,
+    /// QUIT.
     Quit,
 }
 
 impl Phase {
+    /// The phase's name in messages (`connect`, `greeting`, ...).
     pub fn name(self) -> &'static str {
         match self {
             Phase::Connect => "connect",
@@ -57,6 +67,7 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// The kind's name in messages (`invalid input`, `rejected`, ...).
     pub fn name(self) -> &'static str {
         match self {
             ErrorKind::InvalidInput => "invalid input",
@@ -74,7 +85,9 @@ impl ErrorKind {
 /// An SMTP client error with everything a user needs to act on it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Error {
+    /// The stage of the dialogue it happened in.
     pub phase: Phase,
+    /// What went wrong.
     pub kind: ErrorKind,
     /// The server's reply, when the error is the server's answer.
     pub reply: Option<Reply>,
@@ -85,6 +98,7 @@ pub struct Error {
 }
 
 impl Error {
+    /// An error without a server reply; transient for network failures and timeouts.
     pub fn new(phase: Phase, kind: ErrorKind, message: impl Into<String>) -> Self {
         let transient = matches!(kind, ErrorKind::Network | ErrorKind::Timeout);
         Error {
@@ -112,6 +126,7 @@ impl Error {
         }
     }
 
+    /// Input refused before anything was sent: never transient.
     pub fn invalid_input(phase: Phase, message: impl Into<String>) -> Self {
         Error::new(phase, ErrorKind::InvalidInput, message)
     }

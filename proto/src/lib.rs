@@ -15,6 +15,8 @@
 //! - [`command`]: checks on addresses and names before they reach a command line.
 //! - [`error`]: errors with phase, server reply and whether a retry can help.
 
+#![warn(missing_docs)]
+
 pub mod client;
 pub mod command;
 pub mod connect;
@@ -28,7 +30,8 @@ pub mod reply;
 pub mod sasl;
 
 pub use client::{
-    Client, ClientConfig, Delivery, Envelope, RefusedRecipient, Step, Timer, TlsMode, Wait,
+    Client, ClientConfig, Delivery, Envelope, Extension, RefusedRecipient, Step, Timer, TlsMode,
+    Wait,
 };
 pub use error::{Error, ErrorKind, Phase};
 pub use message::{Attachment, Composed, EnvelopeRequest, Mailbox, Message, RawHeader, Stamp};

@@ -23,30 +23,43 @@ use crate::error::{Error, Phase};
 /// A display name and an address.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mailbox {
+    /// The display name, if any.
     pub name: Option<String>,
+    /// The address, `local@domain`.
     pub address: String,
 }
 
 /// A file attached to a composed message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Attachment {
+    /// The file name shown to the recipient.
     pub filename: String,
+    /// Its media type, such as `application/pdf`.
     pub media_type: String,
+    /// The file's bytes.
     pub content: Vec<u8>,
 }
 
 /// A message for [`Message::build`] to write.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Composed {
+    /// The author: From, and the envelope sender unless one is given.
     pub from: Option<Mailbox>,
+    /// To recipients.
     pub to: Vec<Mailbox>,
+    /// Cc recipients.
     pub cc: Vec<Mailbox>,
     /// Envelope recipients only: never written to the header.
     pub bcc: Vec<Mailbox>,
+    /// Reply-To addresses.
     pub reply_to: Vec<Mailbox>,
+    /// The subject.
     pub subject: String,
+    /// A text/plain body.
     pub text: Option<String>,
+    /// A text/html body; with `text`, the two form multipart/alternative.
     pub html: Option<String>,
+    /// Files attached.
     pub attachments: Vec<Attachment>,
     /// Extra header fields as (name, value).
     pub headers: Vec<(String, String)>,
@@ -57,6 +70,7 @@ pub struct Composed {
 pub enum Message {
     /// An RFC 5322 message, sent as it is but for the fields [`RawHeader`] may add.
     Raw(Vec<u8>),
+    /// A message to build with mail-builder.
     Composed(Box<Composed>),
 }
 
@@ -65,6 +79,7 @@ pub enum Message {
 pub struct EnvelopeRequest {
     /// MAIL FROM; `None` takes the message's Sender or From address.
     pub sender: Option<String>,
+    /// RCPT TO addresses given by the caller.
     pub recipients: Vec<String>,
     /// Also send to the message's To, Cc and Bcc addresses (`sendmail -t`).
     pub recipients_from_headers: bool,

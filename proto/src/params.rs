@@ -10,15 +10,20 @@ use crate::error::{Error, Phase};
 /// When a delivery status notification is wanted. All false means NEVER.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Notify {
+    /// Notify on delivery.
     pub success: bool,
+    /// Notify on failure.
     pub failure: bool,
+    /// Notify on delay.
     pub delay: bool,
 }
 
 /// How much of the message a failure notification returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DsnReturn {
+    /// The whole message.
     Full,
+    /// Its header only.
     Headers,
 }
 
@@ -27,7 +32,9 @@ pub enum DsnReturn {
 pub struct Dsn {
     /// NOTIFY for every recipient; `None` leaves it to the server.
     pub notify: Option<Notify>,
+    /// RET: what a failure notification returns.
     pub ret: Option<DsnReturn>,
+    /// ENVID: an identifier that notifications quote back.
     pub envid: Option<String>,
     /// Send ORCPT with each recipient's address.
     pub original_recipients: bool,
@@ -36,6 +43,7 @@ pub struct Dsn {
 /// Options for one message.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SendOptions {
+    /// Delivery status notifications (RFC 3461) to ask for.
     pub dsn: Option<Dsn>,
     /// REQUIRETLS: the message may only travel over TLS.
     pub require_tls: bool,
@@ -75,6 +83,7 @@ pub struct MailDeclarations {
     pub size: Option<u64>,
     /// BODY=8BITMIME.
     pub eight_bit: bool,
+    /// SMTPUTF8: an address needs UTF-8.
     pub smtputf8: bool,
 }
 

@@ -15,8 +15,11 @@ pub const MAX_LINES: usize = 128;
 /// An enhanced mail system status code (RFC 3463), such as `5.1.1`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EnhancedStatus {
+    /// The class: 2 success, 4 transient failure, 5 permanent failure.
     pub class: u8,
+    /// The subject (RFC 3463 section 4).
     pub subject: u16,
+    /// The detail within the subject.
     pub detail: u16,
 }
 
@@ -80,7 +83,12 @@ pub enum ReplyError {
     /// A line that is not `ddd`, `ddd text` or `ddd-text` with a valid code.
     Malformed(String),
     /// A continuation line whose code differs from the first line's.
-    CodeMismatch { first: u16, line: u16 },
+    CodeMismatch {
+        /// The first line's code.
+        first: u16,
+        /// The code of the line that differs.
+        line: u16,
+    },
 }
 
 impl fmt::Display for ReplyError {
@@ -104,6 +112,7 @@ pub struct ReplyParser {
 }
 
 impl ReplyParser {
+    /// A parser with nothing buffered.
     pub fn new() -> Self {
         Self::default()
     }
