@@ -1497,3 +1497,42 @@ fn sendmail_help_and_version_exit_0() {
         assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), version);
     }
 }
+
+#[test]
+fn an_empty_password_variable_is_refused_from_the_options_as_from_an_account() {
+    let server = loopback(ServerTls::StartTls);
+    let ca = ca_file(&server, "empty-env");
+    let mut args = auth_args(ca.to_str().unwrap());
+    args.extend([
+        "--from",
+        "a@example.org",
+        "--to",
+        "b@example.org",
+        "--body",
+        "x",
+    ]);
+    // The test password variable is set, but empty.
+    let output = send(&server, "starttls", "", &args, None);
+    assert_exit(&output, 64, "SENDBOX_TEST_PASSWORD is empty");
+    assert!(server.received().is_empty());
+
+    let (dir, config) = config_dir(&server, "");
+    let config = config.to_str().unwrap();
+    let args = [
+        "send",
+        "--config",
+        config,
+        "--to",
+        "b@example.org",
+        "--body",
+        "x",
+    ];
+    let output = run_at(
+        sendbox_bin(),
+        dir.path(),
+        &args,
+        &[("SENDBOX_TEST_PASSWORD", "")],
+        b"",
+    );
+    assert_exit(&output, 78, "SENDBOX_TEST_PASSWORD is empty");
+}

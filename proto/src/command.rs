@@ -61,3 +61,87 @@ pub fn check_ehlo_name(name: &str) -> Result<(), Error> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn characters_that_could_end_a_command_line_are_refused() {
+        for bad in [
+            "a@b.org\r\nRCPT TO:<evil@x.org>",
+            "a@b.org\nDATA",
+            "a\r@b.org",
+            "a@b.org\0",
+            "a b@c.org",
+            "a\t@b.org",
+            "<a@b.org>",
+            "a@b.org>",
+        ] {
+            let error = check_mailbox(Phase::Rcpt, bad).expect_err(bad);
+            assert_eq!(
+                (error.phase, error.kind),
+                (Phase::Rcpt, crate::ErrorKind::InvalidInput)
+            );
+            assert!(!error.transient);
+        }
+    }
+
+    #[test]
+    fn a_mailbox_needs_both_sides_of_its_at() {
+        for bad in ["ab.org", "@b.org", "a@", ""] {
+            assert!(check_mailbox(Phase::Mail, bad).is_err(), "{bad:?}");
+        }
+        // The last @ splits: a quoted local part may hold one.
+        assert_eq!(
+            check_mailbox(Phase::Mail, "\"a@b\"@c.org").ok(),
+            Some(false)
+        );
+    }
+
+    #[test]
+    fn length_limits_hold_exactly_at_their_edges() {
+        let local = |n: usize| "l".repeat(n);
+        assert!(check_mailbox(Phase::Mail, &format!("{}@x.org", local(64))).is_ok());
+        assert!(check_mailbox(Phase::Mail, &format!("{}@x.org", local(65))).is_err());
+        // A path of 256 octets with its angle brackets is the longest.
+        let domain = |n: usize| "d".repeat(n);
+        assert!(check_mailbox(Phase::Mail, &format!("a@{}", domain(252))).is_ok());
+        assert!(check_mailbox(Phase::Mail, &format!("a@{}", domain(253))).is_err());
+        assert!(check_mailbox(Phase::Mail, &format!("a@{}", domain(256))).is_err());
+    }
+
+    #[test]
+    fn non_ascii_addresses_are_reported_as_needing_smtputf8() {
+        assert_eq!(
+            check_mailbox(Phase::Rcpt, "zoë@example.org").ok(),
+            Some(true)
+        );
+        assert_eq!(
+            check_mailbox(Phase::Rcpt, "zoe@example.org").ok(),
+            Some(false)
+        );
+    }
+
+    #[test]
+    fn ehlo_names_are_domains_or_address_literals() {
+        for good in [
+            "client.example.org",
+            "[192.0.2.1]",
+            "[IPv6:2001:db8::1]",
+            "localhost",
+        ] {
+            assert!(check_ehlo_name(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "a b",
+            "host\r\nMAIL FROM:<x@y>",
+            "h_st",
+            &"a".repeat(256),
+        ] {
+            let error = check_ehlo_name(bad).expect_err(bad);
+            assert_eq!(error.phase, Phase::Ehlo);
+        }
+    }
+}

@@ -120,15 +120,18 @@ impl SecretSource {
         Ok(Some(match self {
             Self::None => return Ok(None),
             Self::Password(password) => Secret::Password(password.clone()),
-            Self::PasswordEnv(var) => Secret::Password(from_env(var)?),
-            Self::TokenEnv(var) => Secret::BearerToken(from_env(var)?),
+            Self::PasswordEnv(var) => Secret::Password(secret_from_env(var)?),
+            Self::TokenEnv(var) => Secret::BearerToken(secret_from_env(var)?),
             Self::PasswordCommand(command) => Secret::Password(run(self.key(), command)?),
             Self::TokenCommand(command) => Secret::BearerToken(run(self.key(), command)?),
         }))
     }
 }
 
-fn from_env(var: &str) -> Result<String, String> {
+/// A secret from the environment variable `var`, for the account's `password_env` and
+/// `token_env` and the `--password-env` and `--token-env` options alike: unset, empty and
+/// non-UTF-8 values are errors (an empty password would only fail later, at AUTH).
+pub fn secret_from_env(var: &str) -> Result<String, String> {
     match std::env::var(var) {
         Ok(value) if value.is_empty() => Err(format!("environment variable {var} is empty")),
         Ok(value) => Ok(value),

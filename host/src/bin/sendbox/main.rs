@@ -418,14 +418,7 @@ fn report(delivery: &Delivery, report_success: bool) {
 /// The secret from the options: a token or password from the environment, a password
 /// from a file, or from the terminal; never from the command line itself.
 fn secret_from_options(connection: &ConnectionArgs) -> Result<Secret, Stop> {
-    let from_env = |var: &str| {
-        std::env::var(var).map_err(|_| {
-            Stop(
-                exit::USAGE,
-                format!("environment variable {var} is not set"),
-            )
-        })
-    };
+    let from_env = |var: &str| config::secret_from_env(var).map_err(|m| Stop(exit::USAGE, m));
     if let Some(var) = &connection.token_env {
         return from_env(var).map(Secret::BearerToken);
     }
