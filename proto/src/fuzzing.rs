@@ -186,8 +186,11 @@ pub fn raw_message(input: &[u8]) {
 mod regressions {
     use std::path::{Path, PathBuf};
 
-    /// Each fuzz target and the oracle it checks.
-    const TARGETS: [(&str, fn(&[u8])); 4] = [
+    /// What a fuzz target checks.
+    type Oracle = fn(&[u8]);
+
+    /// Each fuzz target and its oracle.
+    const TARGETS: [(&str, Oracle); 4] = [
         ("reply_parser", super::reply_parser),
         ("data_encoder", super::data_encoder),
         ("dialogue", super::dialogue),
