@@ -7,8 +7,7 @@
 
 mod support;
 
-use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -17,10 +16,8 @@ use sendbox::{
     Attachment, AuthMechanism, ComposedMessage, Credentials, Dsn, DsnNotify, DsnReturn, Envelope,
     Mailbox, Mailer, SendOptions, Server, TlsMode, Transcript, TranscriptBuffer,
 };
+use support::postfix::{delivered, delivered_where, state, token};
 use support::*;
-
-const STATE: &str = "/var/lib/sendbox-postfix";
-const MAILBOXES: &str = "/var/mail/vhosts/sendbox.test";
 
 /// What tests/postfix/setup.sh left for us.
 struct Postfix {
@@ -30,15 +27,10 @@ struct Postfix {
 }
 
 fn postfix() -> Postfix {
-    let read = |name: &str| {
-        std::fs::read_to_string(Path::new(STATE).join(name)).unwrap_or_else(|e| {
-            panic!("Postfix is not set up ({STATE}/{name}: {e}); run `just postfix` (tests/postfix/setup.sh) as root")
-        })
-    };
     Postfix {
-        ca_pem: read("ca.pem"),
-        user: read("user").trim().to_owned(),
-        password: read("password").trim_end_matches('\n').to_owned(),
+        ca_pem: state("ca.pem"),
+        user: state("user").trim().to_owned(),
+        password: state("password").trim_end_matches('\n').to_owned(),
     }
 }
 
@@ -66,41 +58,6 @@ impl Postfix {
             std::env::temp_dir().join(format!("sendbox-postfix-ca-{}.pem", std::process::id()));
         std::fs::write(&path, &self.ca_pem).unwrap();
         path.to_string_lossy().into_owned()
-    }
-}
-
-/// A string no other message has, to find ours in the mailbox.
-fn token(label: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{label}-{}-{nanos}", std::process::id())
-}
-
-/// Waits until a message containing `token` is in `user`'s mailbox and returns it.
-fn delivered(user: &str, token: &str) -> String {
-    delivered_where(user, token, |_| true)
-}
-
-/// Waits until a message containing `token` and passing `wanted` is in `user`'s mailbox
-/// and returns it (from its mbox `From ` line on, that line's `From ` cut off).
-fn delivered_where(user: &str, token: &str, wanted: impl Fn(&str) -> bool) -> String {
-    let path = Path::new(MAILBOXES).join(user);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        // Lossy: a message with 8-bit content must not hide the others.
-        let mbox = String::from_utf8_lossy(&std::fs::read(&path).unwrap_or_default()).into_owned();
-        let mut messages = mbox.split("\nFrom ");
-        if let Some(message) = messages.find(|m| m.contains(token) && wanted(m)) {
-            return message.to_owned();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no such message with {token} in {} after 30 s",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

@@ -6,80 +6,18 @@
 //! and git-email. `.ci/run` runs them with `--include-ignored`; if Postfix is missing they
 //! fail, never pass silently.
 
-use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::{Command, Output};
 
-const STATE: &str = "/var/lib/sendbox-postfix";
-const MAILBOXES: &str = "/var/mail/vhosts/sendbox.test";
+mod support;
+
+use support::postfix::{STATE, delivered, state, token};
+use support::{run_piped, text};
 
 /// What tests/postfix/setup.sh left for us: the AUTH user.
 fn postfix_user() -> String {
-    let path = Path::new(STATE).join("user");
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| {
-            panic!(
-                "Postfix is not set up ({}: {e}); run `just postfix` (tests/postfix/setup.sh) as root",
-                path.display()
-            )
-        })
-        .trim()
-        .to_owned()
-}
-
-/// A string no other message has, to find ours in the mailbox.
-fn token(label: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{label}-{}-{nanos}", std::process::id())
-}
-
-/// Waits until a message containing `token` is in `user`'s mailbox and returns it.
-fn delivered(user: &str, token: &str) -> String {
-    let path = Path::new(MAILBOXES).join(user);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        // Lossy: a message with 8-bit content must not hide the others.
-        let mbox = String::from_utf8_lossy(&std::fs::read(&path).unwrap_or_default()).into_owned();
-        if let Some(message) = mbox.split("\nFrom ").find(|m| m.contains(token)) {
-            return message.to_owned();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no message with {token} in {} after 30 s",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Exit status and output, for assertion messages.
-fn text(output: &Output) -> String {
-    format!(
-        "status {:?}\nstdout: {}\nstderr: {}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-/// Runs `command` with `stdin` as its input.
-fn run(mut command: Command, stdin: &[u8]) -> Output {
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the command runs");
-    let mut input = child.stdin.take().expect("piped stdin");
-    // It may stop before it reads: a closed pipe is not the test's failure.
-    let _ = input.write_all(stdin);
-    drop(input);
-    child.wait_with_output().expect("the command finishes")
+    state("user").trim().to_owned()
 }
 
 /// Writes the config file `text` into `dir` (mode 0600), and returns its path.
@@ -118,7 +56,7 @@ fn git(repo: &Path) -> Command {
 fn git_ok(repo: &Path, args: &[&str]) -> Output {
     let mut command = git(repo);
     command.args(args);
-    let output = run(command, b"");
+    let output = run_piped(command, b"");
     assert_eq!(
         output.status.code(),
         Some(0),
@@ -183,7 +121,7 @@ fn git_send_email_through_a_sendmail_link() {
         ])
         .arg(format!("--smtp-server={}", link.display()))
         .arg(&patch);
-    let output = run(send_email, b"");
+    let output = run_piped(send_email, b"");
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
     // git send-email says which sendmail it ran, and that it succeeded.
@@ -273,7 +211,7 @@ fn cron_mails_its_output_with_8bit_text() {
         "-oem",
         "-t",
     ]);
-    let output = run(command, cron_message(&token).as_bytes());
+    let output = run_piped(command, cron_message(&token).as_bytes());
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     assert!(
         output.stdout.is_empty() && output.stderr.is_empty(),
@@ -326,7 +264,7 @@ fn cronie_command_line_with_f_root() {
         "-f",
         "root",
     ]);
-    let output = run(command, cron_message(&token).as_bytes());
+    let output = run_piped(command, cron_message(&token).as_bytes());
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     let stored = delivered("bob", &token);
     assert!(stored.contains("after the lone dot"), "{stored}");

@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test binary uses a different part
 
 pub mod black_hole;
+pub mod postfix;
 pub mod scripted;
 pub mod timed;
 
@@ -118,20 +119,25 @@ pub fn smtp_error(error: sendbox::Error) -> sendbox::SendError {
 /// Runs the `sendbox` binary with `args`, the password in SENDBOX_TEST_PASSWORD, and
 /// `stdin` as its input.
 pub fn run_sendbox(args: &[&str], password: &str, stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sendbox"))
-        .args(args)
-        .env("SENDBOX_TEST_PASSWORD", password)
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sendbox"));
+    command.args(args).env("SENDBOX_TEST_PASSWORD", password);
+    run_piped(command, stdin.unwrap_or_default())
+}
+
+/// Runs `command` with `stdin` as its input, and collects its output.
+pub fn run_piped(mut command: Command, stdin: &[u8]) -> Output {
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("sendbox runs");
+        .expect("the command runs");
     let mut input = child.stdin.take().expect("piped stdin");
-    if let Some(bytes) = stdin {
-        input.write_all(bytes).expect("writing stdin");
-    }
+    // It may stop before it reads (on bad input, say): a closed pipe is not the test's
+    // failure; its exit code tells.
+    let _ = input.write_all(stdin);
     drop(input);
-    child.wait_with_output().expect("sendbox finishes")
+    child.wait_with_output().expect("the command finishes")
 }
 
 /// Exit status and output, for assertion messages.
