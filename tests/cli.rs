@@ -466,7 +466,7 @@ fn parsed(received: &Received) -> mail_parser::Message<'_> {
 }
 
 /// The raw (unfolded, undecoded) values of every `name` field, trimmed.
-fn raw_fields<'a>(message: &'a mail_parser::Message<'_>, name: &str) -> Vec<String> {
+fn raw_fields(message: &mail_parser::Message<'_>, name: &str) -> Vec<String> {
     message
         .headers()
         .iter()
