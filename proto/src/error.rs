@@ -27,23 +27,6 @@ pub enum Phase {
     Quit,
 }
 
-impl Phase {
-    /// The phase's name in messages (`connect`, `greeting`, ...).
-    pub fn name(self) -> &'static str {
-        match self {
-            Phase::Connect => "connect",
-            Phase::Greeting => "greeting",
-            Phase::Tls => "tls",
-            Phase::Ehlo => "ehlo",
-            Phase::Auth => "auth",
-            Phase::Mail => "mail",
-            Phase::Rcpt => "rcpt",
-            Phase::Data => "data",
-            Phase::Quit => "quit",
-        }
-    }
-}
-
 /// The kind of failure, which decides what a caller should do about it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -64,22 +47,6 @@ pub enum ErrorKind {
     Protocol,
     /// The session was already closed by an earlier error or by `quit`.
     Closed,
-}
-
-impl ErrorKind {
-    /// The kind's name in messages (`invalid input`, `rejected`, ...).
-    pub fn name(self) -> &'static str {
-        match self {
-            ErrorKind::InvalidInput => "invalid input",
-            ErrorKind::Network => "network error",
-            ErrorKind::Timeout => "timeout",
-            ErrorKind::Tls => "TLS error",
-            ErrorKind::Auth => "authentication failed",
-            ErrorKind::Rejected => "rejected",
-            ErrorKind::Protocol => "protocol error",
-            ErrorKind::Closed => "session closed",
-        }
-    }
 }
 
 /// An SMTP client error with everything a user needs to act on it.
@@ -132,20 +99,13 @@ impl Error {
     }
 }
 
+/// The wording users see is the host's (`sendbox::mailer::describe`), for the WIT error
+/// this one becomes; this is the short form for logs and tests of the dialogue alone.
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} ({}): {}",
-            self.kind.name(),
-            self.phase.name(),
-            self.message
-        )?;
+        write!(f, "{:?} {:?}: {}", self.phase, self.kind, self.message)?;
         if let Some(reply) = &self.reply {
-            write!(f, ": server said {reply}")?;
-        }
-        if self.transient {
-            write!(f, " [transient: retrying later may succeed]")?;
+            write!(f, " ({reply})")?;
         }
         Ok(())
     }
