@@ -1453,3 +1453,60 @@ fn an_empty_password_variable_is_refused_from_the_options_as_from_an_account() {
     );
     assert_exit(&output, 78, "SENDBOX_TEST_PASSWORD is empty");
 }
+
+/// `-N`, `-R` and `-V` reach the wire as the DSN parameters of MAIL and RCPT.
+#[test]
+fn sendmail_dsn_options_become_mail_and_rcpt_parameters() {
+    use support::scripted::{ScriptedServer, Step};
+    let server = ScriptedServer::start(
+        vec![
+            Step::Send("220 dsn.test ESMTP\r\n"),
+            Step::Expect("EHLO"),
+            Step::Send("250-dsn.test\r\n250 DSN\r\n"),
+            Step::Expect("MAIL FROM:<alice@example.org>"),
+            Step::Send("250 ok\r\n"),
+            Step::Expect("RCPT TO:<bob@example.org>"),
+            Step::Send("250 ok\r\n"),
+            Step::Expect("DATA"),
+            Step::Send("354 go\r\n"),
+            Step::ExpectData,
+            Step::Send("250 queued\r\n"),
+            Step::Expect("QUIT"),
+            Step::Send("221 bye\r\n"),
+        ],
+        None,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "default = \"s\"\n[accounts.s]\nserver = \"127.0.0.1:{}\"\ntls = \"none\"\n\
+         from = \"alice@example.org\"\n",
+        server.port()
+    );
+    let config = write_file(dir.path(), "config.toml", config.as_bytes(), 0o600);
+    let args = [
+        "sendmail",
+        "-C",
+        config.to_str().unwrap(),
+        "-N",
+        "success,delay",
+        "-R",
+        "hdrs",
+        "-V",
+        "env-1",
+        "bob@example.org",
+    ];
+    let message = b"From: alice@example.org\nSubject: dsn\n\nbody\n";
+    let output = run_at(sendbox_bin(), dir.path(), &args, &[], message);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let seen = server.seen();
+    assert!(seen.stopped.is_none(), "{:?}", seen.stopped);
+    let lines = seen.plaintext_text();
+    assert!(
+        lines.contains("MAIL FROM:<alice@example.org> RET=HDRS ENVID=env-1\r\n"),
+        "{lines}"
+    );
+    assert!(
+        lines.contains("RCPT TO:<bob@example.org> NOTIFY=SUCCESS,DELAY\r\n"),
+        "{lines}"
+    );
+}

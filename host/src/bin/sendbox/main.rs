@@ -115,33 +115,16 @@ async fn sendmail(args: Vec<OsString>) -> Result<u8, Stop> {
             .and_then(|a| a.rsplit_once('@'))
             .map(|(_, domain)| domain.to_owned()),
     };
-    let delivery = DeliveryArgs {
-        dsn_notify: match &args.dsn_notify {
-            None => Vec::new(),
-            Some(events) if events.is_empty() => vec![NotifyArg::Never],
-            Some(events) => events
-                .iter()
-                .map(|event| match event {
-                    sendmail::Notify::Success => NotifyArg::Success,
-                    sendmail::Notify::Failure => NotifyArg::Failure,
-                    sendmail::Notify::Delay => NotifyArg::Delay,
-                })
-                .collect(),
-        },
-        dsn_ret: args.dsn_return.map(|ret| match ret {
-            sendmail::DsnReturn::Full => DsnRetArg::Full,
-            sendmail::DsnReturn::Headers => DsnRetArg::Hdrs,
-        }),
-        dsn_envid: args.dsn_envid.clone(),
+    let options = SendOptions {
+        dsn: args.dsn(),
         require_tls: false,
-        keep_header: account.keep_header,
+        keep_raw_header: account.keep_header,
     };
     let connection = ConnectionArgs {
         verbose: args.verbose,
         ..ConnectionArgs::default()
     };
     let mailer = mailer(&connection, Some(account), &SandboxOptions::cached()).await?;
-    let options = send_options(&delivery);
     deliver(
         &mailer,
         &envelope,

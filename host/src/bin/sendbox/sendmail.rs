@@ -12,6 +12,8 @@ use std::ffi::{OsStr, OsString};
 use std::io::{self, BufRead as _, BufReader, Read};
 use std::path::PathBuf;
 
+use sendbox::{Dsn, DsnNotify, DsnReturn};
+
 /// What a sendmail command line asks for.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct SendmailArgs {
@@ -29,8 +31,8 @@ pub struct SendmailArgs {
     pub config: Option<PathBuf>,
     /// Show the SMTP dialogue (`-v`).
     pub verbose: bool,
-    /// When to send delivery status notifications (`-N`); `Some(vec![])` for `never`.
-    pub dsn_notify: Option<Vec<Notify>>,
+    /// When to send delivery status notifications (`-N`); no flag set for `never`.
+    pub dsn_notify: Option<DsnNotify>,
     /// What a failure notification returns (`-R`).
     pub dsn_return: Option<DsnReturn>,
     /// The envelope identifier notifications quote back (`-V`).
@@ -68,24 +70,18 @@ Accepted and ignored, as they only tune a local MTA: -oem, -odi, -B8BITMIME, -F 
 -G, -m, -n, -U and the like. Refused: the other modes of an MTA (-bp, -bs, -q, -I).
 ";
 
-/// An event that gets a delivery status notification (RFC 3461 NOTIFY).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Notify {
-    /// Delivered.
-    Success,
-    /// Not delivered.
-    Failure,
-    /// Delayed.
-    Delay,
-}
-
-/// What a failure notification returns (RFC 3461 RET).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DsnReturn {
-    /// The whole message (`-R full`).
-    Full,
-    /// Its header only (`-R hdrs`).
-    Headers,
+impl SendmailArgs {
+    /// The DSN request of `-N`, `-R` and `-V` (RFC 3461), if any of them was given.
+    pub fn dsn(&self) -> Option<Dsn> {
+        let asked =
+            self.dsn_notify.is_some() || self.dsn_return.is_some() || self.dsn_envid.is_some();
+        asked.then(|| Dsn {
+            notify: self.dsn_notify,
+            ret: self.dsn_return,
+            envid: self.dsn_envid.clone(),
+            original_recipients: false,
+        })
+    }
 }
 
 /// Parses the arguments after the command name. Errors name the option at fault, and are
@@ -243,8 +239,8 @@ fn sender(letter: char, value: &str) -> Result<String, String> {
 }
 
 /// `-N never` or `-N` with a comma list of `success`, `failure`, `delay`.
-fn notify(value: &str) -> Result<Vec<Notify>, String> {
-    let mut notify = Vec::new();
+fn notify(value: &str) -> Result<DsnNotify, String> {
+    let mut notify = DsnNotify::empty();
     let mut never = false;
     for word in value.split(',').map(str::trim) {
         let flag = match word.to_ascii_lowercase().as_str() {
@@ -252,20 +248,18 @@ fn notify(value: &str) -> Result<Vec<Notify>, String> {
                 never = true;
                 continue;
             }
-            "success" => Notify::Success,
-            "failure" => Notify::Failure,
-            "delay" => Notify::Delay,
+            "success" => DsnNotify::SUCCESS,
+            "failure" => DsnNotify::FAILURE,
+            "delay" => DsnNotify::DELAY,
             _ => {
                 return Err(format!(
                     "-N {value:?}: {word:?} is not never, success, failure or delay"
                 ));
             }
         };
-        if !notify.contains(&flag) {
-            notify.push(flag);
-        }
+        notify |= flag;
     }
-    if never && !notify.is_empty() {
+    if never && notify != DsnNotify::empty() {
         return Err(format!("-N {value:?}: never goes alone"));
     }
     Ok(notify)
@@ -484,7 +478,7 @@ mod tests {
                 sender: Some("alice@x".into()),
                 ignore_dots: true,
                 recipients: strings(&["bob@x"]),
-                dsn_notify: Some(vec![Notify::Success, Notify::Failure]),
+                dsn_notify: Some(DsnNotify::SUCCESS | DsnNotify::FAILURE),
                 dsn_return: Some(DsnReturn::Headers),
                 dsn_envid: Some("env-1".into()),
                 ..Default::default()
@@ -633,11 +627,14 @@ mod tests {
 
     #[test]
     fn dsn_values() {
-        assert_eq!(ok(&["-N", "never", "b"]).dsn_notify, Some(vec![]));
-        assert_eq!(ok(&["-NNEVER", "b"]).dsn_notify, Some(vec![]));
+        assert_eq!(
+            ok(&["-N", "never", "b"]).dsn_notify,
+            Some(DsnNotify::empty())
+        );
+        assert_eq!(ok(&["-NNEVER", "b"]).dsn_notify, Some(DsnNotify::empty()));
         assert_eq!(
             ok(&["-N", "delay, Success,delay", "b"]).dsn_notify,
-            Some(vec![Notify::Delay, Notify::Success])
+            Some(DsnNotify::DELAY | DsnNotify::SUCCESS)
         );
         assert!(err(&["-N", "never,success", "b"]).contains("never goes alone"));
         assert!(err(&["-N", "sometimes", "b"]).contains("\"sometimes\" is not never"));
