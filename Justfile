@@ -45,6 +45,7 @@ check-guest: guest probe
 lint:
     cargo fmt --all -- --check
     cargo clippy --all-targets -p sendbox-proto -p sendbox -p sendbox-bench -- -D warnings
+    cargo clippy -p sendbox --no-default-features -- -D warnings
     cargo clippy -p sendbox-guest -p sendbox-probe --target wasm32-wasip2 -- -D warnings
 
 # Run the component under Node.js through jco, confined to one server (needs `just postfix`;

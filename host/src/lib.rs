@@ -7,7 +7,8 @@
 //! - [`policy`]: the sandbox policy (network grant, memory cap, run-time bound);
 //! - [`mailer`]: the API to embed: [`Mailer`] for one server, [`Session`] for several messages;
 //! - [`batch`]: many messages over concurrent sessions;
-//! - [`loopback`]: an in-process SMTP server on loopback for the demo and the tests.
+//! - [`loopback`] (feature `loopback`, on by default with `cli`): an in-process SMTP server
+//!   on loopback for the demo and the tests.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -36,6 +37,7 @@
 
 pub mod batch;
 pub mod component;
+#[cfg(feature = "loopback")]
 pub mod loopback;
 pub mod mailer;
 pub mod policy;
