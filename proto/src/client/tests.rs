@@ -1,5 +1,6 @@
 //! The dialogue, driven by scripted server bytes.
 
+use super::transaction::BDAT_CHUNK;
 use super::*;
 
 const PASSWORD: &str = "s3cret-pa55";
