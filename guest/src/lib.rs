@@ -37,12 +37,12 @@ impl wit::Guest for Component {
         let options = options.into();
         let prepared =
             session::prepare(envelope.into(), message.into(), &options).map_err(to_wit_error)?;
-        let server: session::ServerSettings = server.into();
-        // One overall limit for connecting and sending together.
-        let deadline = server.timeouts.deadline_from_now();
-        let mut session = session::Session::open(server, credentials.map(Into::into), deadline)
-            .map_err(to_wit_error)?;
-        let result = session.send(prepared, options, deadline);
+        // One call: its time limit covers connecting and sending together.
+        let call_start = session::now();
+        let mut session =
+            session::Session::open(server.into(), credentials.map(Into::into), call_start)
+                .map_err(to_wit_error)?;
+        let result = session.send(call_start, &prepared, options);
         // QUIT whether or not the message went (RFC 5321 section 4.1.1.10); a failed QUIT
         // cannot change the result.
         let _ = session.close();
@@ -58,10 +58,9 @@ impl wit::GuestSession for SessionResource {
         server: wit::Server,
         credentials: Option<wit::Credentials>,
     ) -> Result<wit::Session, wit::SendError> {
-        let server: session::ServerSettings = server.into();
-        let deadline = server.timeouts.deadline_from_now();
-        let session = session::Session::open(server, credentials.map(Into::into), deadline)
-            .map_err(to_wit_error)?;
+        let session =
+            session::Session::open(server.into(), credentials.map(Into::into), session::now())
+                .map_err(to_wit_error)?;
         Ok(wit::Session::new(SessionResource(RefCell::new(session))))
     }
 
@@ -74,10 +73,9 @@ impl wit::GuestSession for SessionResource {
         let options = options.into();
         let prepared =
             session::prepare(envelope.into(), message.into(), &options).map_err(to_wit_error)?;
-        let mut session = self.0.borrow_mut();
-        let deadline = session.timeouts().deadline_from_now();
-        session
-            .send(prepared, options, deadline)
+        self.0
+            .borrow_mut()
+            .send(session::now(), &prepared, options)
             .map(to_wit_delivery)
             .map_err(to_wit_error)
     }
@@ -93,18 +91,19 @@ impl wit::GuestSession for SessionResource {
 
 impl From<wit::Server> for session::ServerSettings {
     fn from(server: wit::Server) -> Self {
-        let defaults = session::Timeouts::default();
-        let pick = |given: u32, default: u32| if given == 0 { default } else { given };
-        let timeouts = server.timeouts.map_or(defaults, |t| session::Timeouts {
-            connect_ms: pick(t.connect_ms, defaults.connect_ms),
-            greeting_ms: pick(t.greeting_ms, defaults.greeting_ms),
-            command_ms: pick(t.command_ms, defaults.command_ms),
-            mail_ms: pick(t.mail_ms, defaults.mail_ms),
-            rcpt_ms: pick(t.rcpt_ms, defaults.rcpt_ms),
-            data_start_ms: pick(t.data_start_ms, defaults.data_start_ms),
-            data_block_ms: pick(t.data_block_ms, defaults.data_block_ms),
-            data_end_ms: pick(t.data_end_ms, defaults.data_end_ms),
-            total_ms: pick(t.total_ms, defaults.total_ms),
+        let timeouts = server.timeouts.map_or_else(proto::Timeouts::default, |t| {
+            proto::Timeouts {
+                connect_ms: t.connect_ms,
+                greeting_ms: t.greeting_ms,
+                command_ms: t.command_ms,
+                mail_ms: t.mail_ms,
+                rcpt_ms: t.rcpt_ms,
+                data_start_ms: t.data_start_ms,
+                data_block_ms: t.data_block_ms,
+                data_end_ms: t.data_end_ms,
+                total_ms: t.total_ms,
+            }
+            .or_defaults()
         });
         session::ServerSettings {
             host: server.host,
@@ -116,7 +115,7 @@ impl From<wit::Server> for session::ServerSettings {
                 wit::TlsMode::InsecurePlaintext => proto::TlsMode::InsecurePlaintext,
             },
             ca_pem: server.ca_pem,
-            ehlo_name: server.ehlo_name.unwrap_or_else(|| "localhost".to_owned()),
+            ehlo_name: server.ehlo_name,
             timeouts,
             transcript: server.transcript,
         }

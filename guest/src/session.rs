@@ -1,8 +1,8 @@
 //! Drives the I/O-free dialogue ([`sendbox_proto::Client`]) over a [`Transport`]: writes
-//! what it asks to write, reads with the deadline it asks for, runs the TLS handshake
-//! when it asks for one, and writes the transcript to stderr. It also brings what the
-//! dialogue cannot have without I/O: the time and random tokens for a composed message,
-//! the SCRAM nonce, and a NOOP (and one reconnection) before reusing an idle connection.
+//! what it asks to write and reads, each before the deadline it gives, runs the TLS
+//! handshake when it asks for one, reconnects when it finds an idle connection gone, and
+//! writes the transcript to stderr. It also brings what the dialogue cannot have without
+//! I/O: the clocks, and random tokens for a composed message and the SCRAM nonce.
 
 use std::io::Write as _;
 use std::net::IpAddr;
@@ -13,68 +13,17 @@ use rustls::pki_types::ServerName;
 use sendbox_proto::sasl;
 use sendbox_proto::{
     Client, ClientConfig, Credentials, Delivery, Envelope, EnvelopeRequest, Error, ErrorKind,
-    Message, Phase, SendOptions, Stamp, Step, Timer, TlsMode,
+    Instant, Message, Phase, SendOptions, Stamp, Step, Timeouts, TlsMode,
 };
 use wasip2::clocks::wall_clock;
 use wasip2::random::random;
 
-use crate::net::{self, Deadline, NetError};
+use crate::net::{self, NetError};
 use crate::transport::{self, Transport, TransportError};
 
-const MS: u64 = 1_000_000;
-
-/// A connection idle this long is checked with NOOP before it carries another message:
-/// servers commonly drop idle clients after some seconds to minutes.
-const IDLE_CHECK_NS: u64 = 5_000 * MS;
-
-/// Time limits in milliseconds, per stage (RFC 5321 section 4.5.3.2).
-#[derive(Clone, Copy, Debug)]
-pub struct Timeouts {
-    pub connect_ms: u32,
-    pub greeting_ms: u32,
-    pub command_ms: u32,
-    pub mail_ms: u32,
-    pub rcpt_ms: u32,
-    pub data_start_ms: u32,
-    pub data_block_ms: u32,
-    pub data_end_ms: u32,
-    pub total_ms: u32,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Timeouts {
-            connect_ms: 30_000,
-            greeting_ms: 300_000,
-            command_ms: 300_000,
-            mail_ms: 300_000,
-            rcpt_ms: 300_000,
-            data_start_ms: 120_000,
-            data_block_ms: 180_000,
-            data_end_ms: 600_000,
-            total_ms: 900_000,
-        }
-    }
-}
-
-impl Timeouts {
-    /// The overall deadline of a call that starts now: one call, one `total-ms`, whether
-    /// it connects, sends, or both.
-    pub fn deadline_from_now(&self) -> Deadline {
-        net::now() + u64::from(self.total_ms) * MS
-    }
-
-    fn for_timer(&self, timer: Timer) -> u32 {
-        match timer {
-            Timer::Greeting => self.greeting_ms,
-            Timer::Command => self.command_ms,
-            Timer::Mail => self.mail_ms,
-            Timer::Rcpt => self.rcpt_ms,
-            Timer::DataStart => self.data_start_ms,
-            Timer::DataBlock => self.data_block_ms,
-            Timer::DataEnd => self.data_end_ms,
-        }
-    }
+/// The monotonic clock, as the dialogue reads time.
+pub fn now() -> Instant {
+    Instant::from_nanos(net::now())
 }
 
 /// Everything needed to reach and talk to the server.
@@ -85,7 +34,7 @@ pub struct ServerSettings {
     pub addresses: Vec<String>,
     pub tls: TlsMode,
     pub ca_pem: Option<String>,
-    pub ehlo_name: String,
+    pub ehlo_name: Option<String>,
     pub timeouts: Timeouts,
     pub transcript: bool,
 }
@@ -94,6 +43,8 @@ pub struct ServerSettings {
 enum Pause {
     Ready,
     Delivered(Delivery),
+    Failed(Error),
+    Reconnect,
     Closed,
 }
 
@@ -106,78 +57,49 @@ pub struct Session {
     /// Kept to reconnect when an idle connection turns out to be gone.
     server: ServerSettings,
     credentials: Option<Credentials>,
-    /// When the connection last carried a command (monotonic clock).
-    last_used: Deadline,
 }
 
 impl Session {
-    /// Connects and runs the dialogue up to the point where a message can be sent, before
-    /// `deadline` (see [`Timeouts::deadline_from_now`]). Input is checked before any
-    /// connection is made.
+    /// Connects and runs the dialogue up to the point where a message can be sent, in a
+    /// call that began at `call_start`. Input is checked before any connection is made.
     pub fn open(
         server: ServerSettings,
         credentials: Option<Credentials>,
-        deadline: Deadline,
+        call_start: Instant,
     ) -> Result<Session, Error> {
-        let client = Client::new(ClientConfig {
-            ehlo_name: server.ehlo_name.clone(),
-            tls: server.tls,
-            credentials: credentials.clone(),
-            server_host: server.host.clone(),
-            server_port: server.port,
-            sasl_nonce: sasl::nonce_from_random(&random::get_random_bytes(18)),
-            transcript: server.transcript,
-        })?;
+        let client = Client::new(
+            ClientConfig {
+                ehlo_name: server.ehlo_name.clone(),
+                tls: server.tls,
+                credentials: credentials.clone(),
+                server_host: server.host.clone(),
+                server_port: server.port,
+                sasl_nonce: sasl::nonce_from_random(&random::get_random_bytes(18)),
+                transcript: server.transcript,
+                timeouts: server.timeouts,
+            },
+            call_start,
+        )?;
         let invalid = |message: String| Error::invalid_input(Phase::Connect, message);
         let name = transport::server_name(&server.host).map_err(invalid)?;
         let tls = transport::tls_config(server.ca_pem.as_deref()).map_err(invalid)?;
         let addresses = parse_addresses(&server.host, &server.addresses)?;
 
-        let connect_deadline =
-            deadline.min(net::now() + u64::from(server.timeouts.connect_ms) * MS);
-        let tcp = net::connect(&addresses, server.port, connect_deadline).map_err(|error| {
-            let target = format!("{}:{}", server.host, server.port);
-            match error {
-                NetError::Timeout => Error::new(
-                    Phase::Connect,
-                    ErrorKind::Timeout,
-                    format!("connecting to {target} timed out"),
-                ),
-                NetError::Closed => Error::new(
-                    Phase::Connect,
-                    ErrorKind::Network,
-                    format!("{target} closed the connection"),
-                ),
-                NetError::Failed(why) => Error::new(
-                    Phase::Connect,
-                    ErrorKind::Network,
-                    format!("cannot connect: {why}"),
-                ),
-                NetError::Denied(why) => Error {
-                    transient: false,
-                    ..Error::new(
-                        Phase::Connect,
-                        ErrorKind::Network,
-                        format!("cannot connect: {why}"),
-                    )
-                },
-            }
-        })?;
+        let connect_deadline = client.connect_deadline(now());
+        let tcp = net::connect(&addresses, server.port, connect_deadline.as_nanos())
+            .map_err(|error| connect_error(&server, error))?;
         let mut session = Session {
             client,
             transport: Transport::new(tcp),
             tls,
             name,
-            last_used: net::now(),
             server,
             credentials,
         };
-        if session.server.tls == TlsMode::Implicit {
-            session.handshake(deadline)?;
-        }
-        match session.run(deadline)? {
+        match session.run() {
             Pause::Ready => Ok(session),
-            Pause::Delivered(_) | Pause::Closed => Err(Error::new(
+            Pause::Failed(error) => Err(error),
+            Pause::Delivered(_) | Pause::Reconnect | Pause::Closed => Err(Error::new(
                 Phase::Greeting,
                 ErrorKind::Protocol,
                 "the session ended early",
@@ -185,45 +107,48 @@ impl Session {
         }
     }
 
-    /// The time limits this session was opened with.
-    pub fn timeouts(&self) -> Timeouts {
-        self.server.timeouts
-    }
-
-    /// Sends one message made by [`prepare`], before `deadline`.
+    /// Sends one message made by [`prepare`], in a call that began at `call_start`. If the
+    /// connection was idle and turns out to be gone, connects again once and sends there.
     pub fn send(
         &mut self,
-        prepared: Prepared,
+        call_start: Instant,
+        prepared: &Prepared,
         options: SendOptions,
-        deadline: Deadline,
     ) -> Result<Delivery, Error> {
-        if net::now().saturating_sub(self.last_used) > IDLE_CHECK_NS && !self.client.is_closed() {
-            self.check_or_reconnect(deadline)?;
-        }
-        self.client
-            .send(prepared.envelope, &prepared.bytes, options)?;
-        let pause = self.run(deadline);
-        self.last_used = net::now();
-        match pause? {
-            Pause::Delivered(delivery) => Ok(delivery),
-            Pause::Ready | Pause::Closed => Err(Error::new(
-                Phase::Data,
-                ErrorKind::Protocol,
-                "the transaction ended without a result",
-            )),
+        match self.send_once(call_start, prepared, options.clone())? {
+            Pause::Reconnect => {
+                if self.server.transcript {
+                    log("-- the idle connection is gone; connecting again");
+                }
+                *self = Session::open(self.server.clone(), self.credentials.clone(), call_start)?;
+                // A fresh connection is never idle: no second reconnection.
+                self.send_once(call_start, prepared, options)
+                    .and_then(Pause::into_delivery)
+            }
+            pause => pause.into_delivery(),
         }
     }
 
-    /// Checks an idle connection with NOOP; if the server has dropped it, connects again.
-    fn check_or_reconnect(&mut self, deadline: Deadline) -> Result<(), Error> {
-        let alive = self.client.noop().is_ok() && matches!(self.run(deadline), Ok(Pause::Ready));
-        if !alive {
-            if self.server.transcript {
-                log("-- the idle connection is gone; connecting again");
-            }
-            *self = Session::open(self.server.clone(), self.credentials.clone(), deadline)?;
-        }
-        Ok(())
+    fn send_once(
+        &mut self,
+        call_start: Instant,
+        prepared: &Prepared,
+        options: SendOptions,
+    ) -> Result<Pause, Error> {
+        let Step::Ready(ready) = self.client.poll(now()) else {
+            return Err(Error::new(
+                Phase::Mail,
+                ErrorKind::Closed,
+                "the session is not ready for a message",
+            ));
+        };
+        ready.send(
+            call_start,
+            prepared.envelope.clone(),
+            &prepared.bytes,
+            options,
+        )?;
+        Ok(self.run())
     }
 
     /// Whether the dialogue can take another message (see the WIT's `is-open`).
@@ -233,113 +158,124 @@ impl Session {
 
     /// Sends QUIT and waits briefly for the reply.
     pub fn close(&mut self) -> Result<(), Error> {
-        let deadline = net::now() + u64::from(self.server.timeouts.command_ms.min(10_000)) * MS;
-        self.client.quit();
-        self.run(deadline).map(|_| ())
+        let now = now();
+        if let Step::Ready(ready) = self.client.poll(now) {
+            ready.quit(now);
+        }
+        match self.run() {
+            Pause::Failed(error) => Err(error),
+            _ => Ok(()),
+        }
     }
 
-    fn run(&mut self, deadline: Deadline) -> Result<Pause, Error> {
-        let result = self.step_until_pause(deadline);
-        self.write_transcript();
-        result
-    }
-
-    fn step_until_pause(&mut self, deadline: Deadline) -> Result<Pause, Error> {
-        loop {
+    /// Moves bytes and runs the handshake as the dialogue asks, until it needs the caller.
+    fn run(&mut self) -> Pause {
+        let pause = loop {
             if self.server.transcript {
                 self.write_transcript();
             }
-            match self.client.poll() {
-                Step::Transmit(bytes, timer) => {
-                    let until =
-                        self.stage_deadline(self.server.timeouts.for_timer(timer), deadline);
-                    if let Err(error) = self.transport.send(&bytes, until) {
-                        return self.lost(error, deadline).map(Pause::Delivered);
+            match self.client.poll(now()) {
+                Step::Transmit(bytes, until) => {
+                    if let Err(error) = self.transport.send(&bytes, until.as_nanos()) {
+                        self.lost(error);
                     }
                 }
-                Step::Receive(wait) => {
-                    let until =
-                        self.stage_deadline(self.server.timeouts.for_timer(wait.timer), deadline);
-                    match self.transport.receive(until) {
-                        Ok(bytes) => self.client.receive(&bytes),
-                        Err(error) => return self.lost(error, deadline).map(Pause::Delivered),
+                Step::Receive(wait) => match self.transport.receive(wait.until.as_nanos()) {
+                    Ok(bytes) => self.client.receive(&bytes),
+                    Err(error) => self.lost(error),
+                },
+                Step::StartTls(handshake) => {
+                    let until = handshake.until().as_nanos();
+                    match self
+                        .transport
+                        .start_tls(self.tls.clone(), self.name.clone(), until)
+                    {
+                        Ok(summary) => {
+                            handshake.established();
+                            if self.server.transcript {
+                                log(&format!("-- TLS established: {summary}"));
+                            }
+                        }
+                        Err(error) => self.lost(error),
                     }
                 }
-                Step::StartTls => {
-                    self.handshake(deadline)?;
-                    self.client.tls_established();
-                }
-                Step::Ready => return Ok(Pause::Ready),
-                Step::Delivered(delivery) => return Ok(Pause::Delivered(delivery)),
-                Step::Failed(error) => return Err(error),
-                Step::Closed => return Ok(Pause::Closed),
+                Step::Ready(_) => break Pause::Ready,
+                Step::Delivered(delivery) => break Pause::Delivered(delivery),
+                Step::Failed(error) => break Pause::Failed(error),
+                Step::Reconnect => break Pause::Reconnect,
+                Step::Closed => break Pause::Closed,
             }
-        }
-    }
-
-    fn handshake(&mut self, deadline: Deadline) -> Result<(), Error> {
-        self.write_transcript();
-        let until = self.stage_deadline(self.server.timeouts.command_ms, deadline);
-        match self
-            .transport
-            .start_tls(self.tls.clone(), self.name.clone(), until)
-        {
-            Ok(summary) => {
-                if self.server.transcript {
-                    log(&format!("-- TLS established: {summary}"));
-                }
-                Ok(())
-            }
-            Err(error) => {
-                // No transaction runs during a handshake: nothing can have been delivered.
-                let mut error = match self.lost(error, deadline) {
-                    Err(error) => error,
-                    Ok(_) => Error::new(Phase::Tls, ErrorKind::Protocol, "TLS failed"),
-                };
-                error.phase = Phase::Tls;
-                Err(error)
-            }
-        }
-    }
-
-    fn stage_deadline(&self, limit_ms: u32, deadline: Deadline) -> Deadline {
-        deadline.min(net::now() + u64::from(limit_ms) * MS)
-    }
-
-    /// Turns a transport failure into what the caller gets (see
-    /// [`Client::connection_lost`]) and closes the dialogue.
-    fn lost(&mut self, error: TransportError, deadline: Deadline) -> Result<Delivery, Error> {
-        let (kind, message) = match error {
-            TransportError::Net(NetError::Timeout) if net::now() >= deadline => (
-                ErrorKind::Timeout,
-                format!(
-                    "the overall time limit of {} ms ran out",
-                    self.server.timeouts.total_ms
-                ),
-            ),
-            TransportError::Net(NetError::Timeout) => (
-                ErrorKind::Timeout,
-                "the server did not answer in time".to_owned(),
-            ),
-            TransportError::Net(NetError::Closed) => (
-                ErrorKind::Network,
-                "the server closed the connection".to_owned(),
-            ),
-            TransportError::Net(NetError::Failed(why) | NetError::Denied(why)) => {
-                (ErrorKind::Network, format!("connection failed: {why}"))
-            }
-            TransportError::Tls(why) => (
-                ErrorKind::Tls,
-                format!("the handshake with {:?} failed: {why}", self.name.to_str()),
-            ),
         };
-        self.client.connection_lost(kind, message)
+        self.write_transcript();
+        pause
+    }
+
+    /// Tells the dialogue that the connection failed under it.
+    fn lost(&mut self, error: TransportError) {
+        let message = match error {
+            TransportError::Net(NetError::Timeout) => return self.client.timed_out(now()),
+            TransportError::Net(NetError::Closed) => "the server closed the connection".to_owned(),
+            TransportError::Net(NetError::Failed(why) | NetError::Denied(why)) => {
+                format!("connection failed: {why}")
+            }
+            TransportError::Tls(why) => {
+                let failed = format!("the handshake with {:?} failed: {why}", self.name.to_str());
+                return self.client.connection_lost(ErrorKind::Tls, failed);
+            }
+        };
+        self.client.connection_lost(ErrorKind::Network, message);
     }
 
     fn write_transcript(&mut self) {
         for line in self.client.take_transcript() {
             log(&line);
         }
+    }
+}
+
+impl Pause {
+    /// What a message's send ended with.
+    fn into_delivery(self) -> Result<Delivery, Error> {
+        match self {
+            Pause::Delivered(delivery) => Ok(delivery),
+            Pause::Failed(error) => Err(error),
+            Pause::Ready | Pause::Reconnect | Pause::Closed => Err(Error::new(
+                Phase::Data,
+                ErrorKind::Protocol,
+                "the transaction ended without a result",
+            )),
+        }
+    }
+}
+
+/// Why the connection could not be made, for the caller.
+fn connect_error(server: &ServerSettings, error: NetError) -> Error {
+    let target = format!("{}:{}", server.host, server.port);
+    match error {
+        NetError::Timeout => Error::new(
+            Phase::Connect,
+            ErrorKind::Timeout,
+            format!("connecting to {target} timed out"),
+        ),
+        NetError::Closed => Error::new(
+            Phase::Connect,
+            ErrorKind::Network,
+            format!("{target} closed the connection"),
+        ),
+        NetError::Failed(why) => Error::new(
+            Phase::Connect,
+            ErrorKind::Network,
+            format!("cannot connect: {why}"),
+        ),
+        // The sandbox refused: trying again cannot help.
+        NetError::Denied(why) => Error {
+            transient: false,
+            ..Error::new(
+                Phase::Connect,
+                ErrorKind::Network,
+                format!("cannot connect: {why}"),
+            )
+        },
     }
 }
 

@@ -8,7 +8,8 @@ use crate::data::{Framing, encode};
 use crate::message::{EnvelopeRequest, Message, RawHeader, Stamp};
 use crate::reply::{MAX_LINES, ReplyParser};
 use crate::{
-    Client, ClientConfig, Credentials, Envelope, ErrorKind, Secret, SendOptions, Step, TlsMode,
+    Client, ClientConfig, Credentials, Envelope, ErrorKind, Instant, Secret, SendOptions, Step,
+    Timeouts, TlsMode,
 };
 
 /// The reply parser never panics, and every reply it returns is well formed.
@@ -85,15 +86,20 @@ pub fn dialogue(input: &[u8]) {
         secret: Secret::Password(PASSWORD.into()),
         mechanism: None,
     });
-    let mut client = Client::new(ClientConfig {
-        ehlo_name: "fuzz.example".into(),
-        tls,
-        credentials,
-        server_host: "mx.fuzz.example".into(),
-        server_port: 587,
-        sasl_nonce: "fuzz-nonce".into(),
-        transcript: true,
-    })
+    let mut now = Instant::default();
+    let mut client = Client::new(
+        ClientConfig {
+            ehlo_name: Some("fuzz.example".into()),
+            tls,
+            credentials,
+            server_host: "mx.fuzz.example".into(),
+            server_port: 587,
+            sasl_nonce: "fuzz-nonce".into(),
+            transcript: true,
+            timeouts: Timeouts::default(),
+        },
+        now,
+    )
     .expect("a valid configuration");
     let envelope = Envelope {
         sender: "a@fuzz.example".into(),
@@ -106,7 +112,9 @@ pub fn dialogue(input: &[u8]) {
     let mut messages = 0;
     let mut closed = false;
     for _ in 0..1_000_000 {
-        match client.poll() {
+        // Each step takes a second, so a second message meets the idle check.
+        now = now.plus_ms(1_000);
+        match client.poll(now) {
             Step::Transmit(bytes, _) => {
                 if !tls_active {
                     before_tls.extend_from_slice(&bytes);
@@ -114,24 +122,23 @@ pub fn dialogue(input: &[u8]) {
             }
             Step::Receive(_) => match replies.next() {
                 Some(bytes) => client.receive(bytes),
-                None => {
-                    let _ = client.connection_lost(ErrorKind::Network, "end of input");
-                }
+                None => client.connection_lost(ErrorKind::Network, "end of input"),
             },
-            Step::StartTls => {
+            Step::StartTls(handshake) => {
                 tls_active = true;
-                client.tls_established();
+                handshake.established();
             }
-            Step::Ready if messages < 2 => {
+            Step::Ready(ready) if messages < 2 => {
                 messages += 1;
                 let message = b"Subject: fuzz\r\n\r\nbody\r\n.\r\n";
-                if let Err(error) = client.send(envelope.clone(), message, SendOptions::default()) {
+                let sent = ready.send(now, envelope.clone(), message, SendOptions::default());
+                if let Err(error) = sent {
                     // Only the server's SIZE limit may refuse this message.
                     assert_eq!(error.kind, ErrorKind::InvalidInput, "{error}");
                 }
             }
-            Step::Ready => client.quit(),
-            Step::Delivered(_) | Step::Failed(_) => {}
+            Step::Ready(ready) => ready.quit(now),
+            Step::Delivered(_) | Step::Failed(_) | Step::Reconnect => {}
             Step::Closed => {
                 closed = true;
                 break;

@@ -12,6 +12,7 @@
 //! - [`sasl`]: SASL mechanisms for AUTH: SCRAM-SHA-256, PLAIN, LOGIN, CRAM-MD5, OAUTHBEARER, XOAUTH2.
 //! - [`connect`]: the order of the addresses to try and each attempt's share of the time
 //!   (RFC 8305).
+//! - [`time`]: time as an input: the clock's instants and the limits per stage and call.
 //! - [`command`]: checks on addresses and names before they reach a command line.
 //! - [`error`]: errors with phase, server reply and whether a retry can help.
 
@@ -28,13 +29,15 @@ pub mod message;
 pub mod params;
 pub mod reply;
 pub mod sasl;
+pub mod time;
 
 pub use client::{
-    Client, ClientConfig, Delivery, Envelope, Extension, RefusedRecipient, Step, Timer, TlsMode,
-    Wait,
+    Client, ClientConfig, Delivery, Envelope, Extension, Handshake, Ready, RefusedRecipient, Step,
+    Timer, TlsMode, Wait,
 };
 pub use error::{Error, ErrorKind, Phase};
 pub use message::{Attachment, Composed, EnvelopeRequest, Mailbox, Message, RawHeader, Stamp};
 pub use params::{Dsn, DsnReturn, Notify, SendOptions};
 pub use reply::{EnhancedStatus, Reply};
 pub use sasl::{Credentials, Mechanism, Secret};
+pub use time::{Instant, Timeouts};

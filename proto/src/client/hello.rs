@@ -1,5 +1,5 @@
 //! Opening the session: the greeting, EHLO (or HELO), STARTTLS and the EHLO after it, and
-//! AUTH; and the commands of a ready session that carry no message (NOOP, QUIT).
+//! AUTH; and QUIT.
 
 use super::*;
 
@@ -11,37 +11,40 @@ pub(super) struct AuthState {
     pub(super) cancelled: Option<Error>,
 }
 
-impl Client {
-    /// The driver finished the TLS handshake that [`Step::StartTls`] asked for.
-    pub fn tls_established(&mut self) {
-        debug_assert!(matches!(self.state, State::Handshake));
-        self.tls_active = true;
-        // RFC 3207 section 4.2: forget everything learned before TLS.
-        self.capabilities = Capabilities::default();
-        self.send_ehlo();
+impl Handshake<'_> {
+    /// When the handshake must be done by: [`Client::timed_out`] after that.
+    pub fn until(&self) -> Instant {
+        self.until
     }
 
-    /// Checks that the server is still there (RFC 5321 section 4.1.1.9); only valid when
-    /// [`Step::Ready`] was returned. [`Step::Ready`] follows if it is.
-    pub fn noop(&mut self) -> Result<(), Error> {
-        self.check_ready()?;
-        self.command("NOOP");
-        self.state = State::Noop;
-        Ok(())
-    }
-
-    /// Ends the session politely. Does nothing if it is already closed.
-    pub fn quit(&mut self) {
-        match self.state {
-            State::Closed | State::Quit => {}
-            State::Ready => {
-                self.command("QUIT");
-                self.state = State::Quit;
-            }
-            _ => self.state = State::Closed,
+    /// The driver finished the TLS handshake.
+    pub fn established(self) {
+        let client = self.client;
+        let State::Handshake { before_greeting } = client.state else {
+            unreachable!("a Handshake exists only in the handshake state")
+        };
+        client.tls_active = true;
+        if before_greeting {
+            client.state = State::Greeting;
+        } else {
+            // RFC 3207 section 4.2: forget everything learned before TLS.
+            client.capabilities = Capabilities::default();
+            client.send_ehlo();
         }
     }
+}
 
+impl Ready<'_> {
+    /// Ends the session politely, in a call that began at `now`.
+    pub fn quit(self, now: Instant) {
+        let client = self.client;
+        client.call_deadline = now.plus_ms(client.config.timeouts.total_ms);
+        client.command("QUIT");
+        client.state = State::Quit;
+    }
+}
+
+impl Client {
     pub(super) fn on_greeting(&mut self, reply: Reply) {
         if reply.code == 220 {
             self.send_ehlo();
@@ -59,7 +62,7 @@ impl Client {
             || !self.tls_active && self.config.tls == TlsMode::StartTls;
         if reply.code / 100 == 5 && !needs_extensions {
             // RFC 5321 section 3.2: an old server; HELO is enough for a plain transaction.
-            self.command(&format!("HELO {}", self.config.ehlo_name));
+            self.command(&format!("HELO {}", self.ehlo_name()));
             self.state = State::Helo;
         } else if self.config.tls == TlsMode::StartTls && !self.tls_active {
             let error = Error::from_reply(
@@ -152,7 +155,9 @@ impl Client {
             );
             return self.fail(Error::new(Phase::Tls, ErrorKind::Protocol, message));
         }
-        self.state = State::Handshake;
+        self.state = State::Handshake {
+            before_greeting: false,
+        };
     }
 
     pub(super) fn on_auth(&mut self, reply: Reply, mut auth: Box<AuthState>) {
@@ -213,16 +218,15 @@ impl Client {
         ));
     }
 
-    pub(super) fn on_noop(&mut self, reply: Reply) {
-        if reply.is_positive() {
-            self.state = State::Ready;
-        } else {
-            self.fail_with_reply(Phase::Mail, "NOOP was refused", reply);
-        }
+    fn ehlo_name(&self) -> &str {
+        self.config
+            .ehlo_name
+            .as_deref()
+            .unwrap_or(DEFAULT_EHLO_NAME)
     }
 
     pub(super) fn send_ehlo(&mut self) {
-        self.command(&format!("EHLO {}", self.config.ehlo_name));
+        self.command(&format!("EHLO {}", self.ehlo_name()));
         self.state = State::Ehlo;
     }
 }

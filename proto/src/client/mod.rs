@@ -4,16 +4,24 @@
 //!
 //! ```text
 //! loop {
-//!     match client.poll() {
-//!         Step::Transmit(bytes, timer) => write them to the connection within the timer,
-//!         Step::Receive(wait)   => read server bytes (within wait.timer) into client.receive(..),
-//!         Step::StartTls        => do the TLS handshake, then client.tls_established(),
-//!         Step::Ready           => client.send(..), client.noop() or client.quit(),
+//!     match client.poll(now) {
+//!         Step::Transmit(bytes, until) => write them to the connection before `until`,
+//!         Step::Receive(wait)   => read server bytes (before wait.until) into client.receive(..),
+//!         Step::StartTls(tls)   => do the TLS handshake (before tls.until()), then tls.established(),
+//!         Step::Ready(ready)    => ready.send(..) or ready.quit(..), or give the session back,
 //!         Step::Delivered(d) | Step::Failed(e) => a transaction or the session ended,
+//!         Step::Reconnect       => the idle connection was gone: connect again, send there,
 //!         Step::Closed          => close the connection,
 //!     }
 //! }
 //! ```
+//!
+//! A failed write or read goes back in as [`Client::connection_lost`] or
+//! [`Client::timed_out`], and the outcome comes out of the next poll. Time is an input:
+//! the driver passes its monotonic clock's `now` and arms the deadlines it gets back, so
+//! the limits (per stage, per call, the idle check before reusing a connection) are rules
+//! of this machine, tested without sleeping. The handles [`Ready`] and [`Handshake`]
+//! exist only in the state where their calls are legal.
 //!
 //! What the machine guarantees, whatever the server sends: no credential before TLS when
 //! TLS is required; nothing learned before STARTTLS is used after it; bytes that arrive
@@ -38,6 +46,7 @@ use crate::error::{Error, ErrorKind, Phase};
 use crate::params::{self, MailDeclarations, SendOptions};
 use crate::reply::{EnhancedStatus, Reply, ReplyParser};
 use crate::sasl::{self, Credentials, Exchange, Mechanism, Response, Secret};
+use crate::time::{IDLE_CHECK_MS, Instant, QUIT_WAIT_MS, Timeouts};
 
 mod capabilities;
 mod hello;
@@ -59,11 +68,15 @@ pub enum TlsMode {
     InsecurePlaintext,
 }
 
+/// The EHLO name when none is given: the host's own name is not known inside the sandbox,
+/// and RFC 5321 section 4.1.4 lets a server check but not refuse it.
+pub const DEFAULT_EHLO_NAME: &str = "localhost";
+
 /// Settings for one connection.
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
-    /// The name sent with EHLO (or HELO).
-    pub ehlo_name: String,
+    /// The name sent with EHLO (or HELO); [`DEFAULT_EHLO_NAME`] when `None`.
+    pub ehlo_name: Option<String>,
     /// How the connection is protected.
     pub tls: TlsMode,
     /// The login, if the server must be authenticated to.
@@ -76,6 +89,8 @@ pub struct ClientConfig {
     pub sasl_nonce: String,
     /// Keep a transcript (AUTH data redacted) for [`Client::take_transcript`].
     pub transcript: bool,
+    /// Time limits per stage and per call.
+    pub timeouts: Timeouts,
 }
 
 /// Who the message is from and to (RFC 5321 envelope).
@@ -143,6 +158,8 @@ pub enum Timer {
     DataBlock,
     /// The reply after the whole content, which may take a server long.
     DataEnd,
+    /// QUIT and its reply: at most [`QUIT_WAIT_MS`].
+    Quit,
 }
 
 /// What the driver should wait for.
@@ -152,25 +169,50 @@ pub struct Wait {
     pub phase: Phase,
     /// Which time limit applies.
     pub timer: Timer,
+    /// When to give up: [`Client::timed_out`].
+    pub until: Instant,
 }
 
 /// What the driver must do next.
 #[derive(Debug)]
-pub enum Step {
-    /// Write these bytes (under this time limit), then poll again.
-    Transmit(Vec<u8>, Timer),
+pub enum Step<'a> {
+    /// Write these bytes before the deadline, then poll again.
+    Transmit(Vec<u8>, Instant),
     /// Read from the server and pass the bytes to [`Client::receive`].
     Receive(Wait),
-    /// Run the TLS handshake, then call [`Client::tls_established`].
-    StartTls,
-    /// The session can take a message ([`Client::send`]), a NOOP or QUIT.
-    Ready,
+    /// Run the TLS handshake, then call [`Handshake::established`].
+    StartTls(Handshake<'a>),
+    /// The session can take a message or QUIT.
+    Ready(Ready<'a>),
     /// A message was delivered (to some or all of its recipients).
     Delivered(Delivery),
     /// A message or the session failed.
     Failed(Error),
+    /// The connection was idle, and the NOOP before the message found it gone; nothing of
+    /// the message was sent. Connect again (a new [`Client`]) and send it there.
+    Reconnect,
     /// The session is over: close the connection.
     Closed,
+}
+
+/// The session is ready: it can take a message or QUIT.
+#[derive(Debug)]
+pub struct Ready<'a> {
+    client: &'a mut Client,
+}
+
+/// The driver must run the TLS handshake now.
+#[derive(Debug)]
+pub struct Handshake<'a> {
+    client: &'a mut Client,
+    until: Instant,
+}
+
+/// What a poll reports before the state's own step.
+#[derive(Debug)]
+enum Outcome {
+    Done(Result<Delivery, Error>),
+    Reconnect,
 }
 
 #[derive(Debug)]
@@ -179,10 +221,14 @@ enum State {
     Ehlo,
     Helo,
     StartTls,
-    Handshake,
+    /// The driver's TLS handshake: at the start with implicit TLS, or after STARTTLS.
+    Handshake {
+        before_greeting: bool,
+    },
     Auth(Box<AuthState>),
     Ready,
-    Noop,
+    /// NOOP to an idle connection before the transaction already prepared.
+    IdleCheck,
     Mail,
     Rcpt {
         index: usize,
@@ -209,7 +255,11 @@ pub struct Client {
     out: Vec<u8>,
     /// `out` carries message content, so it is written under the data-block timer.
     out_is_content: bool,
-    outcomes: VecDeque<Result<Delivery, Error>>,
+    outcomes: VecDeque<Outcome>,
+    /// The end of the current call's time ([`Timeouts::total_ms`]).
+    call_deadline: Instant,
+    /// When the server last answered, for the idle check.
+    last_reply: Instant,
     tls_active: bool,
     capabilities: Capabilities,
     transaction: Option<Transaction>,
@@ -219,10 +269,14 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client for a connection just opened. With implicit TLS the driver must finish the
-    /// handshake before feeding it any bytes.
-    pub fn new(config: ClientConfig) -> Result<Self, Error> {
-        command::check_ehlo_name(&config.ehlo_name)?;
+    /// A client for a connection about to be opened, in a call that began at `call_start`:
+    /// the call's time limit runs from there. Connect before [`Client::connect_deadline`];
+    /// with implicit TLS, the first step is the handshake.
+    pub fn new(mut config: ClientConfig, call_start: Instant) -> Result<Self, Error> {
+        let ehlo_name = config
+            .ehlo_name
+            .get_or_insert_with(|| DEFAULT_EHLO_NAME.to_owned());
+        command::check_ehlo_name(ehlo_name)?;
         if let Some(credentials) = &config.credentials {
             credentials.check()?;
             if config.tls == TlsMode::InsecurePlaintext {
@@ -232,10 +286,19 @@ impl Client {
                 ));
             }
         }
+        let implicit = config.tls == TlsMode::Implicit;
         Ok(Client {
-            tls_active: config.tls == TlsMode::Implicit,
+            tls_active: implicit,
+            call_deadline: call_start.plus_ms(config.timeouts.total_ms),
+            last_reply: call_start,
             config,
-            state: State::Greeting,
+            state: if implicit {
+                State::Handshake {
+                    before_greeting: true,
+                }
+            } else {
+                State::Greeting
+            },
             parser: ReplyParser::new(),
             out: Vec::new(),
             out_is_content: false,
@@ -257,41 +320,59 @@ impl Client {
         matches!(self.state, State::Closed)
     }
 
-    /// The next thing the driver must do.
-    pub fn poll(&mut self) -> Step {
+    /// The time by which the connection must be made, for a connection begun at `now`.
+    pub fn connect_deadline(&self, now: Instant) -> Instant {
+        self.call_deadline
+            .min(now.plus_ms(self.config.timeouts.connect_ms))
+    }
+
+    /// The next thing the driver must do, at `now` on its monotonic clock.
+    pub fn poll(&mut self, now: Instant) -> Step<'_> {
         if !self.out.is_empty() {
             let timer = if mem::take(&mut self.out_is_content) {
                 Timer::DataBlock
+            } else if matches!(self.state, State::Quit) {
+                Timer::Quit
             } else {
                 Timer::Command
             };
-            return Step::Transmit(mem::take(&mut self.out), timer);
+            let until = self.deadline(now, timer);
+            return Step::Transmit(mem::take(&mut self.out), until);
         }
         if let Some(outcome) = self.outcomes.pop_front() {
             return match outcome {
-                Ok(delivery) => Step::Delivered(delivery),
-                Err(error) => Step::Failed(error),
+                Outcome::Done(Ok(delivery)) => Step::Delivered(delivery),
+                Outcome::Done(Err(error)) => Step::Failed(error),
+                Outcome::Reconnect => Step::Reconnect,
             };
         }
         match self.state {
-            State::Handshake => Step::StartTls,
-            State::Ready => Step::Ready,
+            State::Handshake { .. } => Step::StartTls(Handshake {
+                until: self.deadline(now, Timer::Command),
+                client: self,
+            }),
+            State::Ready => Step::Ready(Ready { client: self }),
             State::Closed => Step::Closed,
             _ => match self.parser.next_reply() {
                 Ok(Some(reply)) => {
+                    self.last_reply = now;
                     let reply = self.redact(reply);
                     self.record_reply(&reply);
                     self.on_reply(reply);
-                    self.poll()
+                    self.poll(now)
                 }
-                Ok(None) => Step::Receive(Wait {
-                    phase: self.phase(),
-                    timer: self.timer(),
-                }),
+                Ok(None) => {
+                    let timer = self.timer();
+                    Step::Receive(Wait {
+                        phase: self.phase(),
+                        timer,
+                        until: self.deadline(now, timer),
+                    })
+                }
                 Err(error) => {
                     let error = Error::new(self.phase(), ErrorKind::Protocol, error.to_string());
                     self.fail(error);
-                    self.poll()
+                    self.poll(now)
                 }
             },
         }
@@ -303,43 +384,55 @@ impl Client {
     }
 
     /// Reports that the connection ended or failed under the driver, and closes the
-    /// dialogue; returns what to give the caller. That is the error, unless an earlier
-    /// transaction of the same message (after a 452) delivered it: then it is that
-    /// delivery, with the recipients of the interrupted transaction refused. A message the
-    /// server had not yet accepted is never reported delivered.
-    pub fn connection_lost(
-        &mut self,
-        kind: ErrorKind,
-        message: impl Into<String>,
-    ) -> Result<Delivery, Error> {
-        let error = Error::new(self.phase(), kind, message);
-        let outcome = match self.transaction.take() {
-            Some(transaction) => transaction.outcome_of_failure(error),
-            None => Err(error),
-        };
-        self.fail_silently();
-        outcome
+    /// dialogue; the next poll says what it means for the caller. That is the error, unless
+    /// an earlier transaction of the same message (after a 452) delivered it: then it is
+    /// that delivery, with the recipients of the interrupted transaction refused. A message
+    /// the server had not yet accepted is never reported delivered, and an idle connection
+    /// found gone before a message asks for [`Step::Reconnect`].
+    pub fn connection_lost(&mut self, kind: ErrorKind, message: impl Into<String>) {
+        if matches!(self.state, State::IdleCheck) {
+            return self.reconnect();
+        }
+        self.fail(Error::new(self.phase(), kind, message));
     }
 
-    fn check_ready(&self) -> Result<(), Error> {
-        if matches!(self.state, State::Ready) {
-            Ok(())
+    /// Reports that a deadline this machine gave passed at `now` (see
+    /// [`Client::connection_lost`]).
+    pub fn timed_out(&mut self, now: Instant) {
+        let message = if now >= self.call_deadline {
+            format!(
+                "the overall time limit of {} ms ran out",
+                self.config.timeouts.total_ms
+            )
         } else {
-            Err(Error::new(
-                self.phase(),
-                ErrorKind::Closed,
-                "the session is not ready for a message",
-            ))
-        }
+            "the server did not answer in time".to_owned()
+        };
+        self.connection_lost(ErrorKind::Timeout, message);
+    }
+
+    /// The deadline for a wait or write under `timer` that starts at `now`.
+    fn deadline(&self, now: Instant, timer: Timer) -> Instant {
+        let limits = &self.config.timeouts;
+        let limit = match timer {
+            Timer::Greeting => limits.greeting_ms,
+            Timer::Command => limits.command_ms,
+            Timer::Mail => limits.mail_ms,
+            Timer::Rcpt => limits.rcpt_ms,
+            Timer::DataStart => limits.data_start_ms,
+            Timer::DataBlock => limits.data_block_ms,
+            Timer::DataEnd => limits.data_end_ms,
+            Timer::Quit => limits.command_ms.min(QUIT_WAIT_MS),
+        };
+        self.call_deadline.min(now.plus_ms(limit))
     }
 
     fn phase(&self) -> Phase {
         match &self.state {
             State::Greeting => Phase::Greeting,
             State::Ehlo | State::Helo => Phase::Ehlo,
-            State::StartTls | State::Handshake => Phase::Tls,
+            State::StartTls | State::Handshake { .. } => Phase::Tls,
             State::Auth(_) => Phase::Auth,
-            State::Ready | State::Noop | State::Mail | State::Rset { .. } => Phase::Mail,
+            State::Ready | State::IdleCheck | State::Mail | State::Rset { .. } => Phase::Mail,
             State::Rcpt { .. } => Phase::Rcpt,
             State::Data | State::DataEnd | State::Bdat { .. } => Phase::Data,
             State::Quit | State::Closed => Phase::Quit,
@@ -354,12 +447,16 @@ impl Client {
             State::Data => Timer::DataStart,
             State::Bdat { last: false } => Timer::DataBlock,
             State::DataEnd | State::Bdat { last: true } => Timer::DataEnd,
+            State::Quit => Timer::Quit,
             _ => Timer::Command,
         }
     }
 
     fn on_reply(&mut self, reply: Reply) {
         let phase = self.phase();
+        if matches!(self.state, State::IdleCheck) && !reply.is_positive() {
+            return self.reconnect();
+        }
         if reply.code == 421 && !matches!(self.state, State::Quit) {
             // RFC 5321 section 3.8: the server is shutting the connection.
             self.fail(Error::from_reply(
@@ -376,7 +473,7 @@ impl Client {
             State::Helo => self.on_helo(reply),
             State::StartTls => self.on_starttls(reply),
             State::Auth(auth) => self.on_auth(reply, auth),
-            State::Noop => self.on_noop(reply),
+            State::IdleCheck => self.start_transaction(),
             State::Mail => self.on_mail(reply),
             State::Rcpt { index } => self.on_rcpt(reply, index),
             State::Data => self.on_data(reply),
@@ -385,7 +482,7 @@ impl Client {
             State::Bdat { last: false } => self.on_bdat_chunk(reply),
             State::Rset { then } => self.on_rset(reply, then),
             State::Quit => self.state = State::Closed,
-            State::Handshake | State::Ready | State::Closed => {
+            State::Handshake { .. } | State::Ready | State::Closed => {
                 unreachable!("no reply is read in these states")
             }
         }
@@ -407,12 +504,19 @@ impl Client {
             Some(transaction) => transaction.outcome_of_failure(error),
             None => Err(error),
         };
-        self.fail_silently();
-        self.outcomes.push_back(outcome);
+        self.close_now();
+        self.outcomes.push_back(Outcome::Done(outcome));
     }
 
-    /// Closes the session without reporting anything more.
-    fn fail_silently(&mut self) {
+    /// The idle connection is gone before the prepared message began: the driver connects
+    /// again and sends it there.
+    fn reconnect(&mut self) {
+        self.close_now();
+        self.outcomes.push_back(Outcome::Reconnect);
+    }
+
+    /// Ends the session: nothing more is written or read.
+    fn close_now(&mut self) {
         self.transaction = None;
         self.out.clear();
         self.state = State::Closed;

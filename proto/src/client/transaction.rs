@@ -118,17 +118,41 @@ pub(super) fn too_many_recipients(reply: &Reply) -> bool {
     matches!(reply.code, 452 | 552)
 }
 
-impl Client {
-    /// Starts sending a message; only valid when [`Step::Ready`] was returned. Bad input,
-    /// and what the server is known not to support, is refused here, before anything is
-    /// sent.
+impl Ready<'_> {
+    /// Starts sending a message, in a call that began at `call_start` (for a call that
+    /// also opened the session, when it began opening): the call's time limit runs from
+    /// there, and a connection idle for more than [`IDLE_CHECK_MS`] before it is checked
+    /// with NOOP first. Bad input, and what the server is known not to support, is refused
+    /// here, before anything is sent, and the session stays ready.
     pub fn send(
+        self,
+        call_start: Instant,
+        envelope: Envelope,
+        message: &[u8],
+        options: SendOptions,
+    ) -> Result<(), Error> {
+        let client = self.client;
+        client.prepare_transaction(envelope, message, options)?;
+        client.call_deadline = call_start.plus_ms(client.config.timeouts.total_ms);
+        if call_start.ms_since(client.last_reply) > u64::from(IDLE_CHECK_MS) {
+            client.command("NOOP");
+            client.state = State::IdleCheck;
+        } else {
+            client.start_transaction();
+        }
+        Ok(())
+    }
+}
+
+impl Client {
+    /// Checks a message against the input rules and what the server offers, and holds it
+    /// as the transaction to run.
+    fn prepare_transaction(
         &mut self,
         envelope: Envelope,
         message: &[u8],
         options: SendOptions,
     ) -> Result<(), Error> {
-        self.check_ready()?;
         let needs_utf8 = envelope.check()?;
         options.check()?;
         if needs_utf8 && !self.capabilities.has(Extension::SmtpUtf8) {
@@ -220,7 +244,6 @@ impl Client {
             pipelined: self.capabilities.has(Extension::Pipelining),
             doomed: None,
         });
-        self.start_transaction();
         Ok(())
     }
 
@@ -401,15 +424,15 @@ impl Client {
                 return self.fail(error);
             }
             let outcome = transaction.outcome_of_failure(error);
-            self.outcomes.push_back(outcome);
+            self.outcomes.push_back(Outcome::Done(outcome));
         } else if reply.is_positive() {
             if transaction.deferred.is_empty() {
-                self.outcomes.push_back(Ok(Delivery {
+                self.outcomes.push_back(Outcome::Done(Ok(Delivery {
                     accepted: transaction.accepted,
                     refused: transaction.refused,
                     reply,
                     earlier_replies: transaction.earlier_replies,
-                }));
+                })));
             } else {
                 transaction.earlier_replies.push(reply);
                 transaction.recipients =
@@ -426,7 +449,7 @@ impl Client {
                 reply,
             );
             let outcome = transaction.outcome_of_failure(error);
-            self.outcomes.push_back(outcome);
+            self.outcomes.push_back(Outcome::Done(outcome));
         } else {
             self.fail(Error::from_reply(
                 Phase::Data,
@@ -440,13 +463,13 @@ impl Client {
     pub(super) fn on_rset(&mut self, reply: Reply, then: Result<Delivery, Error>) {
         if reply.is_positive() {
             self.state = State::Ready;
-            self.outcomes.push_back(then);
+            self.outcomes.push_back(Outcome::Done(then));
         } else {
             // The transaction failed and the server will not reset: the session is unusable.
             match then {
                 Ok(delivery) => {
-                    self.outcomes.push_back(Ok(delivery));
-                    self.fail_silently();
+                    self.outcomes.push_back(Outcome::Done(Ok(delivery)));
+                    self.close_now();
                 }
                 Err(error) => self.fail(error),
             }
