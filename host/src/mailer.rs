@@ -14,10 +14,12 @@ use wasmtime::component::ResourceAny;
 use crate::component::{Sandbox, Sender, wit};
 use crate::policy::{Confined, Limits, NetworkGrant, Transcript};
 
+pub use sendbox_proto::{Credentials, Mechanism as AuthMechanism, Secret};
+
 pub use crate::component::wit::{
-    Attachment, AuthMechanism, ComposedMessage, Delivery, Dsn, DsnNotify, DsnReturn,
-    EnhancedStatus, ErrorKind, HeaderField, Mailbox, Message, Phase, RefusedRecipient, Reply,
-    SendError, SendOptions, Timeouts, TlsMode,
+    Attachment, ComposedMessage, Delivery, Dsn, DsnNotify, DsnReturn, EnhancedStatus, ErrorKind,
+    HeaderField, Mailbox, Message, Phase, RefusedRecipient, Reply, SendError, SendOptions,
+    Timeouts, TlsMode,
 };
 
 /// The one server a [`Mailer`] talks to.
@@ -61,71 +63,6 @@ impl Server {
             TlsMode::Starttls => 587,
             TlsMode::InsecurePlaintext => 25,
         }
-    }
-}
-
-/// Credentials for SMTP AUTH. `Debug` never shows the secret.
-#[derive(Clone)]
-pub struct Credentials {
-    /// The AUTH user name.
-    pub username: String,
-    /// The password or token; it only ever crosses TLS.
-    pub secret: Secret,
-    /// The SASL mechanism to use; by default the strongest both sides allow.
-    pub mechanism: Option<AuthMechanism>,
-}
-
-/// What proves the user's identity. `Debug` never shows the value.
-#[derive(Clone, PartialEq, Eq)]
-pub enum Secret {
-    /// A password (SCRAM-SHA-256, PLAIN, LOGIN, or CRAM-MD5 when named).
-    Password(String),
-    /// An OAuth 2.0 access token (OAUTHBEARER or XOAUTH2).
-    BearerToken(String),
-}
-
-impl Credentials {
-    /// A user name and password; the mechanism is chosen with the server.
-    pub fn password(username: impl Into<String>, password: impl Into<String>) -> Self {
-        Credentials {
-            username: username.into(),
-            secret: Secret::Password(password.into()),
-            mechanism: None,
-        }
-    }
-
-    /// A user name and OAuth 2.0 access token.
-    pub fn bearer_token(username: impl Into<String>, token: impl Into<String>) -> Self {
-        Credentials {
-            username: username.into(),
-            secret: Secret::BearerToken(token.into()),
-            mechanism: None,
-        }
-    }
-
-    /// Uses this mechanism only (CRAM-MD5 is only ever used this way).
-    pub fn with_mechanism(mut self, mechanism: AuthMechanism) -> Self {
-        self.mechanism = Some(mechanism);
-        self
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Secret::Password(_) => "Password(<redacted>)",
-            Secret::BearerToken(_) => "BearerToken(<redacted>)",
-        })
-    }
-}
-
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("username", &self.username)
-            .field("secret", &self.secret)
-            .field("mechanism", &self.mechanism)
-            .finish()
     }
 }
 
@@ -505,7 +442,14 @@ impl Mailer {
                 Secret::Password(password) => wit::Secret::Password(password.clone()),
                 Secret::BearerToken(token) => wit::Secret::BearerToken(token.clone()),
             },
-            mechanism: c.mechanism,
+            mechanism: c.mechanism.map(|mechanism| match mechanism {
+                AuthMechanism::ScramSha256 => wit::AuthMechanism::ScramSha256,
+                AuthMechanism::Plain => wit::AuthMechanism::Plain,
+                AuthMechanism::Login => wit::AuthMechanism::Login,
+                AuthMechanism::CramMd5 => wit::AuthMechanism::CramMd5,
+                AuthMechanism::OAuthBearer => wit::AuthMechanism::Oauthbearer,
+                AuthMechanism::XOAuth2 => wit::AuthMechanism::Xoauth2,
+            }),
         })
     }
 }

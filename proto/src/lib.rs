@@ -13,11 +13,13 @@
 //! - [`connect`]: the order of the addresses to try and each attempt's share of the time
 //!   (RFC 8305).
 //! - [`time`]: time as an input: the clock's instants and the limits per stage and call.
+//! - [`address`]: address lists as people type them (mail-parser).
 //! - [`command`]: checks on addresses and names before they reach a command line.
 //! - [`error`]: errors with phase, server reply and whether a retry can help.
 
 #![warn(missing_docs)]
 
+pub mod address;
 pub mod client;
 pub mod command;
 pub mod connect;
@@ -31,6 +33,7 @@ pub mod reply;
 pub mod sasl;
 pub mod time;
 
+pub use address::parse_address_list;
 pub use client::{
     Client, ClientConfig, Delivery, Envelope, Extension, Handshake, Ready, RefusedRecipient, Step,
     Timer, TlsMode, Wait,

@@ -87,6 +87,30 @@ impl fmt::Debug for Credentials {
 }
 
 impl Credentials {
+    /// A user name and password; the mechanism is chosen with the server.
+    pub fn password(username: impl Into<String>, password: impl Into<String>) -> Self {
+        Credentials {
+            username: username.into(),
+            secret: Secret::Password(password.into()),
+            mechanism: None,
+        }
+    }
+
+    /// A user name and OAuth 2.0 access token.
+    pub fn bearer_token(username: impl Into<String>, token: impl Into<String>) -> Self {
+        Credentials {
+            username: username.into(),
+            secret: Secret::BearerToken(token.into()),
+            mechanism: None,
+        }
+    }
+
+    /// Uses this mechanism only (CRAM-MD5 is only ever used this way).
+    pub fn with_mechanism(mut self, mechanism: Mechanism) -> Self {
+        self.mechanism = Some(mechanism);
+        self
+    }
+
     /// Refuses credentials that no mechanism they may use can encode: PLAIN separates
     /// fields with NUL, the OAuth mechanisms with 0x01; a named mechanism must take this
     /// kind of secret, and SCRAM-SHA-256, if named, must get values SASLprep accepts.

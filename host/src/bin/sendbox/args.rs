@@ -4,8 +4,10 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use sendbox::{AuthMechanism, TlsMode};
+use sendbox::{AuthMechanism, DsnNotify, DsnReturn, TlsMode};
 use serde::Deserialize;
+
+use crate::dsn;
 
 /// Send mail through a sandboxed SMTP client that can reach one server and nothing else.
 #[derive(Parser, Debug)]
@@ -100,8 +102,8 @@ impl From<AuthArg> for AuthMechanism {
             AuthArg::Plain => AuthMechanism::Plain,
             AuthArg::Login => AuthMechanism::Login,
             AuthArg::CramMd5 => AuthMechanism::CramMd5,
-            AuthArg::OAuthBearer => AuthMechanism::Oauthbearer,
-            AuthArg::XOAuth2 => AuthMechanism::Xoauth2,
+            AuthArg::OAuthBearer => AuthMechanism::OAuthBearer,
+            AuthArg::XOAuth2 => AuthMechanism::XOAuth2,
         }
     }
 }
@@ -212,13 +214,13 @@ pub struct SendArgs {
 pub struct DeliveryArgs {
     /// Ask for delivery status notifications (RFC 3461): a comma list of success,
     /// failure, delay, or never. The server must offer DSN.
-    #[arg(long, value_name = "WHEN", value_delimiter = ',')]
-    pub dsn_notify: Vec<NotifyArg>,
-    /// What a failure notification returns.
-    #[arg(long, value_enum, value_name = "WHAT")]
-    pub dsn_ret: Option<DsnRetArg>,
-    /// An envelope id that notifications quote back.
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "WHEN", value_parser = dsn::notify)]
+    pub dsn_notify: Option<DsnNotify>,
+    /// What a failure notification returns: full or hdrs.
+    #[arg(long, value_name = "WHAT", value_parser = dsn::ret)]
+    pub dsn_ret: Option<DsnReturn>,
+    /// An envelope id that notifications quote back (1 to 100 printable ASCII characters).
+    #[arg(long, value_name = "ID", value_parser = dsn::envid)]
     pub dsn_envid: Option<String>,
     /// The message may only travel over TLS (RFC 8689); the server must offer REQUIRETLS.
     #[arg(long)]
@@ -227,24 +229,6 @@ pub struct DeliveryArgs {
     /// Message-ID or From is added (From: the envelope sender), as msmtp and sendmail do.
     #[arg(long, requires = "raw")]
     pub keep_header: bool,
-}
-
-/// An event for --dsn-notify.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NotifyArg {
-    Success,
-    Failure,
-    Delay,
-    Never,
-}
-
-/// What a failure notification returns.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DsnRetArg {
-    /// The whole message.
-    Full,
-    /// Only its header.
-    Hdrs,
 }
 
 #[derive(Args, Debug)]
@@ -335,6 +319,36 @@ mod tests {
             "[::1",
         ] {
             assert!(parse_server(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn dsn_options_read_as_sendmail_reads_them() {
+        let parse = |extra: &[&str]| {
+            let mut args = vec!["sendbox", "send", "--server", "h", "--to", "b@x"];
+            args.extend(extra);
+            Cli::try_parse_from(args).map(|cli| match cli.command {
+                Command::Send(send) => send.delivery,
+                other => panic!("parsed as {other:?}"),
+            })
+        };
+        let delivery = parse(&["--dsn-notify", "success,DELAY", "--dsn-ret", "hdrs"]).unwrap();
+        assert_eq!(
+            delivery.dsn_notify,
+            Some(DsnNotify::SUCCESS | DsnNotify::DELAY)
+        );
+        assert_eq!(delivery.dsn_ret, Some(DsnReturn::Headers));
+        assert_eq!(
+            parse(&["--dsn-notify", "never"]).unwrap().dsn_notify,
+            Some(DsnNotify::empty())
+        );
+        for bad in [
+            &["--dsn-notify", "never,success"][..],
+            &["--dsn-notify", "sometimes"],
+            &["--dsn-ret", "partial"],
+            &["--dsn-envid", ""],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} accepted");
         }
     }
 }

@@ -21,7 +21,9 @@ pub async fn run(args: BatchArgs) -> Result<u8, Stop> {
         .from
         .as_deref()
         .or(account.and_then(|a| a.from.as_deref()))
-        .map(|from| compose::mailbox(from).address);
+        .map(compose::mailbox)
+        .transpose()?
+        .map(|m| m.address);
     let envelope = Envelope {
         sender,
         recipients: args.to.clone(),

@@ -17,7 +17,7 @@ pub fn message(args: &SendArgs, from: Option<&str>) -> Result<(Envelope, Message
     let usage = |message: &str| Stop(exit::USAGE, message.to_owned());
     if let Some(path) = &args.raw {
         let envelope = Envelope {
-            sender: from.map(|f| mailbox(f).address),
+            sender: from.map(mailbox).transpose()?.map(|m| m.address),
             recipients: args.to.clone(),
             recipients_from_headers: args.recipients_from_headers,
             qualify_domain: None,
@@ -38,10 +38,10 @@ pub fn message(args: &SendArgs, from: Option<&str>) -> Result<(Envelope, Message
         (None, Some(path)) => Some(read_text(path)?),
         (None, None) => None,
     };
-    let mut composed = ComposedMessage::new(mailbox(from));
-    composed.to = args.to.iter().map(|a| mailbox(a)).collect();
-    composed.cc = args.cc.iter().map(|a| mailbox(a)).collect();
-    composed.bcc = args.bcc.iter().map(|a| mailbox(a)).collect();
+    let mut composed = ComposedMessage::new(mailbox(from)?);
+    composed.to = mailbox_lists(&args.to)?;
+    composed.cc = mailbox_lists(&args.cc)?;
+    composed.bcc = mailbox_lists(&args.bcc)?;
     composed.subject = args.subject.clone().unwrap_or_default();
     composed.html = args.html.as_deref().map(read_text).transpose()?;
     composed.text = text;
@@ -50,14 +50,12 @@ pub fn message(args: &SendArgs, from: Option<&str>) -> Result<(Envelope, Message
         .iter()
         .map(|path| attachment(path))
         .collect::<Result<_, _>>()?;
-    composed.reply_to = args.reply_to.iter().map(|a| mailbox(a)).collect();
+    composed.reply_to = mailbox_lists(&args.reply_to)?;
     for field in &args.header {
         let field = header_field(field)?;
         // The builder writes Reply-To itself, from the composed message's reply-to list.
         if field.name.eq_ignore_ascii_case("reply-to") {
-            composed
-                .reply_to
-                .extend(split_list(&field.value).iter().map(|a| mailbox(a)));
+            composed.reply_to.extend(mailboxes(&field.value)?);
         } else {
             composed.headers.push(field);
         }
@@ -66,47 +64,36 @@ pub fn message(args: &SendArgs, from: Option<&str>) -> Result<(Envelope, Message
     Ok((Envelope::from_headers(), Message::Composed(composed)))
 }
 
-/// `alice@example.org` or `Alice Example <alice@example.org>`.
-pub fn mailbox(text: &str) -> Mailbox {
-    let text = text.trim();
-    match text.strip_suffix('>').and_then(|t| t.rsplit_once('<')) {
-        Some((name, address)) => {
-            let name = name.trim().trim_matches('"').trim();
-            Mailbox {
-                name: (!name.is_empty()).then(|| name.to_owned()),
-                address: address.trim().to_owned(),
-            }
-        }
-        None => Mailbox::new(text),
+/// The mailboxes of an address list (`Alice <a@x.org>, "Doe, J" <j@y.org>`), read by the
+/// parser the component reads headers with.
+pub fn mailboxes(list: &str) -> Result<Vec<Mailbox>, Stop> {
+    let found = sendbox_proto::parse_address_list(list)
+        .map_err(|why| Stop(exit::DATAERR, format!("not an address list: {why}")))?;
+    Ok(found
+        .into_iter()
+        .map(|m| Mailbox {
+            name: m.name,
+            address: m.address,
+        })
+        .collect())
+}
+
+/// Exactly one mailbox: `alice@example.org` or `Alice Example <alice@example.org>`.
+pub fn mailbox(text: &str) -> Result<Mailbox, Stop> {
+    let mut found = mailboxes(text)?;
+    match (found.pop(), found.is_empty()) {
+        (Some(mailbox), true) => Ok(mailbox),
+        _ => Err(Stop(exit::DATAERR, format!("{text:?} is not one address"))),
     }
 }
 
-/// The entries of an address list (`A <a@x>, "B, C" <b@y>`): split at the commas outside
-/// quoted strings and angle brackets, each trimmed; empty entries dropped.
-fn split_list(list: &str) -> Vec<String> {
-    let mut entries = vec![String::new()];
-    let (mut quoted, mut angle, mut escaped) = (false, false, false);
-    for c in list.chars() {
-        let entry = entries.last_mut().expect("never empty");
-        match c {
-            _ if escaped => escaped = false,
-            '\\' if quoted => escaped = true,
-            '"' if !angle => quoted = !quoted,
-            '<' if !quoted => angle = true,
-            '>' if !quoted => angle = false,
-            ',' if !quoted && !angle => {
-                entries.push(String::new());
-                continue;
-            }
-            _ => {}
-        }
-        entry.push(c);
+/// The mailboxes of each list given (each --to may name several).
+fn mailbox_lists(lists: &[String]) -> Result<Vec<Mailbox>, Stop> {
+    let mut all = Vec::new();
+    for list in lists {
+        all.extend(mailboxes(list)?);
     }
-    entries
-        .into_iter()
-        .map(|e| e.trim().to_owned())
-        .filter(|e| !e.is_empty())
-        .collect()
+    Ok(all)
 }
 
 fn attachment(path: &Path) -> Result<Attachment, Stop> {
@@ -176,7 +163,7 @@ mod tests {
     use super::*;
 
     fn parts(text: &str) -> (Option<String>, String) {
-        let mailbox = mailbox(text);
+        let mailbox = mailbox(text).unwrap();
         (mailbox.name, mailbox.address)
     }
 
@@ -188,18 +175,18 @@ mod tests {
             (Some("Alice Ex".into()), "a@example.org".into())
         );
         assert_eq!(parts(" <a@example.org>"), (None, "a@example.org".into()));
+        assert!(mailbox("a@x.org, b@y.org").is_err());
+        assert!(mailbox("").is_err());
     }
 
     #[test]
-    fn address_lists_split_outside_quotes_and_brackets() {
-        assert_eq!(
-            split_list(r#"a@x, "Doe, J" <j@y>,, <k@z> "#),
-            ["a@x", r#""Doe, J" <j@y>"#, "<k@z>"]
-        );
-        assert_eq!(
-            parts(r#""Doe, J" <j@y>"#),
-            (Some("Doe, J".into()), "j@y".into())
-        );
+    fn each_option_may_name_a_list() {
+        let lists = ["a@x, \"Doe, J\" <j@y>".to_owned(), "k@z".to_owned()];
+        let found = mailbox_lists(&lists).unwrap();
+        let addresses: Vec<_> = found.iter().map(|m| m.address.as_str()).collect();
+        assert_eq!(addresses, ["a@x", "j@y", "k@z"]);
+        assert_eq!(found[1].name.as_deref(), Some("Doe, J"));
+        assert!(mailbox_lists(&["a@x\r\nBcc: eve@y".to_owned()]).is_err());
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod batch;
 mod compose;
 mod config;
 mod demo;
+mod dsn;
 mod exit;
 mod sendmail;
 
@@ -18,14 +19,15 @@ use clap::Parser as _;
 use clap::ValueEnum as _;
 use sendbox::mailer::{Timeouts, format_reply};
 use sendbox::{
-    Credentials, Delivery, Dsn, DsnNotify, DsnReturn, Envelope, Limits, Mailer, Message, Sandbox,
-    SandboxOptions, Secret, SendOptions, Server, Transcript,
+    Credentials, Delivery, Envelope, Limits, Mailer, Message, Sandbox, SandboxOptions, Secret,
+    SendOptions, Server, Transcript,
 };
 
-use crate::args::{Cli, Command, ConnectionArgs, DeliveryArgs, DsnRetArg, NotifyArg, SendArgs};
+use crate::args::{Cli, Command, ConnectionArgs, DeliveryArgs, SendArgs};
 use crate::config::{Account, Config, SecretSource};
 
 /// A failure before anything was sent: the message for the user and the exit code.
+#[derive(Debug)]
 struct Stop(u8, String);
 
 #[tokio::main(flavor = "current_thread")]
@@ -105,7 +107,12 @@ async fn sendmail(args: Vec<OsString>) -> Result<u8, Stop> {
         .map_err(|e| Stop(exit::IOERR, format!("cannot read the message: {e}")))?;
     // Like an MTA: -f wins over the account's address, and bare names such as `root`
     // (cron's) get the domain of the account's address.
-    let account_address = account.from.as_deref().map(|f| compose::mailbox(f).address);
+    let account_address = account
+        .from
+        .as_deref()
+        .map(compose::mailbox)
+        .transpose()?
+        .map(|m| m.address);
     let envelope = Envelope {
         sender: args.sender.clone().or_else(|| account_address.clone()),
         recipients: args.recipients.clone(),
@@ -174,28 +181,11 @@ fn connection_account<'c>(
 
 /// The DSN and REQUIRETLS options.
 fn send_options(delivery: &DeliveryArgs) -> SendOptions {
-    let asked = !delivery.dsn_notify.is_empty()
-        || delivery.dsn_ret.is_some()
-        || delivery.dsn_envid.is_some();
-    let dsn = asked.then(|| Dsn {
-        notify: (!delivery.dsn_notify.is_empty()).then(|| {
-            delivery
-                .dsn_notify
-                .iter()
-                .fold(DsnNotify::empty(), |flags, event| match event {
-                    NotifyArg::Success => flags | DsnNotify::SUCCESS,
-                    NotifyArg::Failure => flags | DsnNotify::FAILURE,
-                    NotifyArg::Delay => flags | DsnNotify::DELAY,
-                    NotifyArg::Never => flags,
-                })
-        }),
-        ret: delivery.dsn_ret.map(|ret| match ret {
-            DsnRetArg::Full => DsnReturn::Full,
-            DsnRetArg::Hdrs => DsnReturn::Headers,
-        }),
-        envid: delivery.dsn_envid.clone(),
-        original_recipients: false,
-    });
+    let dsn = dsn::request(
+        delivery.dsn_notify,
+        delivery.dsn_ret,
+        delivery.dsn_envid.clone(),
+    );
     SendOptions {
         dsn,
         require_tls: delivery.require_tls,

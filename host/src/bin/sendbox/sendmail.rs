@@ -14,6 +14,8 @@ use std::path::PathBuf;
 
 use sendbox::{Dsn, DsnNotify, DsnReturn};
 
+use crate::dsn;
+
 /// What a sendmail command line asks for.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct SendmailArgs {
@@ -73,14 +75,7 @@ Accepted and ignored, as they only tune a local MTA: -oem, -odi, -B8BITMIME, -F 
 impl SendmailArgs {
     /// The DSN request of `-N`, `-R` and `-V` (RFC 3461), if any of them was given.
     pub fn dsn(&self) -> Option<Dsn> {
-        let asked =
-            self.dsn_notify.is_some() || self.dsn_return.is_some() || self.dsn_envid.is_some();
-        asked.then(|| Dsn {
-            notify: self.dsn_notify,
-            ret: self.dsn_return,
-            envid: self.dsn_envid.clone(),
-            original_recipients: false,
-        })
+        dsn::request(self.dsn_notify, self.dsn_return, self.dsn_envid.clone())
     }
 }
 
@@ -110,10 +105,7 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<SendmailArgs, 
         return Ok(parsed);
     }
     for operand in &operands {
-        let list = address_list(utf8(operand)?);
-        parsed
-            .recipients
-            .extend(list.into_iter().filter(|a| !a.is_empty()));
+        parsed.recipients.extend(addresses(utf8(operand)?)?);
     }
     if parsed.recipients.is_empty() && !parsed.extract_recipients {
         return Err("no recipients given (and no -t)".into());
@@ -162,9 +154,12 @@ impl SendmailArgs {
             // The full name is for an MTA that writes a missing From; sendbox sends the
             // message's header as it is.
             'F' => {}
-            'N' => self.dsn_notify = Some(notify(value)?),
-            'R' => self.dsn_return = Some(dsn_return(value)?),
-            'V' => self.dsn_envid = Some(envid(value)?),
+            'N' => {
+                self.dsn_notify =
+                    Some(dsn::notify(value).map_err(|why| format!("-N {value:?}: {why}"))?)
+            }
+            'R' => self.dsn_return = Some(dsn::ret(value).map_err(|why| format!("-R {why}"))?),
+            'V' => self.dsn_envid = Some(dsn::envid(value).map_err(|why| format!("-V {why}"))?),
             'a' => self.account = Some(value.to_owned()),
             'b' if value == "m" => {}
             'b' => return Err(not_sending(&format!("-b{value}"))),
@@ -231,116 +226,22 @@ fn not_sending(option: &str) -> String {
 
 /// The address of `-f` or `-r`: `""` for `<>` or nothing.
 fn sender(letter: char, value: &str) -> Result<String, String> {
-    let mut addresses = address_list(value).into_iter();
+    if matches!(value.trim(), "" | "<>") {
+        return Ok(String::new());
+    }
+    let mut addresses = addresses(value)?.into_iter();
     match (addresses.next(), addresses.next()) {
         (Some(address), None) => Ok(address),
         _ => Err(format!("-{letter} {value:?} is not one address")),
     }
 }
 
-/// `-N never` or `-N` with a comma list of `success`, `failure`, `delay`.
-fn notify(value: &str) -> Result<DsnNotify, String> {
-    let mut notify = DsnNotify::empty();
-    let mut never = false;
-    for word in value.split(',').map(str::trim) {
-        let flag = match word.to_ascii_lowercase().as_str() {
-            "never" => {
-                never = true;
-                continue;
-            }
-            "success" => DsnNotify::SUCCESS,
-            "failure" => DsnNotify::FAILURE,
-            "delay" => DsnNotify::DELAY,
-            _ => {
-                return Err(format!(
-                    "-N {value:?}: {word:?} is not never, success, failure or delay"
-                ));
-            }
-        };
-        notify |= flag;
-    }
-    if never && notify != DsnNotify::empty() {
-        return Err(format!("-N {value:?}: never goes alone"));
-    }
-    Ok(notify)
-}
-
-/// `-R full` or `-R hdrs`.
-fn dsn_return(value: &str) -> Result<DsnReturn, String> {
-    match value.to_ascii_lowercase().as_str() {
-        "full" => Ok(DsnReturn::Full),
-        "hdrs" => Ok(DsnReturn::Headers),
-        _ => Err(format!("-R {value:?} is not full or hdrs")),
-    }
-}
-
-/// `-V ENVID`: 1 to 100 printable ASCII characters (RFC 3461), as Postfix checks it.
-fn envid(value: &str) -> Result<String, String> {
-    let printable = value.bytes().all(|b| (b' '..=b'~').contains(&b));
-    if value.is_empty() || value.len() > 100 || !printable {
-        return Err(format!(
-            "-V {value:?} is not 1 to 100 printable ASCII characters"
-        ));
-    }
-    Ok(value.to_owned())
-}
-
-/// The addresses of an RFC 5322 address list, as sendmail reads its operands: split at the
-/// commas outside quoted strings, comments and angle brackets; each entry reduced to what
-/// is inside `<...>`, or else to itself without comments. An empty entry stays empty.
-///
+/// The addresses of an RFC 5322 address list, as sendmail reads its operands:
 /// `"Doe, John" <john@example.org>, kay@example.org (Kay)` gives `john@example.org` and
-/// `kay@example.org`.
-fn address_list(list: &str) -> Vec<String> {
-    let mut entries = Vec::new();
-    let mut bare = String::new();
-    let mut angle: Option<String> = None;
-    let mut in_angle = false;
-    let mut quoted = false;
-    let mut comment_depth = 0usize;
-    let mut chars = list.chars();
-    while let Some(c) = chars.next() {
-        let target = if in_angle {
-            angle.get_or_insert_default()
-        } else {
-            &mut bare
-        };
-        if comment_depth > 0 {
-            match c {
-                '(' => comment_depth += 1,
-                ')' => comment_depth -= 1,
-                '\\' => _ = chars.next(),
-                _ => {}
-            }
-        } else if quoted {
-            target.push(c);
-            match c {
-                '"' => quoted = false,
-                '\\' => target.extend(chars.next()),
-                _ => {}
-            }
-        } else {
-            match c {
-                '(' => comment_depth = 1,
-                '"' => {
-                    quoted = true;
-                    target.push(c);
-                }
-                '<' if !in_angle => {
-                    in_angle = true;
-                    angle = Some(String::new());
-                }
-                '>' if in_angle => in_angle = false,
-                ',' if !in_angle => {
-                    entries.push(angle.take().unwrap_or_else(|| bare.clone()));
-                    bare.clear();
-                }
-                _ => target.push(c),
-            }
-        }
-    }
-    entries.push(angle.unwrap_or(bare));
-    entries.into_iter().map(|e| e.trim().to_owned()).collect()
+/// `kay@example.org` (read by the parser the component reads headers with).
+fn addresses(list: &str) -> Result<Vec<String>, String> {
+    let found = sendbox_proto::parse_address_list(list)?;
+    Ok(found.into_iter().map(|m| m.address).collect())
 }
 
 /// Reads the message as sendmail does: unless `ignore_dots`, it ends before a line that is
@@ -662,10 +563,9 @@ mod tests {
             ok(&[r#""Doe, John" <john@x>, kay@y (Kay, K.), <z@z>"#]).recipients,
             strings(&["john@x", "kay@y", "z@z"])
         );
-        assert_eq!(
-            ok(&[r#""john \"j, d\" doe"@x"#]).recipients,
-            strings(&[r#""john \"j, d\" doe"@x"#])
-        );
+        // Refused rather than changed into another address.
+        assert!(err(&[r#""john \"j, d\" doe"@x"#]).contains("quoted or empty local part"));
+        assert!(err(&["bob@x\nBcc: eve@y"]).contains("line break"));
     }
 
     #[cfg(unix)]
