@@ -16,12 +16,10 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConnection, StreamOwned};
 use sendbox::{Mailer, Sandbox, Server, TlsMode};
 use tokio::runtime::Runtime;
 
@@ -116,7 +114,8 @@ async fn component_session(mailer: &Mailer) -> Result<Duration, String> {
 
 fn native_session(ca_pem: &str, address: SocketAddr, mode: TlsMode) -> Result<Duration, String> {
     let start = Instant::now();
-    let config = client_config(ca_pem)?;
+    // Exactly the component's settings: the test CA as the only trust anchor.
+    let config = sendbox_proto::tls::client_config(Some(ca_pem))?;
     let tls = ClientConnection::new(config, ServerName::from(address.ip()))
         .map_err(|e| format!("TLS setup: {e}"))?;
     let mut tcp = TcpStream::connect(address).map_err(|e| format!("connect: {e}"))?;
@@ -132,25 +131,6 @@ fn native_session(ca_pem: &str, address: SocketAddr, mode: TlsMode) -> Result<Du
     command(&mut stream, Some("EHLO localhost"), "250")?;
     command(&mut stream, Some("QUIT"), "221")?;
     Ok(start.elapsed())
-}
-
-/// The TLS settings the component uses: the CA as the only trust anchor, ring, and the
-/// safe default protocol versions.
-fn client_config(ca_pem: &str) -> Result<Arc<ClientConfig>, String> {
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        let cert = cert.map_err(|e| format!("cannot read the CA: {e}"))?;
-        roots
-            .add(cert)
-            .map_err(|e| format!("cannot use the CA: {e}"))?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
 }
 
 /// Sends `line` (if any), then reads one whole reply, up to its last line (`NNN text`),

@@ -82,7 +82,7 @@ impl Session {
         )?;
         let invalid = |message: String| Error::invalid_input(Phase::Connect, message);
         let name = transport::server_name(&server.host).map_err(invalid)?;
-        let tls = transport::tls_config(server.ca_pem.as_deref()).map_err(invalid)?;
+        let tls = sendbox_proto::tls::client_config(server.ca_pem.as_deref()).map_err(invalid)?;
         let addresses = parse_addresses(&server.host, &server.addresses)?;
 
         let connect_deadline = client.connect_deadline(now());

@@ -8,9 +8,8 @@
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection};
 
 use crate::net::{Deadline, NetError, Tcp};
 
@@ -26,34 +25,6 @@ impl From<NetError> for TransportError {
     fn from(error: NetError) -> Self {
         TransportError::Net(error)
     }
-}
-
-/// Builds the TLS settings: the caller's trust anchors if given, else the web PKI roots.
-pub fn tls_config(ca_pem: Option<&str>) -> Result<Arc<ClientConfig>, String> {
-    let mut roots = RootCertStore::empty();
-    match ca_pem {
-        Some(pem) => {
-            let mut count = 0;
-            for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-                let cert = cert.map_err(|e| format!("cannot read the CA PEM: {e}"))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("cannot use a CA certificate: {e}"))?;
-                count += 1;
-            }
-            if count == 0 {
-                return Err("the CA PEM holds no certificate".to_owned());
-            }
-        }
-        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
 }
 
 /// Checks that `host` can be a TLS server name (a DNS name or an IP address).

@@ -14,6 +14,7 @@
 //!   (RFC 8305).
 //! - [`time`]: time as an input: the clock's instants and the limits per stage and call.
 //! - [`address`]: address lists as people type them (mail-parser).
+//! - `tls` (feature `tls`): the component's rustls settings, shared with the benchmark.
 //! - [`command`]: checks on addresses and names before they reach a command line.
 //! - [`error`]: errors with phase, server reply and whether a retry can help.
 
@@ -32,6 +33,8 @@ pub mod params;
 pub mod reply;
 pub mod sasl;
 pub mod time;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use address::parse_address_list;
 pub use client::{
