@@ -396,9 +396,8 @@ fn batch_sends_every_message_of_an_mbox() {
 
 // --- Composed messages, -t, config files, sendmail mode -------------------------------------
 
-/// Runs `program` (the sendbox binary, or a link to it) with `args` and `stdin`, the test
-/// password in SENDBOX_TEST_PASSWORD, and `env`. No config file is found unless the test
-/// names one: SENDBOX_CONFIG is unset and the configuration directory is `isolated`.
+/// Runs `program` (see [`sendbox_command`]) with `args`, `env` and `stdin`, its
+/// configuration directory `isolated`.
 fn run_at(
     program: &Path,
     isolated: &Path,
@@ -406,18 +405,9 @@ fn run_at(
     env: &[(&str, &str)],
     stdin: &[u8],
 ) -> Output {
-    let mut command = Command::new(program);
-    command
-        .args(args)
-        .env_remove("SENDBOX_CONFIG")
-        .env("XDG_CONFIG_HOME", isolated)
-        .env("SENDBOX_TEST_PASSWORD", PASSWORD)
-        .envs(env.iter().copied());
+    let mut command = sendbox_command(program, isolated, PASSWORD);
+    command.args(args).envs(env.iter().copied());
     run_piped(command, stdin)
-}
-
-fn sendbox_bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_sendbox"))
 }
 
 /// Writes `text` to `dir/name` with `mode`, and returns the path.
@@ -1100,13 +1090,7 @@ fn timeout_limits_every_stage() {
         "--body",
         "x",
     ];
-    let output = run_at(
-        Path::new(env!("CARGO_BIN_EXE_sendbox")),
-        isolated.path(),
-        &args,
-        &[],
-        b"",
-    );
+    let output = run_at(sendbox_bin(), isolated.path(), &args, &[], b"");
     assert_eq!(output.status.code(), Some(75), "{}", text(&output));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("greeting failed (timeout)"), "{stderr}");
@@ -1135,13 +1119,7 @@ fn an_accounts_login_never_goes_to_a_server_named_on_the_command_line() {
         "--body",
         "x",
     ];
-    let output = run_at(
-        Path::new(env!("CARGO_BIN_EXE_sendbox")),
-        dir.path(),
-        &args,
-        &[],
-        b"",
-    );
+    let output = run_at(sendbox_bin(), dir.path(), &args, &[], b"");
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     let received = other.received();
     assert_eq!(received.len(), 1);

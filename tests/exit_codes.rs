@@ -6,19 +6,18 @@
 //! shared `support` module.
 
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::support::scripted::{ScriptedServer, Step};
+use crate::support::scripted::{
+    EHLO_PLAIN, EHLO_STARTTLS, GREETING, ScriptedServer, Step, up_to_starttls,
+};
 use crate::support::timed::TimedServer;
 use crate::support::*;
 use rustls::ServerConfig;
 use sendbox::loopback::{AuthMechanism, ServerTls, TestPki};
 
-const GREETING: &str = "220 exit.test ESMTP\r\n";
-const EHLO_STARTTLS: &str = "250-exit.test\r\n250-STARTTLS\r\n250 8BITMIME\r\n";
-const EHLO_PLAIN: &str = "250-exit.test\r\n250 8BITMIME\r\n";
 const EHLO_AUTH: &str = "250-exit.test\r\n250 AUTH PLAIN\r\n";
 
 /// A directory for one test's files, with the test CA in `ca.pem`.
@@ -48,14 +47,10 @@ impl Files {
     }
 }
 
-/// Runs `sendbox` with `args`, no config file unless named, the test password in
-/// SENDBOX_TEST_PASSWORD, and `stdin` as its input.
+/// Runs `sendbox` with `args` (see [`sendbox_command`]) and `stdin` as its input.
 fn sendbox(files: &Files, args: &[&str], stdin: Stdio) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sendbox"))
+    sendbox_command(sendbox_bin(), files.dir.path(), PASSWORD)
         .args(args)
-        .env_remove("SENDBOX_CONFIG")
-        .env("XDG_CONFIG_HOME", files.dir.path())
-        .env("SENDBOX_TEST_PASSWORD", PASSWORD)
         .stdin(stdin)
         .output()
         .expect("sendbox runs")
@@ -96,18 +91,6 @@ fn send_with_login(files: &Files, port: u16, extra: &[&str]) -> Output {
     ];
     args.extend_from_slice(extra);
     send_to(files, port, "starttls", &args)
-}
-
-/// A script up to STARTTLS, then the server's answer to it.
-fn starttls_answered(answer: &'static str) -> Vec<Step> {
-    vec![
-        Step::Send(GREETING),
-        Step::Expect("EHLO"),
-        Step::Send(EHLO_STARTTLS),
-        Step::Expect("STARTTLS"),
-        Step::Send(answer),
-        Step::Silent,
-    ]
 }
 
 /// A script up to a login over STARTTLS, then the server's answer to AUTH.
@@ -321,10 +304,7 @@ fn exit_69_for_tls_failures_and_permanent_refusals() {
     assert_code(&output, 69, "does not offer STARTTLS");
 
     // STARTTLS refused for good.
-    let server = ScriptedServer::start(
-        starttls_answered("554 5.7.3 no TLS for you\r\n"),
-        files.tls(),
-    );
+    let server = ScriptedServer::start(up_to_starttls("554 5.7.3 no TLS for you\r\n"), files.tls());
     let output = send_with_login(&files, server.port(), &[]);
     assert_code(&output, 69, "554 5.7.3");
 
@@ -414,7 +394,7 @@ fn exit_75_for_every_temporary_failure() {
 
     // 4xx to STARTTLS.
     let server = ScriptedServer::start(
-        starttls_answered("454 4.7.0 TLS not available due to temporary reason\r\n"),
+        up_to_starttls("454 4.7.0 TLS not available due to temporary reason\r\n"),
         files.tls(),
     );
     let output = send_with_login(&files, server.port(), &[]);

@@ -8,12 +8,9 @@ use std::time::Duration;
 use sendbox::loopback::{ServerCert, TestPki};
 use sendbox::mailer::{Dsn, DsnNotify, DsnReturn, ErrorKind, Phase, Timeouts};
 use sendbox::{Delivery, Mailer, SendOptions, Server, TlsMode};
-use support::scripted::{ScriptedServer, Seen, Step};
+use support::scripted::{EHLO_PLAIN, GREETING, ScriptedServer, Seen, Step, up_to_starttls};
 use support::*;
 
-const GREETING: &str = "220 hostile.test ESMTP\r\n";
-const EHLO_STARTTLS: &str = "250-hostile.test\r\n250-STARTTLS\r\n250 8BITMIME\r\n";
-const EHLO_PLAIN: &str = "250-hostile.test\r\n250 8BITMIME\r\n";
 /// A marker in every test message, to check whether content crossed the wire.
 const CONTENT: &str = "the-secret-message-content";
 
@@ -60,18 +57,6 @@ async fn run(script: Vec<Step>, tls: TlsMode, cert: ServerCert, with_credentials
         result,
         seen: server.seen(),
     }
-}
-
-/// Greeting, EHLO, STARTTLS sent: the script continues with the server's answer to STARTTLS.
-fn up_to_starttls(answer: &'static str) -> Vec<Step> {
-    vec![
-        Step::Send(GREETING),
-        Step::Expect("EHLO"),
-        Step::Send(EHLO_STARTTLS),
-        Step::Expect("STARTTLS"),
-        Step::Send(answer),
-        Step::Silent,
-    ]
 }
 
 /// No credential, command or content went over plaintext beyond EHLO and STARTTLS.

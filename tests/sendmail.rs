@@ -13,7 +13,7 @@ use std::process::{Command, Output};
 mod support;
 
 use support::postfix::{STATE, delivered, state, token};
-use support::{run_piped, text};
+use support::{run_piped, sendbox_bin, sendbox_command, text};
 
 /// What tests/postfix/setup.sh left for us: the AUTH user.
 fn postfix_user() -> String {
@@ -33,7 +33,7 @@ fn sendmail_link(dir: &Path) -> PathBuf {
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     let link = bin.join("sendmail");
-    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_sendbox"), &link).unwrap();
+    std::os::unix::fs::symlink(sendbox_bin(), &link).unwrap();
     link
 }
 
@@ -196,22 +196,24 @@ fn port_25_config(dir: &Path) -> PathBuf {
     )
 }
 
+/// `sendbox sendmail ARGS` with the config file `config`, the cron message on stdin.
+fn sendmail_as_cron(dir: &Path, config: &Path, args: &[&str], token: &str) -> Output {
+    let mut command = sendbox_command(sendbox_bin(), dir, "");
+    command
+        .env("SENDBOX_CONFIG", config)
+        .arg("sendmail")
+        .args(args);
+    run_piped(command, cron_message(token).as_bytes())
+}
+
 #[test]
 #[ignore = "needs Postfix on loopback: run `just postfix`, then `cargo test -- --ignored`"]
 fn cron_mails_its_output_with_8bit_text() {
     let token = token("cron");
     let dir = tempfile::tempdir().unwrap();
     let config = port_25_config(dir.path());
-    let mut command = Command::new(env!("CARGO_BIN_EXE_sendbox"));
-    command.env("SENDBOX_CONFIG", &config).args([
-        "sendmail",
-        "-FCronDaemon",
-        "-i",
-        "-B8BITMIME",
-        "-oem",
-        "-t",
-    ]);
-    let output = run_piped(command, cron_message(&token).as_bytes());
+    let args = ["-FCronDaemon", "-i", "-B8BITMIME", "-oem", "-t"];
+    let output = sendmail_as_cron(dir.path(), &config, &args, &token);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     assert!(
         output.stdout.is_empty() && output.stderr.is_empty(),
@@ -252,9 +254,7 @@ fn cronie_command_line_with_f_root() {
     let token = token("cronie");
     let dir = tempfile::tempdir().unwrap();
     let config = port_25_config(dir.path());
-    let mut command = Command::new(env!("CARGO_BIN_EXE_sendbox"));
-    command.env("SENDBOX_CONFIG", &config).args([
-        "sendmail",
+    let args = [
         "-FCronDaemon",
         "-i",
         "-odi",
@@ -263,8 +263,8 @@ fn cronie_command_line_with_f_root() {
         "-t",
         "-f",
         "root",
-    ]);
-    let output = run_piped(command, cron_message(&token).as_bytes());
+    ];
+    let output = sendmail_as_cron(dir.path(), &config, &args, &token);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     let stored = delivered("bob", &token);
     assert!(stored.contains("after the lone dot"), "{stored}");

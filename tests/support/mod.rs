@@ -7,6 +7,7 @@ pub mod scripted;
 pub mod timed;
 
 use std::io::Write as _;
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
@@ -116,11 +117,28 @@ pub fn smtp_error(error: sendbox::Error) -> sendbox::SendError {
     }
 }
 
-/// Runs the `sendbox` binary with `args`, the password in SENDBOX_TEST_PASSWORD, and
-/// `stdin` as its input.
+/// The `sendbox` binary under test.
+pub fn sendbox_bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_sendbox"))
+}
+
+/// `program` (the sendbox binary, or a link to it) as every test runs it: no config file
+/// unless the test names one (SENDBOX_CONFIG unset, the configuration directory
+/// `config_home`), and `password` in SENDBOX_TEST_PASSWORD.
+pub fn sendbox_command(program: &Path, config_home: &Path, password: &str) -> Command {
+    let mut command = Command::new(program);
+    command
+        .env_remove("SENDBOX_CONFIG")
+        .env("XDG_CONFIG_HOME", config_home)
+        .env("SENDBOX_TEST_PASSWORD", password);
+    command
+}
+
+/// Runs the `sendbox` binary with `args` (see [`sendbox_command`]; no configuration
+/// directory) and `stdin` as its input.
 pub fn run_sendbox(args: &[&str], password: &str, stdin: Option<&[u8]>) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_sendbox"));
-    command.args(args).env("SENDBOX_TEST_PASSWORD", password);
+    let mut command = sendbox_command(sendbox_bin(), Path::new("/nonexistent"), password);
+    command.args(args);
     run_piped(command, stdin.unwrap_or_default())
 }
 

@@ -10,6 +10,23 @@ use std::time::Duration;
 
 use rustls::{ServerConfig, ServerConnection};
 
+/// The greeting and the EHLO replies scripts usually begin with.
+pub const GREETING: &str = "220 scripted.test ESMTP\r\n";
+pub const EHLO_STARTTLS: &str = "250-scripted.test\r\n250-STARTTLS\r\n250 8BITMIME\r\n";
+pub const EHLO_PLAIN: &str = "250-scripted.test\r\n250 8BITMIME\r\n";
+
+/// Greeting, EHLO, STARTTLS: the server answers STARTTLS with `answer`, then says nothing.
+pub fn up_to_starttls(answer: &'static str) -> Vec<Step> {
+    vec![
+        Step::Send(GREETING),
+        Step::Expect("EHLO"),
+        Step::Send(EHLO_STARTTLS),
+        Step::Expect("STARTTLS"),
+        Step::Send(answer),
+        Step::Silent,
+    ]
+}
+
 /// One step of the script.
 #[derive(Clone, Debug)]
 pub enum Step {

@@ -1010,6 +1010,15 @@ fn an_idle_connection_found_gone_asks_for_a_new_one() {
     }
 }
 
+/// A plaintext client at `T0` with these limits.
+fn plaintext_client_with(timeouts: Timeouts) -> Client {
+    let config = ClientConfig {
+        timeouts,
+        ..config(TlsMode::InsecurePlaintext, false)
+    };
+    Client::new(config, T0).unwrap()
+}
+
 #[test]
 fn a_wait_ends_at_its_stage_limit_or_the_end_of_the_call() {
     let timeouts = Timeouts {
@@ -1018,14 +1027,7 @@ fn a_wait_ends_at_its_stage_limit_or_the_end_of_the_call() {
         total_ms: 1_000,
         ..Timeouts::default()
     };
-    let mut client = Client::new(
-        ClientConfig {
-            timeouts,
-            ..config(TlsMode::InsecurePlaintext, false)
-        },
-        T0,
-    )
-    .unwrap();
+    let mut client = plaintext_client_with(timeouts);
     assert_eq!(client.connect_deadline(at(100)), at(500));
     assert_eq!(client.connect_deadline(at(900)), at(1_000));
     let Step::Receive(wait) = client.poll(at(100)) else {
@@ -1066,14 +1068,7 @@ fn each_call_has_its_own_time_limit() {
         total_ms: 1_000,
         ..Timeouts::default()
     };
-    let mut client = Client::new(
-        ClientConfig {
-            timeouts,
-            ..config(TlsMode::InsecurePlaintext, false)
-        },
-        T0,
-    )
-    .unwrap();
+    let mut client = plaintext_client_with(timeouts);
     server_says(&mut client, "220 mx\r\n");
     expect_write(&mut client, "EHLO client.example\r\n");
     server_says(&mut client, "250 mx\r\n");
