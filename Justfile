@@ -10,7 +10,7 @@ default:
 
 # Run the demo: a loopback SMTP server and the sandboxed sender.
 demo:
-    cargo run -p sendbox -- demo
+    cargo run -p sendbox-cli -- demo
 
 # Run every test (Postfix tests need `just postfix` first, or are reported as excluded).
 test:
@@ -44,8 +44,8 @@ check-guest: guest probe
 # Lints as CI runs them, the guest included.
 lint:
     cargo fmt --all -- --check
-    cargo clippy --all-targets -p sendbox-proto -p sendbox -p sendbox-bench -- -D warnings
-    cargo clippy -p sendbox --no-default-features -- -D warnings
+    cargo clippy --all-targets -p sendbox-proto -p sendbox -p sendbox-cli -p sendbox-loopback -p sendbox-bench -- -D warnings
+    cargo clippy -p sendbox-proto --all-features -- -D warnings
     cargo clippy -p sendbox-guest -p sendbox-probe --target wasm32-wasip2 -- -D warnings
 
 # Run the component under Node.js through jco, confined to one server (needs `just postfix`;
@@ -74,5 +74,5 @@ fuzz seconds="300":
 bench *args:
     command -v curl >/dev/null && command -v msmtp >/dev/null && command -v swaks >/dev/null && command -v python3 >/dev/null && test -x /usr/bin/time || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl msmtp swaks python3 time)
     bash tests/postfix/setup.sh
-    cargo build --release -p sendbox -p sendbox-bench
+    cargo build --release -p sendbox-cli -p sendbox-bench
     cargo run --release -q -p sendbox-bench -- {{args}}

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use mail_parser::MimeHeaders as _;
-use sendbox::loopback::{AuthMechanism, LoopbackServer, Received, ServerTls};
+use sendbox_loopback::{AuthMechanism, LoopbackServer, Received, ServerTls};
 use support::*;
 
 /// Where each test writes its CA file.
@@ -324,42 +324,6 @@ fn batch_sends_copies_over_several_sessions() {
     assert_exit(&output, 0, "sent 12, refused 0, failed 0 in ");
     assert_eq!(server.received().len(), 12);
     assert_eq!(server.connections(), 3);
-}
-
-#[test]
-fn the_embedding_example_sends_through_the_sandbox() {
-    // `cargo test` builds the examples next to the test binaries' folder.
-    let example = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(|profile| profile.join("examples").join("send"))
-        .unwrap();
-    assert!(
-        example.exists(),
-        "{} was not built: run the whole `cargo test`, which builds the examples",
-        example.display()
-    );
-    let server = loopback(ServerTls::StartTls);
-    let ca = ca_file(&server, "example");
-    let port = server.port().to_string();
-    let output = Command::new(&example)
-        .args([
-            "starttls",
-            "127.0.0.1",
-            &port,
-            "alice@example.org",
-            "bob@example.org",
-        ])
-        .arg(&ca)
-        .env("SMTP_USER", USER)
-        .env("SMTP_PASSWORD", PASSWORD)
-        .output()
-        .unwrap();
-    assert_exit(&output, 0, "the component may connect to: [127.0.0.1:");
-    let subjects = subjects(&server);
-    assert_eq!(subjects, ["Subject: one", "Subject: two", "Subject: three"]);
-    assert_eq!(server.connections(), 2);
 }
 
 #[test]

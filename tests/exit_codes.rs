@@ -16,7 +16,7 @@ use crate::support::scripted::{
 use crate::support::timed::TimedServer;
 use crate::support::*;
 use rustls::ServerConfig;
-use sendbox::loopback::{AuthMechanism, ServerTls, TestPki};
+use sendbox_loopback::{AuthMechanism, ServerTls, TestPki};
 
 const EHLO_AUTH: &str = "250-exit.test\r\n250 AUTH PLAIN\r\n";
 

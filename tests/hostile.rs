@@ -5,9 +5,9 @@ mod support;
 
 use std::time::Duration;
 
-use sendbox::loopback::{ServerCert, TestPki};
 use sendbox::mailer::{Dsn, DsnNotify, DsnReturn, ErrorKind, Phase, Timeouts};
 use sendbox::{Delivery, Mailer, SendOptions, Server, TlsMode};
+use sendbox_loopback::{ServerCert, TestPki};
 use support::scripted::{EHLO_PLAIN, GREETING, ScriptedServer, Seen, Step, up_to_starttls};
 use support::*;
 

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sendbox::batch::{self, Job};
-use sendbox::loopback::{AuthMechanism, ServerTls};
 use sendbox::mailer::{ErrorKind, Phase};
 use sendbox::{Mailer, TlsMode, Transcript, TranscriptBuffer};
+use sendbox_loopback::{AuthMechanism, ServerTls};
 use support::*;
 
 /// A raw message with every line-ending form and dots where SMTP treats them specially.
@@ -390,4 +390,42 @@ async fn a_refused_message_does_not_cost_its_session() {
 fn base64(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[test]
+fn the_embedding_example_sends_through_the_sandbox() {
+    // `cargo test` builds the examples next to the test binaries' folder.
+    let example = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|profile| profile.join("examples").join("send"))
+        .unwrap();
+    assert!(
+        example.exists(),
+        "{} was not built: `cargo test` of this package builds the examples",
+        example.display()
+    );
+    let server = loopback(ServerTls::StartTls);
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, server.ca_pem()).unwrap();
+    let port = server.port().to_string();
+    let output = std::process::Command::new(&example)
+        .args([
+            "starttls",
+            "127.0.0.1",
+            &port,
+            "alice@example.org",
+            "bob@example.org",
+        ])
+        .arg(&ca)
+        .env("SMTP_USER", USER)
+        .env("SMTP_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    assert_exit(&output, 0, "the component may connect to: [127.0.0.1:");
+    let subjects = subjects(&server);
+    assert_eq!(subjects, ["Subject: one", "Subject: two", "Subject: three"]);
+    assert_eq!(server.connections(), 2);
 }

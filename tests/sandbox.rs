@@ -6,9 +6,9 @@ mod support;
 use std::net::SocketAddr;
 
 use sendbox::component::wit;
-use sendbox::loopback::ServerTls;
 use sendbox::mailer::{ErrorKind, Phase};
 use sendbox::{Limits, NetworkGrant, Transcript};
+use sendbox_loopback::ServerTls;
 use support::*;
 
 /// Calls the component's `send` directly, asking it to connect to `target` while the host

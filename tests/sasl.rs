@@ -7,9 +7,9 @@ mod support;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use sendbox::loopback::{ServerCert, TestPki};
 use sendbox::mailer::{AuthMechanism, ErrorKind, Phase};
 use sendbox::{Credentials, Delivery, Mailer, Server, TlsMode};
+use sendbox_loopback::{ServerCert, TestPki};
 use support::scripted::{ScriptedServer, Seen, Step};
 use support::*;
 

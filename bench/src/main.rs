@@ -7,7 +7,7 @@
 //! [`footprint`] (size, compile and instantiation time, peak memory).
 //!
 //! It needs the test Postfix (`bash tests/postfix/setup.sh`) and the release `sendbox`
-//! next to it (`cargo build --release -p sendbox`). A peer that is missing or fails gets
+//! next to it (`cargo build --release -p sendbox-cli`). A peer that is missing or fails gets
 //! `n/a (reason)` in its row. `just bench` installs the peers and runs it.
 
 mod cold_start;

@@ -6,9 +6,11 @@
 //! - [`component`]: the embedded component, compiled once into a [`Sandbox`];
 //! - [`policy`]: the sandbox policy (network grant, memory cap, run-time bound);
 //! - [`mailer`]: the API to embed: [`Mailer`] for one server, [`Session`] for several messages;
-//! - [`batch`]: many messages over concurrent sessions;
-//! - [`loopback`] (feature `loopback`, on by default with `cli`): an in-process SMTP server
-//!   on loopback for the demo and the tests.
+//! - [`batch`]: many messages over concurrent sessions.
+//!
+//! The `sendbox` command is a user of this library, in its own crate (`cli/`), and so is
+//! the SMTP server the demo and the tests send to (`loopback/`): an embedder compiles
+//! neither.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -52,8 +54,6 @@
 
 pub mod batch;
 pub mod component;
-#[cfg(feature = "loopback")]
-pub mod loopback;
 pub mod mailer;
 pub mod policy;
 

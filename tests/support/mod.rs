@@ -11,8 +11,8 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
-use sendbox::loopback::{AuthMechanism, LoopbackOptions, LoopbackServer, ServerTls};
 use sendbox::{Credentials, Envelope, Mailer, Sandbox, Server, TlsMode};
+use sendbox_loopback::{AuthMechanism, LoopbackOptions, LoopbackServer, ServerTls};
 
 pub const USER: &str = "tester";
 pub const PASSWORD: &str = "correct-horse-battery-staple";
@@ -117,9 +117,15 @@ pub fn smtp_error(error: sendbox::Error) -> sendbox::SendError {
     }
 }
 
-/// The `sendbox` binary under test.
+/// The `sendbox` binary under test: only the `sendbox-cli` package's tests have it.
+// This module is shared with the library's tests, which have no binary: `env!` would not
+// compile there, and a call from one of them is a mistake worth a clear panic.
+#[allow(clippy::option_env_unwrap)]
 pub fn sendbox_bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_sendbox"))
+    Path::new(
+        option_env!("CARGO_BIN_EXE_sendbox")
+            .expect("a test of the sendbox-cli package (cli/Cargo.toml) runs the command"),
+    )
 }
 
 /// `program` (the sendbox binary, or a link to it) as every test runs it: no config file

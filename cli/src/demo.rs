@@ -6,12 +6,12 @@
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 
-use sendbox::loopback::{AuthMechanism, LoopbackOptions, LoopbackServer, ServerTls};
 use sendbox::mailer::format_reply;
 use sendbox::{
     ComposedMessage, Credentials, Envelope, Mailbox, Mailer, Sandbox, Server, TlsMode, Transcript,
     TranscriptBuffer,
 };
+use sendbox_loopback::{AuthMechanism, LoopbackOptions, LoopbackServer, ServerTls};
 
 use crate::{Stop, exit};
 
