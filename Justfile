@@ -31,6 +31,9 @@ guest: (wasm "sendbox-guest" "host/component/sendbox.wasm")
 # Rebuild the nosy test component that the sandbox tests run.
 probe: (wasm "sendbox-probe" "tests/probe/probe.wasm")
 
+# Rebuild the grant component that `sendbox grant` composes in front of the sender.
+grant: (wasm "sendbox-grant" "cli/component/grant.wasm")
+
 # Build a wasm32-wasip2 crate reproducibly and copy the result to `dest`.
 wasm package dest:
     RUSTFLAGS="{{guest_rustflags}}" cargo build -p {{package}} --target wasm32-wasip2 --profile guest
@@ -38,15 +41,15 @@ wasm package dest:
     @echo "{{dest}}: $(wc -c < {{dest}}) bytes, sha256 $(sha256sum {{dest}} | cut -c1-16)…"
 
 # Rebuild the committed components and fail if they differ from what is committed.
-check-guest: guest probe
-    git diff --exit-code --stat -- host/component/ tests/probe/probe.wasm || (echo "the committed components are not what the sources build" && exit 1)
+check-guest: guest probe grant
+    git diff --exit-code --stat -- host/component/ tests/probe/probe.wasm cli/component/grant.wasm || (echo "the committed components are not what the sources build" && exit 1)
 
 # Lints as CI runs them, the guest included.
 lint:
     cargo fmt --all -- --check
     cargo clippy --all-targets -p sendbox-proto -p sendbox -p sendbox-cli -p sendbox-loopback -p sendbox-bench -- -D warnings
     cargo clippy -p sendbox-proto --all-features -- -D warnings
-    cargo clippy -p sendbox-guest -p sendbox-probe --target wasm32-wasip2 -- -D warnings
+    cargo clippy -p sendbox-guest -p sendbox-probe -p sendbox-grant --target wasm32-wasip2 -- -D warnings
 
 # Run the component under Node.js through jco, confined to one server (needs `just postfix`;
 # installs Node.js 20 when it is missing or older).

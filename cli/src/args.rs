@@ -35,6 +35,24 @@ pub enum Command {
     /// Send a sample message to an SMTP server started on loopback, and show the dialogue
     /// and what the server received. Needs no account and no network.
     Demo,
+    /// Make a granted sender: one component, the sender behind a grant that lets it reach
+    /// only this server (its addresses, resolved now, on this port), in any WASI host,
+    /// even one that grants all of the network.
+    Grant(GrantArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct GrantArgs {
+    /// The server, `HOST:PORT`; the name is resolved now and its addresses are granted.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub server: String,
+    /// Where to write the granted component.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// The component to confine instead of the built-in sender: its `wasi:sockets` imports
+    /// are served by the grant (the tests grant the nosy probe this way).
+    #[arg(long, value_name = "FILE")]
+    pub component: Option<PathBuf>,
 }
 
 #[derive(ValueEnum, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]

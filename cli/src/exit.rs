@@ -18,6 +18,8 @@ pub const NOHOST: u8 = 68;
 pub const UNAVAILABLE: u8 = 69;
 /// An internal error (the component failed).
 pub const SOFTWARE: u8 = 70;
+/// An output file could not be created.
+pub const CANTCREAT: u8 = 73;
 /// Reading the input failed.
 pub const IOERR: u8 = 74;
 /// A temporary failure: try again later.

@@ -8,6 +8,7 @@ mod config;
 mod demo;
 mod dsn;
 mod exit;
+mod grant;
 mod sendmail;
 
 use std::ffi::OsString;
@@ -53,6 +54,7 @@ async fn main() -> ExitCode {
         Command::Sendmail { args } => sendmail(args).await,
         Command::Batch(args) => batch::run(*args).await,
         Command::Demo => demo::run().await,
+        Command::Grant(args) => grant::run(args).await,
     };
     finish(result)
 }

@@ -596,7 +596,7 @@ fn is_number(text: &str) -> bool {
 }
 
 /// Resolves `host` on the host side; an IP literal is used as it is.
-async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Error> {
+pub async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Error> {
     let literal = host
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))

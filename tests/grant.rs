@@ -1,0 +1,226 @@
+//! `sendbox grant`: the sender composed behind the grant holds to one server in a host
+//! that grants all of the network, as `wasmtime run -S inherit-network` does. The host
+//! here is wasmtime-wasi with every socket permission on and no address check, and the
+//! server is the in-process one on loopback.
+
+mod support;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+
+use sendbox::component::{Sender, wit};
+use sendbox::mailer::{ErrorKind, Phase, TlsMode};
+use sendbox_loopback::ServerTls;
+use support::*;
+use wasmtime::Store;
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+wasmtime::component::bindgen!({
+    // The probe's world also exports sendbox's own interface, from `wit/`.
+    path: ["../wit", "../tests/probe/wit"],
+    world: "sendbox:probe/probe",
+    exports: { default: async },
+});
+
+const PROBE: &[u8] = include_bytes!("probe/probe.wasm");
+
+/// A host that grants everything: any address, TCP, UDP and name lookups.
+struct OpenHost {
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+impl WasiView for OpenHost {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+fn open_store(engine: &wasmtime::Engine) -> Store<OpenHost> {
+    let mut wasi = WasiCtxBuilder::new();
+    wasi.inherit_network()
+        .allow_tcp(true)
+        .allow_udp(true)
+        .allow_ip_name_lookup(true);
+    let mut store = Store::new(
+        engine,
+        OpenHost {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+        },
+    );
+    store.epoch_deadline_async_yield_and_update(1);
+    store
+}
+
+/// `sendbox grant --server 127.0.0.1:PORT [--component FILE]`, read back.
+fn granted(port: u16, component: Option<&Path>) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("granted.wasm");
+    let server = format!("127.0.0.1:{port}");
+    let mut args = vec!["grant", "--server", &server, "-o", output.to_str().unwrap()];
+    if let Some(component) = component {
+        args.extend(["--component", component.to_str().unwrap()]);
+    }
+    let run = run_sendbox(&args, "", None);
+    assert_exit(&run, 0, &format!("granted TCP to {server} only"));
+    std::fs::read(&output).unwrap()
+}
+
+fn instantiate_linker(engine: &wasmtime::Engine) -> Linker<OpenHost> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
+    linker
+}
+
+/// Sends a small message through `granted` in the open host to 127.0.0.1:`port`.
+async fn send_through(granted: &[u8], port: u16) -> Result<wit::Delivery, wit::SendError> {
+    let engine = sendbox::component::engine().unwrap();
+    let component = Component::new(&engine, granted).expect("the granted component compiles");
+    let mut store = open_store(&engine);
+    let sender = Sender::instantiate_async(&mut store, &component, &instantiate_linker(&engine))
+        .await
+        .expect("the granted component instantiates in a host that grants everything");
+    let server = wit::Server {
+        host: "127.0.0.1".into(),
+        port,
+        addresses: Vec::new(),
+        tls: TlsMode::InsecurePlaintext,
+        ca_pem: None,
+        ehlo_name: None,
+        timeouts: None,
+        transcript: false,
+    };
+    let envelope = wit::Envelope {
+        sender: Some("alice@example.org".into()),
+        recipients: vec!["bob@example.org".into()],
+        recipients_from_headers: false,
+        qualify_domain: None,
+    };
+    let message = wit::Message::Raw(b"Subject: granted\r\n\r\nhello\r\n".to_vec());
+    sender
+        .sendbox_mail_mail_sender()
+        .call_send(
+            &mut store,
+            &server,
+            None,
+            &envelope,
+            &message,
+            &wit::SendOptions {
+                dsn: None,
+                require_tls: false,
+                keep_raw_header: false,
+            },
+        )
+        .await
+        .expect("the call returns")
+}
+
+#[test]
+fn the_granted_component_imports_the_hosts_sockets_and_exports_only_the_sender() {
+    let granted = granted(2525, None);
+    let engine = wasmtime::Engine::default();
+    let component = Component::new(&engine, &granted).unwrap();
+    let ty = component.component_type();
+    let exports: Vec<String> = ty.exports(&engine).map(|(n, _)| n.to_string()).collect();
+    assert_eq!(exports, ["sendbox:mail/mail-sender@0.1.0"]);
+    let imports: Vec<String> = ty.imports(&engine).map(|(n, _)| n.to_string()).collect();
+    for forbidden in [
+        "udp",
+        "ip-name-lookup",
+        "sendbox:grant",
+        "wasi:filesystem",
+        "wasi:http",
+    ] {
+        assert!(
+            imports.iter().all(|i| !i.contains(forbidden)),
+            "imports {forbidden}: {imports:#?}"
+        );
+    }
+    assert!(
+        imports.contains(&"wasi:sockets/tcp@0.2.12".to_owned()),
+        "{imports:#?}"
+    );
+}
+
+#[tokio::test]
+async fn the_granted_sender_delivers_to_its_server_in_a_host_that_grants_everything() {
+    let server = loopback(ServerTls::None);
+    let delivery = send_through(&granted(server.port(), None), server.port())
+        .await
+        .expect("delivered");
+    assert_eq!(delivery.accepted, ["bob@example.org"]);
+    assert_eq!(subjects(&server), ["Subject: granted"]);
+}
+
+#[tokio::test]
+async fn a_sender_granted_another_port_is_refused_and_connects_nowhere() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let tried = listener.local_addr().unwrap().port();
+    let other = TcpListener::bind("127.0.0.1:0").unwrap();
+    let granted = granted(other.local_addr().unwrap().port(), None);
+
+    let error = send_through(&granted, tried).await.expect_err("refused");
+    assert_eq!(
+        (error.phase, error.kind),
+        (Phase::Connect, ErrorKind::Network)
+    );
+    assert!(!error.transient, "a policy refusal is permanent: {error:?}");
+    assert!(error.message.contains("denied"), "{error:?}");
+    let accepted = listener.accept();
+    assert!(
+        matches!(&accepted, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the port it tried saw a connection: {accepted:?}"
+    );
+}
+
+/// The nosy probe, granted one port, in the open host.
+async fn granted_probe(port: u16) -> (Store<OpenHost>, Probe) {
+    let dir = tempfile::tempdir().unwrap();
+    let probe = dir.path().join("probe.wasm");
+    std::fs::write(&probe, PROBE).unwrap();
+    let granted = granted(port, Some(&probe));
+    let engine = sendbox::component::engine().unwrap();
+    let component = Component::new(&engine, &granted).unwrap();
+    let mut store = open_store(&engine);
+    let probe = Probe::instantiate_async(&mut store, &component, &instantiate_linker(&engine))
+        .await
+        .expect("the granted probe instantiates");
+    (store, probe)
+}
+
+#[tokio::test]
+async fn the_granted_probe_reaches_its_port_and_nothing_else() {
+    let granted_listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = granted_listener.local_addr().unwrap().port();
+    let (mut store, probe) = granted_probe(port).await;
+
+    let reached = probe
+        .call_connect(&mut store, "127.0.0.1", port)
+        .await
+        .unwrap();
+    assert_eq!(reached, Ok(()), "the granted port");
+
+    let other = TcpListener::bind("127.0.0.1:0").unwrap();
+    let other_addr: SocketAddr = other.local_addr().unwrap();
+    other.set_nonblocking(true).unwrap();
+    for (address, port) in [
+        ("127.0.0.1", other_addr.port()),
+        ("127.0.0.2", port),
+        ("::1", port),
+    ] {
+        let result = probe.call_connect(&mut store, address, port).await.unwrap();
+        assert!(result.is_err(), "{address}:{port} was reached");
+    }
+    assert!(other.accept().is_err(), "the other port saw a connection");
+
+    for name in ["localhost", "example.org"] {
+        let result = probe.call_lookup(&mut store, name).await.unwrap();
+        assert!(result.is_err(), "{name} resolved to {result:?}");
+    }
+}
