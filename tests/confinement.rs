@@ -87,6 +87,23 @@ async fn it_sees_no_environment_and_no_arguments() {
 }
 
 #[tokio::test]
+async fn it_cannot_send_udp() {
+    let receiver = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    receiver
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let address = receiver.local_addr().unwrap();
+    // Even with the receiver's address granted: the grant is for TCP.
+    let (mut store, probe) = confined_probe(vec![address], Limits::default()).await;
+    let sent = probe
+        .call_send_udp(&mut store, "127.0.0.1", address.port())
+        .await
+        .unwrap();
+    assert!(sent.is_err(), "a UDP datagram went out");
+    assert!(receiver.recv(&mut [0; 64]).is_err(), "a datagram arrived");
+}
+
+#[tokio::test]
 async fn it_reaches_the_granted_address_and_nothing_else() {
     let granted = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

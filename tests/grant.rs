@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::Path;
 
 use sendbox::component::{Sender, wit};
@@ -213,6 +213,7 @@ async fn the_granted_probe_reaches_its_port_and_nothing_else() {
         ("127.0.0.1", other_addr.port()),
         ("127.0.0.2", port),
         ("::1", port),
+        ("::ffff:127.0.0.1", port),
     ] {
         let result = probe.call_connect(&mut store, address, port).await.unwrap();
         assert!(result.is_err(), "{address}:{port} was reached");
@@ -223,4 +224,54 @@ async fn the_granted_probe_reaches_its_port_and_nothing_else() {
         let result = probe.call_lookup(&mut store, name).await.unwrap();
         assert!(result.is_err(), "{name} resolved to {result:?}");
     }
+
+    let (udp, udp_port) = udp_listener();
+    let sent = probe
+        .call_send_udp(&mut store, "127.0.0.1", udp_port)
+        .await
+        .unwrap();
+    assert!(sent.is_err(), "a UDP datagram went out");
+    assert!(received_datagram(&udp).is_none());
+}
+
+/// The control: the same host without the grant lets the probe reach anything, so the
+/// refusals above are the grant's doing.
+#[tokio::test]
+async fn without_the_grant_the_open_host_lets_the_probe_reach_anything() {
+    let engine = sendbox::component::engine().unwrap();
+    let component = Component::new(&engine, PROBE).unwrap();
+    let mut store = open_store(&engine);
+    let probe = Probe::instantiate_async(&mut store, &component, &instantiate_linker(&engine))
+        .await
+        .unwrap();
+    let any = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = any.local_addr().unwrap().port();
+    assert_eq!(
+        probe
+            .call_connect(&mut store, "127.0.0.1", port)
+            .await
+            .unwrap(),
+        Ok(())
+    );
+    let (udp, udp_port) = udp_listener();
+    let sent = probe
+        .call_send_udp(&mut store, "127.0.0.1", udp_port)
+        .await
+        .unwrap();
+    assert_eq!(sent, Ok(()));
+    assert_eq!(received_datagram(&udp).as_deref(), Some(&b"probe"[..]));
+}
+
+fn udp_listener() -> (UdpSocket, u16) {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_millis(500)))
+        .unwrap();
+    let port = socket.local_addr().unwrap().port();
+    (socket, port)
+}
+
+fn received_datagram(socket: &UdpSocket) -> Option<Vec<u8>> {
+    let mut buffer = [0; 64];
+    socket.recv(&mut buffer).ok().map(|n| buffer[..n].to_vec())
 }

@@ -10,6 +10,8 @@ use wasip2::sockets::network::{
     ErrorCode, IpAddress, IpAddressFamily, IpSocketAddress, Ipv4SocketAddress, Ipv6SocketAddress,
 };
 use wasip2::sockets::tcp_create_socket::create_tcp_socket;
+use wasip2::sockets::udp::OutgoingDatagram;
+use wasip2::sockets::udp_create_socket::create_udp_socket;
 
 wit_bindgen::generate!({
     // sendbox's WIT first: the probe's world exports its `mail-sender` interface.
@@ -58,34 +60,7 @@ impl Guest for Probe {
     }
 
     fn connect(address: String, port: u16) -> Result<(), String> {
-        let ip: IpAddr = address
-            .parse()
-            .map_err(|_| "not an IP address".to_owned())?;
-        let (family, remote) = match ip {
-            IpAddr::V4(v4) => {
-                let [a, b, c, d] = v4.octets();
-                (
-                    IpAddressFamily::Ipv4,
-                    IpSocketAddress::Ipv4(Ipv4SocketAddress {
-                        port,
-                        address: (a, b, c, d),
-                    }),
-                )
-            }
-            IpAddr::V6(v6) => {
-                let [a, b, c, d, e, f, g, h] = v6.segments();
-                let address = (a, b, c, d, e, f, g, h);
-                (
-                    IpAddressFamily::Ipv6,
-                    IpSocketAddress::Ipv6(Ipv6SocketAddress {
-                        port,
-                        flow_info: 0,
-                        address,
-                        scope_id: 0,
-                    }),
-                )
-            }
-        };
+        let (family, remote) = socket_address(&address, port)?;
         let socket = create_tcp_socket(family).map_err(|e| e.message().to_owned())?;
         socket
             .start_connect(&instance_network(), remote)
@@ -99,6 +74,42 @@ impl Guest for Probe {
                 }
                 Err(e) => return Err(e.message().to_owned()),
             }
+        }
+    }
+
+    fn send_udp(address: String, port: u16) -> Result<(), String> {
+        let (family, remote) = socket_address(&address, port)?;
+        let socket = create_udp_socket(family).map_err(|e| e.message().to_owned())?;
+        let unspecified = match family {
+            IpAddressFamily::Ipv4 => IpSocketAddress::Ipv4(Ipv4SocketAddress {
+                port: 0,
+                address: (0, 0, 0, 0),
+            }),
+            IpAddressFamily::Ipv6 => IpSocketAddress::Ipv6(Ipv6SocketAddress {
+                port: 0,
+                flow_info: 0,
+                address: (0, 0, 0, 0, 0, 0, 0, 0),
+                scope_id: 0,
+            }),
+        };
+        socket
+            .start_bind(&instance_network(), unspecified)
+            .map_err(|e| e.message().to_owned())?;
+        poll::poll(&[&socket.subscribe()]);
+        socket.finish_bind().map_err(|e| e.message().to_owned())?;
+        let (_incoming, outgoing) = socket
+            .stream(Some(remote))
+            .map_err(|e| e.message().to_owned())?;
+        poll::poll(&[&outgoing.subscribe()]);
+        outgoing.check_send().map_err(|e| e.message().to_owned())?;
+        let datagram = OutgoingDatagram {
+            data: b"probe".to_vec(),
+            remote_address: None,
+        };
+        match outgoing.send(&[datagram]) {
+            Ok(1) => Ok(()),
+            Ok(_) => Err("the datagram was not sent".to_owned()),
+            Err(e) => Err(e.message().to_owned()),
         }
     }
 
@@ -183,4 +194,35 @@ impl mail::GuestSession for PanickingSession {
     fn close(&self) -> Result<(), mail::SendError> {
         unreachable!("a probe session never opens")
     }
+}
+
+/// The address family and socket address of `address`:`port`.
+fn socket_address(address: &str, port: u16) -> Result<(IpAddressFamily, IpSocketAddress), String> {
+    let ip: IpAddr = address
+        .parse()
+        .map_err(|_| "not an IP address".to_owned())?;
+    Ok(match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, d] = v4.octets();
+            (
+                IpAddressFamily::Ipv4,
+                IpSocketAddress::Ipv4(Ipv4SocketAddress {
+                    port,
+                    address: (a, b, c, d),
+                }),
+            )
+        }
+        IpAddr::V6(v6) => {
+            let [a, b, c, d, e, f, g, h] = v6.segments();
+            (
+                IpAddressFamily::Ipv6,
+                IpSocketAddress::Ipv6(Ipv6SocketAddress {
+                    port,
+                    flow_info: 0,
+                    address: (a, b, c, d, e, f, g, h),
+                    scope_id: 0,
+                }),
+            )
+        }
+    })
 }
