@@ -275,3 +275,112 @@ fn received_datagram(socket: &UdpSocket) -> Option<Vec<u8>> {
     let mut buffer = [0; 64];
     socket.recv(&mut buffer).ok().map(|n| buffer[..n].to_vec())
 }
+
+// Under the wasmtime CLI, which grants all of the network with `-S inherit-network`
+// (and name lookups and UDP with the flags below). `.ci/run` installs wasmtime-cli 48.
+
+const WASMTIME_FLAGS: [&str; 8] = [
+    "-S",
+    "inherit-network",
+    "-S",
+    "allow-ip-name-lookup",
+    "-S",
+    "tcp",
+    "-S",
+    "udp",
+];
+
+/// `wasmtime run` with every network permission, calling `invocation` on `component`.
+fn wasmtime_invoke(component: &[u8], invocation: &str) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("component.wasm");
+    std::fs::write(&path, component).unwrap();
+    let mut command = std::process::Command::new("wasmtime");
+    command
+        .arg("run")
+        .args(WASMTIME_FLAGS)
+        .args(["--invoke", invocation])
+        .arg(&path);
+    command.output().unwrap_or_else(|e| {
+        panic!("cannot run `wasmtime` ({e}): `cargo install wasmtime-cli --version 48.0.8 --locked`, as .ci/run does")
+    })
+}
+
+/// The WAVE call of `send`: a composed message from alice to bob at sendbox.test with
+/// `subject`, plaintext to 127.0.0.1:`port`.
+fn send_invocation(port: u16, subject: &str) -> String {
+    format!(
+        r#"send({{host: "127.0.0.1", port: {port}, addresses: ["127.0.0.1"], tls: insecure-plaintext, transcript: false}}, none, {{recipients: [], recipients-from-headers: true}}, composed({{from: {{address: "alice@sendbox.test"}}, to: [{{address: "bob@sendbox.test"}}], cc: [], bcc: [], reply-to: [], subject: "{subject}", text: some("through the grant"), attachments: [], headers: []}}), {{require-tls: false}})"#
+    )
+}
+
+#[test]
+#[ignore = "needs Postfix on loopback and wasmtime-cli 48: run .ci/run, or `just postfix` and install wasmtime-cli"]
+fn under_the_wasmtime_cli_the_granted_sender_delivers_to_postfix() {
+    let subject = support::postfix::token("wasmtime-grant");
+    let output = wasmtime_invoke(&granted(25, None), &send_invocation(25, &subject));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        stdout.starts_with(r#"ok({accepted: ["bob@sendbox.test"]"#),
+        "{}",
+        text(&output)
+    );
+    let stored = support::postfix::delivered("bob", &subject);
+    assert!(stored.contains("through the grant"), "{stored}");
+}
+
+#[test]
+#[ignore = "needs wasmtime-cli 48: run .ci/run, or install it"]
+fn under_the_wasmtime_cli_a_sender_granted_another_port_is_refused() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let tried = listener.local_addr().unwrap().port();
+    let output = wasmtime_invoke(&granted(25, None), &send_invocation(tried, "refused"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.starts_with("err({phase: connect, kind: network")
+            && stdout.contains("transient: false"),
+        "{}",
+        text(&output)
+    );
+    assert!(stdout.contains("denied"), "{}", text(&output));
+    assert!(
+        listener.accept().is_err(),
+        "the port it tried saw a connection"
+    );
+}
+
+#[test]
+#[ignore = "needs wasmtime-cli 48: run .ci/run, or install it"]
+fn under_the_wasmtime_cli_the_granted_probe_reaches_its_port_and_nothing_else() {
+    let granted_listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = granted_listener.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let probe = dir.path().join("probe.wasm");
+    std::fs::write(&probe, PROBE).unwrap();
+    let granted_probe = granted(port, Some(&probe));
+    let stdout = |invocation: &str| {
+        let output = wasmtime_invoke(&granted_probe, invocation);
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+
+    assert_eq!(stdout(&format!(r#"connect("127.0.0.1", {port})"#)), "ok");
+    let other = TcpListener::bind("127.0.0.1:0").unwrap();
+    other.set_nonblocking(true).unwrap();
+    let other_port = other.local_addr().unwrap().port();
+    for invocation in [
+        format!(r#"connect("127.0.0.1", {other_port})"#),
+        format!(r#"connect("127.0.0.2", {port})"#),
+        format!(r#"connect("::1", {port})"#),
+        r#"lookup("localhost")"#.to_owned(),
+    ] {
+        let result = stdout(&invocation);
+        assert!(result.starts_with("err("), "{invocation}: {result}");
+    }
+    assert!(other.accept().is_err(), "the other port saw a connection");
+    let (udp, udp_port) = udp_listener();
+    let result = stdout(&format!(r#"send-udp("127.0.0.1", {udp_port})"#));
+    assert!(result.starts_with("err("), "send-udp: {result}");
+    assert!(received_datagram(&udp).is_none(), "a datagram arrived");
+}
