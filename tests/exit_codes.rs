@@ -153,6 +153,7 @@ fn exit_64_for_a_wrong_command_line() {
         &["send", "--server", "127.0.0.1:1", "--timeout", "3601"],
         &["sendmail", "-bp"],
         &["frobnicate"],
+        &["grant", "--server", "127.0.0.1", "-o", "x.wasm"],
     ] {
         let output = sendbox(&files, args, Stdio::null());
         assert_eq!(
@@ -352,6 +353,20 @@ fn exit_70_when_the_component_fails() {
     ];
     let output = sendbox(&files, &args, Stdio::null());
     assert_code(&output, 70, "the sandboxed component failed");
+}
+
+#[test]
+fn exit_73_when_the_granted_component_cannot_be_written() {
+    let files = Files::new();
+    let output = files.path("no-such-directory/granted.wasm");
+    let args = [
+        "grant",
+        "--server",
+        "127.0.0.1:25",
+        "-o",
+        output.to_str().unwrap(),
+    ];
+    assert_code(&sendbox(&files, &args, Stdio::null()), 73, "cannot write");
 }
 
 #[test]

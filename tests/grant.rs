@@ -310,7 +310,7 @@ fn wasmtime_invoke(component: &[u8], invocation: &str) -> std::process::Output {
 /// `subject`, plaintext to 127.0.0.1:`port`.
 fn send_invocation(port: u16, subject: &str) -> String {
     format!(
-        r#"send({{host: "127.0.0.1", port: {port}, addresses: ["127.0.0.1"], tls: insecure-plaintext, transcript: false}}, none, {{recipients: [], recipients-from-headers: true}}, composed({{from: {{address: "alice@sendbox.test"}}, to: [{{address: "bob@sendbox.test"}}], cc: [], bcc: [], reply-to: [], subject: "{subject}", text: some("through the grant"), attachments: [], headers: []}}), {{require-tls: false}})"#
+        r#"send({{host: "127.0.0.1", port: {port}, addresses: ["127.0.0.1"], tls: insecure-plaintext, transcript: false}}, none, {{recipients: [], recipients-from-headers: true}}, composed({{from: {{address: "alice@sendbox.test"}}, to: [{{address: "bob@sendbox.test"}}], cc: [], bcc: [], reply-to: [], subject: "{subject}", text: some("through the grant"), attachments: [], headers: []}}), {{require-tls: false, keep-raw-header: false}})"#
     )
 }
 
