@@ -4,7 +4,8 @@
 //! The workloads, one module each: [`cold_start`] (a whole process sends one message over
 //! STARTTLS and AUTH to Postfix), [`throughput`] (one and many connections to smtp-sink),
 //! [`handshake`] (a TLS session in the component against native rustls) and
-//! [`footprint`] (size, compile and instantiation time, peak memory).
+//! [`footprint`] (size, compile and instantiation time, peak memory) and [`grant`] (a send
+//! through `sendbox grant`'s component against one without).
 //!
 //! It needs the test Postfix (`bash tests/postfix/setup.sh`) and the release `sendbox`
 //! next to it (`cargo build --release -p sendbox-cli`). A peer that is missing or fails gets
@@ -12,6 +13,7 @@
 
 mod cold_start;
 mod footprint;
+mod grant;
 mod handshake;
 mod machine;
 mod report;
@@ -65,6 +67,7 @@ fn main() -> anyhow::Result<()> {
         });
         throughput::run(&setup, &plan, &target, &mut table);
         handshake::run(&setup, &plan, &sandbox, &runtime, &mut table);
+        grant::run(&setup, &plan, &runtime, &mut table);
         footprint::run(&setup, &plan, &sandbox, &runtime, &target, &mut table);
     }
 

@@ -25,6 +25,8 @@ pub struct Plan {
     pub handshakes: usize,
     pub compiles: usize,
     pub instantiations: usize,
+    /// Alternating turns of the grant workload, each way.
+    pub grant_turns: usize,
 }
 
 impl Plan {
@@ -37,6 +39,7 @@ impl Plan {
                 handshakes: 10,
                 compiles: 1,
                 instantiations: 10,
+                grant_turns: 2,
             }
         } else {
             Plan {
@@ -46,6 +49,7 @@ impl Plan {
                 handshakes: 50,
                 compiles: 3,
                 instantiations: 50,
+                grant_turns: 9,
             }
         }
     }
