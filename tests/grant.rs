@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::Path;
 
 use sendbox::component::{Sender, wit};
-use sendbox::mailer::{ErrorKind, Phase, TlsMode};
+use sendbox::mailer::{ErrorKind, Phase};
 use sendbox_loopback::ServerTls;
 use support::*;
 use wasmtime::Store;
@@ -85,23 +85,7 @@ async fn send_through(granted: &[u8], port: u16) -> Result<wit::Delivery, wit::S
     let sender = Sender::instantiate_async(&mut store, &component, &instantiate_linker(&engine))
         .await
         .expect("the granted component instantiates in a host that grants everything");
-    let server = wit::Server {
-        host: "127.0.0.1".into(),
-        port,
-        addresses: Vec::new(),
-        tls: TlsMode::InsecurePlaintext,
-        ca_pem: None,
-        ehlo_name: None,
-        timeouts: None,
-        transcript: false,
-    };
-    let envelope = wit::Envelope {
-        sender: Some("alice@example.org".into()),
-        recipients: vec!["bob@example.org".into()],
-        recipients_from_headers: false,
-        qualify_domain: None,
-    };
-    let message = wit::Message::Raw(b"Subject: granted\r\n\r\nhello\r\n".to_vec());
+    let (server, envelope, message) = direct_send_args(SocketAddr::from(([127, 0, 0, 1], port)));
     sender
         .sendbox_mail_mail_sender()
         .call_send(
@@ -110,11 +94,7 @@ async fn send_through(granted: &[u8], port: u16) -> Result<wit::Delivery, wit::S
             None,
             &envelope,
             &message,
-            &wit::SendOptions {
-                dsn: None,
-                require_tls: false,
-                keep_raw_header: false,
-            },
+            &wit::SendOptions::default(),
         )
         .await
         .expect("the call returns")
@@ -154,7 +134,7 @@ async fn the_granted_sender_delivers_to_its_server_in_a_host_that_grants_everyth
         .await
         .expect("delivered");
     assert_eq!(delivery.accepted, ["bob@example.org"]);
-    assert_eq!(subjects(&server), ["Subject: granted"]);
+    assert_eq!(subjects(&server), ["Subject: direct"]);
 }
 
 #[tokio::test]

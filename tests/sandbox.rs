@@ -24,22 +24,7 @@ async fn send_to(
         .instantiate(grant, Limits::default(), &Transcript::Off)
         .await
         .expect("instantiates");
-    let server = wit::Server {
-        host: target.ip().to_string(),
-        port: target.port(),
-        addresses: vec![target.ip().to_string()],
-        tls: wit::TlsMode::InsecurePlaintext,
-        ca_pem: None,
-        ehlo_name: None,
-        timeouts: None,
-        transcript: false,
-    };
-    let envelope = wit::Envelope {
-        sender: Some("a@example.org".into()),
-        recipients: vec!["b@example.org".into()],
-        recipients_from_headers: false,
-        qualify_domain: None,
-    };
+    let (server, envelope, message) = direct_send_args(target);
     let result = sender
         .sendbox_mail_mail_sender()
         .call_send(
@@ -47,7 +32,7 @@ async fn send_to(
             &server,
             None,
             &envelope,
-            &wit::Message::Raw(b"Subject: x\r\n\r\nx\r\n".to_vec()),
+            &message,
             &wit::SendOptions::default(),
         )
         .await

@@ -181,3 +181,33 @@ pub fn assert_exit(output: &Output, code: i32, needle: &str) {
     assert_eq!(output.status.code(), Some(code), "{all}");
     assert!(all.contains(needle), "{needle:?} not in {all}");
 }
+
+/// The `send` arguments of a direct call to the component: plaintext to `target`, which
+/// is given as its own address; one recipient; a small raw message; default options.
+pub fn direct_send_args(
+    target: std::net::SocketAddr,
+) -> (
+    sendbox::component::wit::Server,
+    sendbox::component::wit::Envelope,
+    sendbox::component::wit::Message,
+) {
+    use sendbox::component::wit;
+    let server = wit::Server {
+        host: target.ip().to_string(),
+        port: target.port(),
+        addresses: vec![target.ip().to_string()],
+        tls: wit::TlsMode::InsecurePlaintext,
+        ca_pem: None,
+        ehlo_name: None,
+        timeouts: None,
+        transcript: false,
+    };
+    let envelope = wit::Envelope {
+        sender: Some("alice@example.org".into()),
+        recipients: vec!["bob@example.org".into()],
+        recipients_from_headers: false,
+        qualify_domain: None,
+    };
+    let message = wit::Message::Raw(b"Subject: direct\r\n\r\nhello\r\n".to_vec());
+    (server, envelope, message)
+}
