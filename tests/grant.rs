@@ -85,19 +85,12 @@ async fn send_through(granted: &[u8], port: u16) -> Result<wit::Delivery, wit::S
     let sender = Sender::instantiate_async(&mut store, &component, &instantiate_linker(&engine))
         .await
         .expect("the granted component instantiates in a host that grants everything");
-    let (server, envelope, message) = direct_send_args(SocketAddr::from(([127, 0, 0, 1], port)));
-    sender
-        .sendbox_mail_mail_sender()
-        .call_send(
-            &mut store,
-            &server,
-            None,
-            &envelope,
-            &message,
-            &wit::SendOptions::default(),
-        )
-        .await
-        .expect("the call returns")
+    send_directly(
+        &mut store,
+        &sender,
+        SocketAddr::from(([127, 0, 0, 1], port)),
+    )
+    .await
 }
 
 #[test]

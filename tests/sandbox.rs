@@ -24,19 +24,7 @@ async fn send_to(
         .instantiate(grant, Limits::default(), &Transcript::Off)
         .await
         .expect("instantiates");
-    let (server, envelope, message) = direct_send_args(target);
-    let result = sender
-        .sendbox_mail_mail_sender()
-        .call_send(
-            &mut store,
-            &server,
-            None,
-            &envelope,
-            &message,
-            &wit::SendOptions::default(),
-        )
-        .await
-        .expect("no trap");
+    let result = send_directly(&mut store, &sender, target).await;
     (result, store.data().denied())
 }
 

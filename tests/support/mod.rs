@@ -182,9 +182,29 @@ pub fn assert_exit(output: &Output, code: i32, needle: &str) {
     assert!(all.contains(needle), "{needle:?} not in {all}");
 }
 
-/// The `send` arguments of a direct call to the component: plaintext to `target`, which
-/// is given as its own address; one recipient; a small raw message; default options.
-pub fn direct_send_args(
+/// Calls the component's `send` directly: plaintext to `target` (given as its own
+/// address), one recipient, a small raw message, default options.
+pub async fn send_directly<T: Send>(
+    store: &mut wasmtime::Store<T>,
+    sender: &sendbox::component::Sender,
+    target: std::net::SocketAddr,
+) -> Result<sendbox::component::wit::Delivery, sendbox::component::wit::SendError> {
+    let (server, envelope, message) = direct_send_args(target);
+    sender
+        .sendbox_mail_mail_sender()
+        .call_send(
+            store,
+            &server,
+            None,
+            &envelope,
+            &message,
+            &sendbox::component::wit::SendOptions::default(),
+        )
+        .await
+        .expect("the call returns without a trap")
+}
+
+fn direct_send_args(
     target: std::net::SocketAddr,
 ) -> (
     sendbox::component::wit::Server,
