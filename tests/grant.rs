@@ -131,6 +131,30 @@ async fn the_granted_sender_delivers_to_its_server_in_a_host_that_grants_everyth
 }
 
 #[tokio::test]
+async fn a_granted_sender_also_runs_in_sendboxs_own_host() {
+    // Confined twice: by the grant inside, and by the host's policy outside.
+    let server = loopback(ServerTls::None);
+    let sandbox = sendbox::Sandbox::from_component(&granted(server.port(), None)).unwrap();
+    let mailer = sendbox::Mailer::new(
+        sandbox,
+        sendbox::Server::new(
+            "127.0.0.1",
+            server.port(),
+            sendbox::TlsMode::InsecurePlaintext,
+        ),
+        None,
+    )
+    .await
+    .unwrap();
+    let envelope = envelope("alice@example.org", &["bob@example.org"]);
+    for subject in ["one", "two"] {
+        let message = format!("Subject: {subject}\r\n\r\nx\r\n");
+        mailer.send(&envelope, message.as_bytes()).await.unwrap();
+    }
+    assert_eq!(subjects(&server), ["Subject: one", "Subject: two"]);
+}
+
+#[tokio::test]
 async fn a_sender_granted_another_port_is_refused_and_connects_nowhere() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();

@@ -56,10 +56,11 @@ fn engine_with(pooled: Option<u32>) -> anyhow::Result<Engine> {
     let mut config = Config::new();
     config.epoch_interruption(true);
     if let Some(instances) = pooled {
-        // The component has a handful of core instances, memories and tables; leave room.
+        // The component has a handful of core instances, memories and tables, and a granted
+        // one (`sendbox grant`) twice as many instances; leave room.
         let mut pool = PoolingAllocationConfig::new();
         pool.total_component_instances(instances)
-            .total_core_instances(instances * 8)
+            .total_core_instances(instances * 32)
             .total_memories(instances * 4)
             .total_tables(instances * 8)
             .total_stacks(instances)

@@ -184,7 +184,9 @@ pub fn confined_store(
         table: ResourceTable::new(),
         limits: StoreLimitsBuilder::new()
             .memory_size(limits.memory_bytes)
-            .instances(8)
+            // The sender has a handful of core instances; a component made by
+            // `sendbox grant` adds the grant's and the policy's.
+            .instances(32)
             .build(),
         stderr,
         denied,
