@@ -130,6 +130,35 @@ async fn the_granted_sender_delivers_to_its_server_in_a_host_that_grants_everyth
     assert_eq!(subjects(&server), ["Subject: direct"]);
 }
 
+#[test]
+fn a_component_that_reaches_the_network_around_the_grant_is_refused() {
+    // Imports the grant does not serve: HTTP, and sockets of another WASI version.
+    for import in [
+        "wasi:http/outgoing-handler@0.2.12",
+        "wasi:sockets/tcp@0.2.0",
+    ] {
+        let wat = format!(r#"(component (import "{import}" (instance)))"#);
+        let dir = tempfile::tempdir().unwrap();
+        let component = dir.path().join("component.wasm");
+        std::fs::write(&component, wat::parse_str(&wat).unwrap()).unwrap();
+        let output = dir.path().join("granted.wasm");
+        let args = [
+            "grant",
+            "--server",
+            "127.0.0.1:25",
+            "--component",
+            component.to_str().unwrap(),
+            "-o",
+            output.to_str().unwrap(),
+        ];
+        assert_exit(&run_sendbox(&args, "", None), 65, import);
+        assert!(
+            !output.exists(),
+            "a granted component was written for {import}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_granted_sender_also_runs_in_sendboxs_own_host() {
     // Confined twice: by the grant inside, and by the host's policy outside.

@@ -46,8 +46,14 @@ pub async fn run(args: GrantArgs) -> Result<u8, Stop> {
         })?,
         None => sendbox::component::COMPONENT.to_vec(),
     };
+    // A component given that cannot be confined is bad input; the built-in one, a bug.
+    let failed = if args.component.is_some() {
+        exit::DATAERR
+    } else {
+        exit::SOFTWARE
+    };
     let granted = compose(&confined, &endpoints)
-        .map_err(|e| Stop(exit::SOFTWARE, format!("cannot compose the grant: {e:#}")))?;
+        .map_err(|e| Stop(failed, format!("cannot compose the grant: {e:#}")))?;
     std::fs::write(&args.output, &granted).map_err(|e| {
         Stop(
             exit::CANTCREAT,
@@ -68,16 +74,68 @@ pub async fn run(args: GrantArgs) -> Result<u8, Stop> {
     Ok(exit::OK)
 }
 
-/// `confined` (the sender) behind a grant of exactly `endpoints`.
+/// The network interfaces the grant serves; a component to confine may import these, in
+/// these versions, and no other network interface.
+const SERVED: [&str; 7] = [
+    "wasi:sockets/network@0.2.12",
+    "wasi:sockets/instance-network@0.2.12",
+    "wasi:sockets/tcp@0.2.12",
+    "wasi:sockets/tcp-create-socket@0.2.12",
+    "wasi:sockets/udp@0.2.12",
+    "wasi:sockets/udp-create-socket@0.2.12",
+    "wasi:sockets/ip-name-lookup@0.2.12",
+];
+
+/// What the composed component may import of the network: what the grant itself imports.
+const GRANT_IMPORTS: [&str; 4] = [
+    "wasi:sockets/network@0.2.12",
+    "wasi:sockets/instance-network@0.2.12",
+    "wasi:sockets/tcp@0.2.12",
+    "wasi:sockets/tcp-create-socket@0.2.12",
+];
+
+/// `confined` (the sender) behind a grant of exactly `endpoints`. Refused: a component
+/// that reaches the network other than through the `wasi:sockets` the grant serves.
 pub fn compose(confined: &[u8], endpoints: &[SocketAddr]) -> anyhow::Result<Vec<u8>> {
     if endpoints.is_empty() {
         bail!("nothing to grant");
     }
+    for name in import_names(confined)? {
+        let network = name.starts_with("wasi:sockets/") || name.starts_with("wasi:http/");
+        if network && !SERVED.contains(&name.as_str()) {
+            bail!("the component imports {name}, which the grant cannot confine");
+        }
+    }
     let policy = policy_component(endpoints)?;
     let grant = plug(("sendbox:grant", GRANT), ("sendbox:policy", &policy))
         .context("the grant and its policy")?;
-    plug(("sendbox:confined", confined), ("sendbox:granted", &grant))
-        .context("the component and its grant")
+    let granted = plug(("sendbox:confined", confined), ("sendbox:granted", &grant))
+        .context("the component and its grant")?;
+    // Every network import left must be the grant's own: none of the confined
+    // component's may have stayed unplugged.
+    for name in import_names(&granted)? {
+        let network = name.starts_with("wasi:sockets/") || name.starts_with("wasi:http/");
+        if network && !GRANT_IMPORTS.contains(&name.as_str()) {
+            bail!("the composed component still imports {name} from its host");
+        }
+    }
+    Ok(granted)
+}
+
+/// The names a component imports.
+fn import_names(component: &[u8]) -> anyhow::Result<Vec<String>> {
+    let mut graph = CompositionGraph::new();
+    let package = Package::from_bytes(
+        "sendbox:inspected",
+        None,
+        component.to_vec(),
+        graph.types_mut(),
+    )?;
+    Ok(graph.types()[package.ty()]
+        .imports
+        .keys()
+        .cloned()
+        .collect())
 }
 
 /// `socket` with the imports that `plug` exports satisfied by it; the rest stay imports.
