@@ -34,6 +34,10 @@ probe: (wasm "sendbox-probe" "tests/probe/probe.wasm")
 # Rebuild the grant component that `sendbox grant` composes in front of the sender.
 grant: (wasm "sendbox-grant" "cli/component/grant.wasm")
 
+# Build the example application component (examples/notify-http) that tests/notify_http.rs
+# composes with a granted sender and serves.
+notify-http: (wasm "sendbox-notify-http" "target/notify-http.wasm")
+
 # Build a wasm32-wasip2 crate reproducibly and copy the result to `dest`.
 wasm package dest:
     RUSTFLAGS="{{guest_rustflags}}" cargo build -p {{package}} --target wasm32-wasip2 --profile guest
@@ -49,7 +53,7 @@ lint:
     cargo fmt --all -- --check
     cargo clippy --all-targets -p sendbox-proto -p sendbox -p sendbox-cli -p sendbox-loopback -p sendbox-bench -- -D warnings
     cargo clippy -p sendbox-proto --all-features -- -D warnings
-    cargo clippy -p sendbox-guest -p sendbox-probe -p sendbox-grant --target wasm32-wasip2 -- -D warnings
+    cargo clippy -p sendbox-guest -p sendbox-probe -p sendbox-grant -p sendbox-notify-http --target wasm32-wasip2 -- -D warnings
 
 # Run the component under Node.js through jco, confined to one server (needs `just postfix`;
 # installs Node.js 20 when it is missing or older).

@@ -53,6 +53,11 @@ pub struct GrantArgs {
     /// are served by the grant (the tests grant the nosy probe this way).
     #[arg(long, value_name = "FILE")]
     pub component: Option<PathBuf>,
+    /// An application component that imports `sendbox:mail/mail-sender`: plug the granted
+    /// sender into it and write the whole. The application itself must not import the
+    /// network (`wasi:sockets`, `wasi:http/outgoing-handler`).
+    #[arg(long, value_name = "APP.wasm")]
+    pub into: Option<PathBuf>,
 }
 
 #[derive(ValueEnum, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -37,13 +37,16 @@ pub async fn run(args: GrantArgs) -> Result<u8, Stop> {
     let endpoints = sendbox::mailer::resolve(&host, port)
         .await
         .map_err(|e| Stop(exit::NOHOST, e.to_string()))?;
-    let confined = match &args.component {
-        Some(path) => std::fs::read(path).map_err(|e| {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| {
             Stop(
                 exit::NOINPUT,
                 format!("cannot read {}: {e}", path.display()),
             )
-        })?,
+        })
+    };
+    let confined = match &args.component {
+        Some(path) => read(path)?,
         None => sendbox::component::COMPONENT.to_vec(),
     };
     // A component given that cannot be confined is bad input; the built-in one, a bug.
@@ -52,22 +55,34 @@ pub async fn run(args: GrantArgs) -> Result<u8, Stop> {
     } else {
         exit::SOFTWARE
     };
-    let granted = compose(&confined, &endpoints)
+    let mut granted = compose(&confined, &endpoints)
         .map_err(|e| Stop(failed, format!("cannot compose the grant: {e:#}")))?;
+    if let Some(app) = &args.into {
+        granted = plug_into(&read(app)?, &granted).map_err(|e| {
+            Stop(
+                exit::DATAERR,
+                format!("cannot plug the sender into {}: {e:#}", app.display()),
+            )
+        })?;
+    }
     std::fs::write(&args.output, &granted).map_err(|e| {
         Stop(
             exit::CANTCREAT,
             format!("cannot write {}: {e}", args.output.display()),
         )
     })?;
+    let what = if args.component.is_some() {
+        "the component"
+    } else {
+        "the sender"
+    };
+    let whole = match &args.into {
+        Some(app) => format!("{} with {what}", app.display()),
+        None => what.to_owned(),
+    };
     println!(
-        "{}: {}, granted TCP to {} only ({} bytes)",
+        "{}: {whole}, granted TCP to {} only ({} bytes)",
         args.output.display(),
-        if args.component.is_some() {
-            "the component"
-        } else {
-            "the sender"
-        },
         list(&endpoints),
         granted.len()
     );
@@ -101,8 +116,7 @@ pub fn compose(confined: &[u8], endpoints: &[SocketAddr]) -> anyhow::Result<Vec<
         bail!("nothing to grant");
     }
     for name in import_names(confined)? {
-        let network = name.starts_with("wasi:sockets/") || name.starts_with("wasi:http/");
-        if network && !SERVED.contains(&name.as_str()) {
+        if reaches_network(&name) && !SERVED.contains(&name.as_str()) {
             bail!("the component imports {name}, which the grant cannot confine");
         }
     }
@@ -111,15 +125,49 @@ pub fn compose(confined: &[u8], endpoints: &[SocketAddr]) -> anyhow::Result<Vec<
         .context("the grant and its policy")?;
     let granted = plug(("sendbox:confined", confined), ("sendbox:granted", &grant))
         .context("the component and its grant")?;
-    // Every network import left must be the grant's own: none of the confined
-    // component's may have stayed unplugged.
-    for name in import_names(&granted)? {
-        let network = name.starts_with("wasi:sockets/") || name.starts_with("wasi:http/");
-        if network && !GRANT_IMPORTS.contains(&name.as_str()) {
+    only_the_grant_reaches_the_network(&granted)?;
+    Ok(granted)
+}
+
+/// `app`, which imports `sendbox:mail/mail-sender`, with `sender` (a granted sender)
+/// plugged in. Refused: an application that reaches the network itself.
+pub fn plug_into(app: &[u8], sender: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let imports = import_names(app)?;
+    if !imports.iter().any(|name| name.starts_with(MAIL_SENDER)) {
+        bail!("it does not import {MAIL_SENDER}");
+    }
+    if let Some(name) = imports.iter().find(|name| reaches_network(name)) {
+        bail!("it imports {name}, which would reach the network around the grant");
+    }
+    let whole = plug(("sendbox:app", app), ("sendbox:sender", sender))?;
+    if let Some(name) = import_names(&whole)?
+        .iter()
+        .find(|name| name.starts_with(MAIL_SENDER))
+    {
+        bail!("it imports {name}, which the granted sender does not export");
+    }
+    only_the_grant_reaches_the_network(&whole)?;
+    Ok(whole)
+}
+
+/// The interface an application imports to send mail (any version).
+const MAIL_SENDER: &str = "sendbox:mail/mail-sender@";
+
+/// Whether an import can reach the network: `wasi:sockets`, or `wasi:http`'s outgoing
+/// handler (its `types` only describe requests and responses).
+fn reaches_network(import: &str) -> bool {
+    import.starts_with("wasi:sockets/") || import.starts_with("wasi:http/outgoing-handler@")
+}
+
+/// Every network import of a composed component must be the grant's own: none of the
+/// confined component's, nor an application's, may have stayed unplugged.
+fn only_the_grant_reaches_the_network(composed: &[u8]) -> anyhow::Result<()> {
+    for name in import_names(composed)? {
+        if reaches_network(&name) && !GRANT_IMPORTS.contains(&name.as_str()) {
             bail!("the composed component still imports {name} from its host");
         }
     }
-    Ok(granted)
+    Ok(())
 }
 
 /// The names a component imports.
