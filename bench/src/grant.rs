@@ -1,6 +1,7 @@
 //! Workload 6, the grant: one message at a time to Postfix on 127.0.0.1:25 (plaintext),
 //! each in a fresh instance, through the sender made by `sendbox grant` against the plain
-//! sender, both run in this process by the sendbox host. The two alternate, a batch of
+//! sender, both run in this process by the sendbox host, once with each instance's memories
+//! mapped on demand and once with the pooling allocator. The two alternate, a batch of
 //! sends each turn; the rows give the medians of wall time and of CPU time (this process's
 //! user + system time from /proc, so the host's work counts too) per message, and the
 //! granted component's size.
@@ -19,45 +20,53 @@ const BATCH: u32 = 200;
 
 pub fn run(setup: &Setup, plan: &Plan, runtime: &Runtime, table: &mut Table) {
     eprintln!(
-        "grant: {} turns of {BATCH} sends each way",
+        "grant: {} turns of {BATCH} sends each way, per allocation strategy",
         plan.grant_turns
     );
-    let measured = setup
+    let granted = setup
         .sendbox
         .clone()
-        .and_then(|program| granted_component(&program))
-        .and_then(|granted| {
-            let size = granted.len();
-            let plain = Sandbox::new().map_err(|e| format!("{e:#}"))?;
-            let granted = Sandbox::from_component(&granted).map_err(|e| format!("{e:#}"))?;
-            let mailers = runtime.block_on(async {
-                Ok::<_, String>((mailer(plain).await?, mailer(granted).await?))
-            })?;
-            let (ours, theirs) = alternate(plan, runtime, &mailers)?;
-            Ok((size, ours, theirs))
-        });
-    let (size, ours, theirs) = match measured {
-        Ok((size, ours, theirs)) => (Ok(size), Ok(ours), Ok(theirs)),
-        Err(reason) => (Err(reason.clone()), Err(reason.clone()), Err(reason)),
-    };
+        .and_then(|program| granted_component(&program));
     table.rows.push(Row::alone(
         "granted component size (sendbox grant)",
-        size.map(|bytes| {
+        granted.as_ref().map_err(Clone::clone).map(|granted| {
+            let bytes = granted.len();
             Measure::new(bytes as f64 / 1024.0, Unit::KiB).with_note(format!("{bytes} bytes"))
         }),
     ));
-    for (what, pick) in [("wall", 0), ("CPU", 1)] {
-        let figure = |samples: &Result<[Vec<Duration>; 2], String>| -> Outcome {
-            samples.clone().map(|s| Measure::millis(&s[pick]))
-        };
-        table.rows.push(Row {
-            workload: format!(
-                "{what} time per message through the grant, Postfix :25, fresh instance each"
-            ),
-            sendbox: figure(&ours),
-            peer: "the same sender without the grant".to_owned(),
-            peer_value: Some(figure(&theirs)),
+    // Each instance's memories are mapped and unmapped one by one by default (`sendbox
+    // send`, `Mailer`), and taken from a preallocated pool with `pooled_instances` (batches).
+    for (allocation, pooled) in [
+        ("memories mapped per instance", None),
+        ("pooling allocator", Some(4)),
+    ] {
+        let measured = granted.clone().and_then(|granted| {
+            let sandbox = |wasm: &[u8]| {
+                Sandbox::from_component_pooled(wasm, pooled).map_err(|e| format!("{e:#}"))
+            };
+            let (plain, granted) = (sandbox(sendbox::component::COMPONENT)?, sandbox(&granted)?);
+            let mailers = runtime.block_on(async {
+                Ok::<_, String>((mailer(plain).await?, mailer(granted).await?))
+            })?;
+            alternate(plan, runtime, &mailers)
         });
+        let (ours, theirs) = match measured {
+            Ok((ours, theirs)) => (Ok(ours), Ok(theirs)),
+            Err(reason) => (Err(reason.clone()), Err(reason)),
+        };
+        for (what, pick) in [("wall", 0), ("CPU", 1)] {
+            let figure = |samples: &Result<[Vec<Duration>; 2], String>| -> Outcome {
+                samples.clone().map(|s| Measure::millis(&s[pick]))
+            };
+            table.rows.push(Row {
+                workload: format!(
+                    "{what} time per message through the grant, Postfix :25, fresh instance each, {allocation}"
+                ),
+                sendbox: figure(&ours),
+                peer: "the same sender without the grant".to_owned(),
+                peer_value: Some(figure(&theirs)),
+            });
+        }
     }
 }
 

@@ -158,9 +158,16 @@ impl Sandbox {
         Self::link(engine, component, cache)
     }
 
-    /// Compiles another build of the component (for example one under test), uncached.
+    /// Compiles another build of the component (for example one under test, or one made by
+    /// `sendbox grant`), uncached.
     pub fn from_component(wasm: &[u8]) -> anyhow::Result<Self> {
-        let engine = engine()?;
+        Self::from_component_pooled(wasm, None)
+    }
+
+    /// [`Sandbox::from_component`], with room for `pooled` concurrent instances preallocated
+    /// as [`SandboxOptions::pooled_instances`] says.
+    pub fn from_component_pooled(wasm: &[u8], pooled: Option<u32>) -> anyhow::Result<Self> {
+        let engine = engine_with(pooled)?;
         let component = compile(&engine, wasm)?;
         Self::link(engine, component, CacheUse::Off)
     }
