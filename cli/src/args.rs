@@ -39,6 +39,32 @@ pub enum Command {
     /// only this server (its addresses, resolved now, on this port), in any WASI host,
     /// even one that grants all of the network.
     Grant(GrantArgs),
+    /// The outbox of `sendbox sendmail`: messages accepted and not yet delivered.
+    Queue(QueueArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct QueueArgs {
+    /// The config file (default: $SENDBOX_CONFIG, else ~/.config/sendbox/config.toml).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub action: QueueAction,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum QueueAction {
+    /// The queued messages, when they are next tried and why they wait; then those given
+    /// up on.
+    List,
+    /// Deliver what is due (for cron or a systemd timer), one session per account.
+    Run,
+    /// Deliver everything queued now, due or not.
+    Flush,
+    /// Print a queued or failed message: its envelope line, then the message.
+    Show { id: String },
+    /// Take a message out of the outbox (queued or failed) without sending it.
+    Remove { id: String },
 }
 
 #[derive(Args, Debug)]

@@ -12,6 +12,12 @@
 //! auth = "scram-sha256"               # plain | login | scram-sha256 | cram-md5 | oauthbearer | xoauth2
 //! password_command = "pass show mail/work"
 //! keep_header = false                 # true: send raw messages' headers exactly as given
+//!
+//! [queue]                             # the outbox of `sendbox sendmail` (all optional)
+//! enabled = true                      # false: sendmail fails at once when it cannot deliver
+//! dir = "~/.local/share/sendbox/outbox"
+//! retry_minutes = 30                  # the first retry; doubled after each failure, up to 4 h
+//! give_up_days = 5                    # then the message moves to failed/
 //! ```
 //!
 //! The secret comes from at most one of `password_env`, `password_command`, `token_env`,
@@ -178,6 +184,31 @@ pub struct Config {
     source: Source,
     default: Option<String>,
     accounts: BTreeMap<String, Account>,
+    pub queue: QueueSettings,
+}
+
+/// The outbox's settings (`[queue]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSettings {
+    /// Whether sendmail queues what it cannot deliver at once (default true).
+    pub enabled: bool,
+    /// The outbox directory; `None` when there is no home directory and none was set.
+    pub dir: Option<PathBuf>,
+    /// The wait before the first retry, in seconds (RFC 5321 4.5.4.1: at least 30 minutes).
+    pub retry_secs: u64,
+    /// How long a message stays queued before it is given up on (RFC 5321: 4 to 5 days).
+    pub give_up_secs: u64,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        QueueSettings {
+            enabled: true,
+            dir: dirs::data_local_dir().map(|d| d.join("sendbox").join("outbox")),
+            retry_secs: 30 * 60,
+            give_up_secs: 5 * 24 * 60 * 60,
+        }
+    }
 }
 
 /// Where the configuration came from, for messages.
@@ -238,6 +269,7 @@ impl Config {
             source,
             default: None,
             accounts: BTreeMap::new(),
+            queue: QueueSettings::default(),
         }
     }
 
@@ -287,10 +319,29 @@ impl Config {
                 names(&accounts)
             ));
         }
+        let defaults = QueueSettings::default();
+        let raw = file.queue.unwrap_or_default();
+        let queue = QueueSettings {
+            enabled: raw.enabled.unwrap_or(defaults.enabled),
+            dir: match raw.dir {
+                Some(dir) => Some(
+                    resolve(dir, path.parent().unwrap_or(Path::new("")))
+                        .map_err(|problem| format!("{}: [queue] dir: {problem}", path.display()))?,
+                ),
+                None => defaults.dir,
+            },
+            retry_secs: raw
+                .retry_minutes
+                .map_or(defaults.retry_secs, |m| m.saturating_mul(60)),
+            give_up_secs: raw
+                .give_up_days
+                .map_or(defaults.give_up_secs, |d| d.saturating_mul(24 * 60 * 60)),
+        };
         Ok(Config {
             source: Source::File(path),
             default: file.default,
             accounts,
+            queue,
         })
     }
 }
@@ -351,6 +402,17 @@ struct RawFile {
     default: Option<String>,
     #[serde(default)]
     accounts: BTreeMap<String, RawAccount>,
+    queue: Option<RawQueue>,
+}
+
+/// `[queue]` as written.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawQueue {
+    enabled: Option<bool>,
+    dir: Option<PathBuf>,
+    retry_minutes: Option<u64>,
+    give_up_days: Option<u64>,
 }
 
 /// An account as written, before its checks.

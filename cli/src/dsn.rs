@@ -26,6 +26,32 @@ pub fn notify(value: &str) -> Result<DsnNotify, String> {
     Ok(notify)
 }
 
+/// `notify` as [`notify`] reads it.
+pub fn notify_text(notify: DsnNotify) -> String {
+    let words: Vec<&str> = [
+        (DsnNotify::SUCCESS, "success"),
+        (DsnNotify::FAILURE, "failure"),
+        (DsnNotify::DELAY, "delay"),
+    ]
+    .into_iter()
+    .filter(|(flag, _)| notify.contains(*flag))
+    .map(|(_, word)| word)
+    .collect();
+    if words.is_empty() {
+        "never".to_owned()
+    } else {
+        words.join(",")
+    }
+}
+
+/// `ret` as [`ret`] reads it.
+pub fn ret_text(ret: DsnReturn) -> &'static str {
+    match ret {
+        DsnReturn::Full => "full",
+        DsnReturn::Headers => "hdrs",
+    }
+}
+
 /// `full` or `hdrs`: what a failure notification returns.
 pub fn ret(value: &str) -> Result<DsnReturn, String> {
     match value.to_ascii_lowercase().as_str() {
@@ -76,6 +102,12 @@ mod tests {
         assert!(notify("").is_err());
         assert_eq!(ret("HDRS"), Ok(DsnReturn::Headers));
         assert!(ret("partial").is_err());
+        for text in ["never", "success", "success,failure,delay", "failure,delay"] {
+            assert_eq!(notify_text(notify(text).unwrap()), text);
+        }
+        for text in ["full", "hdrs"] {
+            assert_eq!(ret_text(ret(text).unwrap()), text);
+        }
         assert!(envid("a\tb").is_err());
         assert!(request(None, None, None).is_none());
         let asked = request(None, None, Some("id".into())).unwrap();

@@ -1,5 +1,6 @@
-//! The `sendbox` command: `sendbox send`, `sendbox sendmail`, `sendbox batch` and
-//! `sendbox demo`. Invoked through a link named `sendmail`, it is `sendbox sendmail`.
+//! The `sendbox` command: `sendbox send`, `sendbox sendmail`, `sendbox queue`, `sendbox
+//! batch`, `sendbox grant` and `sendbox demo`. Invoked through a link named `sendmail`, it
+//! is `sendbox sendmail`.
 
 mod args;
 mod batch;
@@ -9,6 +10,8 @@ mod demo;
 mod dsn;
 mod exit;
 mod grant;
+mod outbox;
+mod queue;
 mod sendmail;
 
 use std::ffi::OsString;
@@ -24,7 +27,7 @@ use sendbox::{
     SendOptions, Server, Transcript,
 };
 
-use crate::args::{Cli, Command, ConnectionArgs, DeliveryArgs, SendArgs};
+use crate::args::{Cli, Command, ConnectionArgs, DeliveryArgs, QueueAction, QueueArgs, SendArgs};
 use crate::config::{Account, Config, SecretSource};
 
 /// A failure before anything was sent: the message for the user and the exit code.
@@ -55,6 +58,7 @@ async fn main() -> ExitCode {
         Command::Batch(args) => batch::run(*args).await,
         Command::Demo => demo::run().await,
         Command::Grant(args) => grant::run(args).await,
+        Command::Queue(args) => queue_command(args).await,
     };
     finish(result)
 }
@@ -133,6 +137,21 @@ async fn sendmail(args: Vec<OsString>) -> Result<u8, Stop> {
         verbose: args.verbose,
         ..ConnectionArgs::default()
     };
+    if config.queue.enabled {
+        let queued = outbox::Envelope {
+            account: Some(account.name.clone()),
+            sender: envelope.sender.clone(),
+            recipients: envelope.recipients.clone(),
+            recipients_from_headers: envelope.recipients_from_headers,
+            qualify_domain: envelope.qualify_domain.clone(),
+            dsn_notify: args.dsn_notify.map(dsn::notify_text),
+            dsn_ret: args.dsn_return.map(|r| dsn::ret_text(r).to_owned()),
+            dsn_envid: args.dsn_envid.clone(),
+            keep_raw_header: options.keep_raw_header,
+            accepted_at: outbox::now(),
+        };
+        return sendmail_through_outbox(&config, &connection, account, queued, message).await;
+    }
     let mailer = mailer(&connection, Some(account), &SandboxOptions::cached()).await?;
     deliver(
         &mailer,
@@ -142,6 +161,80 @@ async fn sendmail(args: Vec<OsString>) -> Result<u8, Stop> {
         args.verbose,
     )
     .await
+}
+
+/// sendmail with the outbox: the message is on disk before anything else, then tried at
+/// once. Exit 0 once it is delivered or safely queued; a permanent failure still fails.
+async fn sendmail_through_outbox(
+    config: &Config,
+    connection: &ConnectionArgs,
+    account: &Account,
+    queued: outbox::Envelope,
+    message: Vec<u8>,
+) -> Result<u8, Stop> {
+    let outbox = queue::open(&config.queue)?;
+    let locked = outbox
+        .accept(&queued, &message)
+        .map_err(|e| Stop(e.code, e.message))?;
+    let id = locked.id.clone();
+    let attempt = match (
+        mailer(connection, Some(account), &SandboxOptions::cached()).await,
+        queue::request(&queued),
+    ) {
+        (Ok(mailer), Ok((envelope, options))) => mailer
+            .send_with(&envelope, Message::Raw(message), &options)
+            .await
+            .into(),
+        // Accepted already: a problem of the account or the network waits for a retry.
+        (Err(Stop(code, reason)), _) => queue::Attempt::Failed {
+            permanent: false,
+            code,
+            reason,
+        },
+        (_, Err(reason)) => queue::Attempt::Failed {
+            permanent: true,
+            code: exit::DATAERR,
+            reason,
+        },
+    };
+    match queue::settle(&outbox, locked, attempt, &config.queue)? {
+        queue::Outcome::Delivered(delivery) => {
+            report(&delivery, connection.verbose);
+            let refused_for_good = delivery.refused.iter().any(|r| r.reply.code / 100 == 5);
+            Ok(if refused_for_good {
+                exit::NOUSER
+            } else {
+                exit::OK
+            })
+        }
+        queue::Outcome::Queued(reason) => {
+            eprintln!(
+                "sendbox: queued as {id} in {}, not delivered yet: {reason}; \
+                 `sendbox queue run` retries it",
+                outbox.root().display()
+            );
+            Ok(exit::OK)
+        }
+        queue::Outcome::Failed(code, reason) => Err(Stop(
+            code,
+            format!(
+                "{reason} (kept as {id} in {}/failed)",
+                outbox.root().display()
+            ),
+        )),
+    }
+}
+
+/// `sendbox queue`.
+async fn queue_command(args: QueueArgs) -> Result<u8, Stop> {
+    let config = load_config(args.config.as_deref())?;
+    match args.action {
+        QueueAction::List => queue::list(&config),
+        QueueAction::Run => queue::run(&config, false).await,
+        QueueAction::Flush => queue::run(&config, true).await,
+        QueueAction::Show { id } => queue::show(&config, &id),
+        QueueAction::Remove { id } => queue::remove(&config, &id),
+    }
 }
 
 /// Sends, reports what the server accepted and refused, and picks the exit code.

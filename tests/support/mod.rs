@@ -136,6 +136,8 @@ pub fn sendbox_command(program: &Path, config_home: &Path, password: &str) -> Co
     command
         .env_remove("SENDBOX_CONFIG")
         .env("XDG_CONFIG_HOME", config_home)
+        // The outbox of `sendbox sendmail` goes there too, never into the user's own.
+        .env("XDG_DATA_HOME", config_home)
         .env("SENDBOX_TEST_PASSWORD", password);
     command
 }

@@ -1,0 +1,510 @@
+//! The outbox: messages accepted for delivery, kept on disk until a server takes them.
+//!
+//! ```text
+//! OUTBOX/            mode 0700
+//! ├── tmp/ID         a message being written: not accepted yet
+//! ├── queue/ID       an accepted message: one JSON line (its envelope), then the message
+//! ├── queue/ID.state its delivery attempts so far (JSON); absent before the first
+//! ├── failed/ID      a message given up on, as it was queued
+//! └── failed/ID.state  why
+//! ```
+//!
+//! A message is accepted once `queue/ID` exists: written in `tmp/`, fsynced, renamed into
+//! `queue/`, and `queue/` fsynced. Only then may anyone say it was accepted. Whoever
+//! delivers a message holds an exclusive lock on `queue/ID` (flock), and checks after
+//! locking that the path is still that file, so that two runners never both send it.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read as _, Write as _};
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// What the outbox keeps with a message: where it goes and how, as sendmail was told.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    /// The account of the configuration file to send through; `None` for the default one.
+    pub account: Option<String>,
+    /// The envelope sender; `Some("")` for the null sender.
+    pub sender: Option<String>,
+    pub recipients: Vec<String>,
+    /// Also send to the message's To, Cc and Bcc (sendmail -t).
+    pub recipients_from_headers: bool,
+    /// The domain given to bare names such as `root`.
+    pub qualify_domain: Option<String>,
+    /// DSN requests as sendmail's -N, -R and -V give them.
+    pub dsn_notify: Option<String>,
+    pub dsn_ret: Option<String>,
+    pub dsn_envid: Option<String>,
+    pub keep_raw_header: bool,
+    /// When the outbox accepted it, in seconds since the Unix epoch.
+    pub accepted_at: u64,
+}
+
+/// The delivery attempts of a message so far.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+pub struct Attempts {
+    pub count: u32,
+    /// When the last one ended, and when the next is due (seconds since the epoch).
+    pub last_at: u64,
+    pub next_at: u64,
+    /// What went wrong the last time, as the user sees it (never a secret).
+    pub last_error: Option<String>,
+}
+
+/// A failure of the outbox itself, with the sysexits code it means for sendmail.
+#[derive(Debug)]
+pub struct OutboxError {
+    /// `CANTCREAT` when the outbox cannot be made or opened; `IOERR` when writing failed.
+    pub code: u8,
+    pub message: String,
+}
+
+fn cannot_create(what: &Path, e: io::Error) -> OutboxError {
+    OutboxError {
+        code: crate::exit::CANTCREAT,
+        message: format!("cannot create the outbox {}: {e}", what.display()),
+    }
+}
+
+fn cannot_write(what: &Path, e: io::Error) -> OutboxError {
+    OutboxError {
+        code: crate::exit::IOERR,
+        message: format!("cannot write {} to disk: {e}", what.display()),
+    }
+}
+
+/// One outbox directory.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    root: PathBuf,
+}
+
+/// A message in the queue, locked by us: nobody else delivers it while this lives.
+#[derive(Debug)]
+pub struct Locked {
+    pub id: String,
+    pub envelope: Envelope,
+    pub attempts: Attempts,
+    _lock: File,
+}
+
+/// The seconds since the Unix epoch, now.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Outbox {
+    /// Opens the outbox at `root`, creating it (mode 0700) and its folders when missing.
+    pub fn open(root: &Path) -> Result<Outbox, OutboxError> {
+        for dir in [
+            root,
+            &root.join("tmp"),
+            &root.join("queue"),
+            &root.join("failed"),
+        ] {
+            match fs::create_dir(dir) {
+                Ok(()) => {
+                    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+                        .map_err(|e| cannot_create(dir, e))?;
+                    if let Some(parent) = dir.parent() {
+                        sync_dir(parent).map_err(|e| cannot_create(dir, e))?;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound && dir == root => {
+                    fs::create_dir_all(dir).map_err(|e| cannot_create(dir, e))?;
+                    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+                        .map_err(|e| cannot_create(dir, e))?;
+                }
+                Err(e) => return Err(cannot_create(dir, e)),
+            }
+        }
+        Ok(Outbox {
+            root: root.to_owned(),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn queue(&self) -> PathBuf {
+        self.root.join("queue")
+    }
+
+    fn failed(&self) -> PathBuf {
+        self.root.join("failed")
+    }
+
+    /// Accepts a message: when this returns, it is on disk and survives a crash. The
+    /// message comes back locked, so that a runner started meanwhile leaves it to us.
+    pub fn accept(&self, envelope: &Envelope, message: &[u8]) -> Result<Locked, OutboxError> {
+        let id = new_id();
+        let tmp = self.root.join("tmp").join(&id);
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| cannot_create(&tmp, e))?;
+        let written = (|| {
+            file.try_lock().map_err(io::Error::other)?;
+            let mut line = serde_json::to_vec(envelope)?;
+            line.push(b'\n');
+            file.write_all(&line)?;
+            file.write_all(message)?;
+            file.sync_all()?;
+            fs::rename(&tmp, self.queue().join(&id))?;
+            sync_dir(&self.queue())
+        })();
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(cannot_write(&tmp, e));
+        }
+        Ok(Locked {
+            id,
+            envelope: envelope.clone(),
+            attempts: Attempts::default(),
+            _lock: file,
+        })
+    }
+
+    /// The ids in the queue, oldest first.
+    pub fn ids(&self) -> io::Result<Vec<String>> {
+        ids_in(&self.queue())
+    }
+
+    /// The ids given up on, oldest first.
+    pub fn failed_ids(&self) -> io::Result<Vec<String>> {
+        ids_in(&self.failed())
+    }
+
+    /// The envelope and attempts of a queued message, without locking it.
+    pub fn peek(&self, id: &str) -> io::Result<(Envelope, Attempts)> {
+        let path = self.queue().join(checked(id)?);
+        let envelope = read_envelope(&mut BufReader::new(File::open(&path)?))?;
+        Ok((envelope, read_state(&self.queue(), id)?))
+    }
+
+    /// Why a message was given up on.
+    pub fn failure(&self, id: &str) -> io::Result<(Envelope, Attempts)> {
+        let path = self.failed().join(checked(id)?);
+        let envelope = read_envelope(&mut BufReader::new(File::open(&path)?))?;
+        Ok((envelope, read_state(&self.failed(), id)?))
+    }
+
+    /// The whole queued (or failed) file: the envelope line, then the message.
+    pub fn raw(&self, id: &str) -> io::Result<Vec<u8>> {
+        let id = checked(id)?;
+        fs::read(self.queue().join(id)).or_else(|_| fs::read(self.failed().join(id)))
+    }
+
+    /// Locks a queued message, or `None` when another runner has it or it is gone.
+    pub fn lock(&self, id: &str) -> io::Result<Option<Locked>> {
+        let path = self.queue().join(checked(id)?);
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Ok(None),
+            Err(fs::TryLockError::Error(e)) => return Err(e),
+        }
+        // Delivered and removed (or rewritten) by another runner between open and lock.
+        match fs::metadata(&path) {
+            Ok(now) if now.ino() == file.metadata()?.ino() => {}
+            Ok(_) => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        let envelope = read_envelope(&mut BufReader::new(&file))?;
+        Ok(Some(Locked {
+            id: id.to_owned(),
+            envelope,
+            attempts: read_state(&self.queue(), id)?,
+            _lock: file,
+        }))
+    }
+
+    /// The message of a locked entry (without its envelope line).
+    pub fn message(&self, locked: &Locked) -> io::Result<Vec<u8>> {
+        let mut reader = BufReader::new(File::open(self.queue().join(&locked.id))?);
+        let mut line = Vec::new();
+        reader.read_until(b'\n', &mut line)?;
+        let mut message = Vec::new();
+        reader.read_to_end(&mut message)?;
+        Ok(message)
+    }
+
+    /// Delivered: out of the queue for good.
+    pub fn delivered(&self, locked: Locked) -> io::Result<()> {
+        let queue = self.queue();
+        remove_if_present(&queue.join(format!("{}.state", locked.id)))?;
+        fs::remove_file(queue.join(&locked.id))?;
+        sync_dir(&queue)
+    }
+
+    /// Not delivered yet: records the attempt, keeps it queued.
+    pub fn retry_later(&self, locked: &mut Locked, attempts: Attempts) -> io::Result<()> {
+        write_durably(
+            &self.root.join("tmp"),
+            &self.queue().join(format!("{}.state", locked.id)),
+            &serde_json::to_vec(&attempts)?,
+        )?;
+        locked.attempts = attempts;
+        Ok(())
+    }
+
+    /// Delivered to some, still due to the rest: the queued envelope now names only
+    /// `recipients`, and no longer takes recipients from the header.
+    pub fn narrow(&self, locked: &mut Locked, recipients: Vec<String>) -> io::Result<()> {
+        let message = self.message(locked)?;
+        let mut envelope = locked.envelope.clone();
+        envelope.recipients = recipients;
+        envelope.recipients_from_headers = false;
+        let mut content = serde_json::to_vec(&envelope)?;
+        content.push(b'\n');
+        content.extend_from_slice(&message);
+        write_durably(
+            &self.root.join("tmp"),
+            &self.queue().join(&locked.id),
+            &content,
+        )?;
+        locked.envelope = envelope;
+        Ok(())
+    }
+
+    /// Given up on: moved to `failed/` with the reason.
+    pub fn give_up(&self, locked: Locked, attempts: Attempts) -> io::Result<()> {
+        let (queue, failed) = (self.queue(), self.failed());
+        write_durably(
+            &self.root.join("tmp"),
+            &failed.join(format!("{}.state", locked.id)),
+            &serde_json::to_vec(&attempts)?,
+        )?;
+        fs::rename(queue.join(&locked.id), failed.join(&locked.id))?;
+        sync_dir(&failed)?;
+        remove_if_present(&queue.join(format!("{}.state", locked.id)))?;
+        sync_dir(&queue)
+    }
+
+    /// Removes a queued or failed message; refused while a runner is delivering it.
+    pub fn remove(&self, id: &str) -> io::Result<bool> {
+        if let Some(locked) = self.lock(id)? {
+            self.delivered(locked)?;
+            return Ok(true);
+        }
+        let failed = self.failed();
+        let path = failed.join(checked(id)?);
+        if path.exists() {
+            remove_if_present(&failed.join(format!("{id}.state")))?;
+            fs::remove_file(path)?;
+            sync_dir(&failed)?;
+            return Ok(true);
+        }
+        if self.queue().join(id).exists() {
+            return Err(io::Error::new(
+                io::ErrorKind::ResourceBusy,
+                "it is being delivered right now",
+            ));
+        }
+        Ok(false)
+    }
+}
+
+/// A new id: the time, then the process, then a counter; sorts by age.
+fn new_id() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let time = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    format!(
+        "{}.{:09}.{}.{}",
+        time.as_secs(),
+        time.subsec_nanos(),
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// An id as the outbox makes them (digits and dots): never a path to elsewhere.
+fn checked(id: &str) -> io::Result<&str> {
+    let valid = !id.is_empty()
+        && id.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && !id.starts_with('.');
+    if valid {
+        Ok(id)
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{id:?} is not a queue id"),
+        ))
+    }
+}
+
+fn ids_in(dir: &Path) -> io::Result<Vec<String>> {
+    let mut ids: Vec<String> = fs::read_dir(dir)?
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| checked(name).is_ok())
+        .collect();
+    ids.sort_by_key(|id| {
+        let mut parts = id.split('.').map(|p| p.parse::<u64>().unwrap_or(0));
+        [(); 4].map(|()| parts.next().unwrap_or(0))
+    });
+    Ok(ids)
+}
+
+fn read_envelope(reader: &mut impl BufRead) -> io::Result<Envelope> {
+    let mut line = Vec::new();
+    reader.read_until(b'\n', &mut line)?;
+    Ok(serde_json::from_slice(&line)?)
+}
+
+fn read_state(dir: &Path, id: &str) -> io::Result<Attempts> {
+    match fs::read(dir.join(format!("{id}.state"))) {
+        Ok(bytes) => Ok(serde_json::from_slice(&bytes)?),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Attempts::default()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Replaces `path` with `content` so that a crash leaves the old or the new, whole.
+fn write_durably(tmp_dir: &Path, path: &Path, content: &[u8]) -> io::Result<()> {
+    let tmp = tmp_dir.join(format!("{}.new", new_id()));
+    let written = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        file.write_all(content)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)?;
+        sync_dir(path.parent().unwrap_or(Path::new(".")))
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written
+}
+
+fn remove_if_present(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Makes a directory's entries (a rename, a new or removed file) durable.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope() -> Envelope {
+        Envelope {
+            account: Some("work".into()),
+            sender: Some("alice@example.org".into()),
+            recipients: vec!["bob@example.org".into()],
+            recipients_from_headers: false,
+            qualify_domain: None,
+            dsn_notify: None,
+            dsn_ret: None,
+            dsn_envid: None,
+            keep_raw_header: false,
+            accepted_at: now(),
+        }
+    }
+
+    #[test]
+    fn an_accepted_message_is_queued_whole_and_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(&dir.path().join("outbox")).unwrap();
+        let mode = fs::metadata(outbox.root()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        let locked = outbox
+            .accept(&envelope(), b"Subject: x\r\n\r\nbody\r\n")
+            .unwrap();
+        assert_eq!(outbox.ids().unwrap(), std::slice::from_ref(&locked.id));
+        assert!(outbox.lock(&locked.id).unwrap().is_none(), "locked twice");
+        assert_eq!(
+            outbox.message(&locked).unwrap(),
+            b"Subject: x\r\n\r\nbody\r\n"
+        );
+        assert_eq!(outbox.peek(&locked.id).unwrap().0, envelope());
+        let id = locked.id.clone();
+        drop(locked);
+        let again = outbox.lock(&id).unwrap().expect("free once dropped");
+        outbox.delivered(again).unwrap();
+        assert!(outbox.ids().unwrap().is_empty());
+        assert!(
+            fs::read_dir(outbox.root().join("tmp"))
+                .unwrap()
+                .next()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn attempts_narrowing_and_giving_up_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(dir.path()).unwrap();
+        let mut locked = outbox.accept(&envelope(), b"m").unwrap();
+        let attempts = Attempts {
+            count: 1,
+            last_at: 10,
+            next_at: 20,
+            last_error: Some("421 busy".into()),
+        };
+        outbox.retry_later(&mut locked, attempts.clone()).unwrap();
+        outbox
+            .narrow(&mut locked, vec!["carol@example.org".into()])
+            .unwrap();
+        let id = locked.id.clone();
+        drop(locked);
+        let (queued, state) = outbox.peek(&id).unwrap();
+        assert_eq!(queued.recipients, ["carol@example.org"]);
+        assert_eq!(state, attempts);
+        let locked = outbox.lock(&id).unwrap().unwrap();
+        assert_eq!(outbox.message(&locked).unwrap(), b"m");
+        outbox.give_up(locked, attempts.clone()).unwrap();
+        assert!(outbox.ids().unwrap().is_empty());
+        assert_eq!(outbox.failed_ids().unwrap(), std::slice::from_ref(&id));
+        assert_eq!(outbox.failure(&id).unwrap().1, attempts);
+        assert!(outbox.remove(&id).unwrap());
+        assert!(outbox.failed_ids().unwrap().is_empty());
+    }
+
+    #[test]
+    fn ids_are_checked_before_they_touch_the_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(dir.path()).unwrap();
+        for id in ["../x", "", ".1", "1/2", "a"] {
+            assert!(outbox.lock(id).is_err(), "{id:?}");
+            assert!(outbox.remove(id).is_err(), "{id:?}");
+        }
+        assert!(!outbox.remove("1.2.3.4").unwrap());
+    }
+
+    #[test]
+    fn an_outbox_that_cannot_be_made_says_so() {
+        let error = Outbox::open(Path::new("/dev/null/outbox")).unwrap_err();
+        assert_eq!(error.code, crate::exit::CANTCREAT);
+        assert!(
+            error.message.contains("/dev/null/outbox"),
+            "{}",
+            error.message
+        );
+    }
+}

@@ -1,0 +1,474 @@
+//! Delivering from the outbox: the attempt `sendbox sendmail` makes at once, and `sendbox
+//! queue run` / `flush` over what is queued, one session per account. Also `queue list`,
+//! `show` and `remove`.
+//!
+//! What becomes of a message after an attempt:
+//! - accepted for every recipient, or refused for good (5xx) for some: out of the queue;
+//! - refused for now (4xx) for some recipients: queued for those only;
+//! - refused for good as a whole (a 5xx to MAIL or DATA, every recipient refused with a
+//!   5xx, or input the sender refuses): moved to `failed/`;
+//! - anything else (the server down or unreachable, a 4xx, a time-out, TLS or name
+//!   resolution failing, a refused login that the user may fix): queued, retried after
+//!   `retry_minutes`, doubled after each failure up to 4 hours, and moved to `failed/`
+//!   once it has been queued for `give_up_days`.
+
+use std::collections::BTreeMap;
+
+use sendbox::mailer::format_reply;
+use sendbox::{Delivery, Error, Message, SendOptions, Session};
+
+use crate::config::{Account, Config, QueueSettings};
+use crate::outbox::{self, Attempts, Locked, Outbox};
+use crate::{Stop, dsn, exit};
+
+/// The longest wait between two attempts.
+const MAX_RETRY_SECS: u64 = 4 * 60 * 60;
+
+/// The wait after the `failures`-th failed attempt: the first retry delay, doubled after
+/// each failure, at most [`MAX_RETRY_SECS`].
+pub fn retry_delay(first_secs: u64, failures: u32) -> u64 {
+    let doublings = failures.saturating_sub(1).min(16);
+    first_secs
+        .saturating_mul(1 << doublings)
+        .min(MAX_RETRY_SECS.max(first_secs))
+}
+
+/// How an attempt ended, for the user.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The server took it (some recipients may have been refused for good).
+    Delivered(Delivery),
+    /// Still queued, for all or some recipients, and why.
+    Queued(String),
+    /// Given up on, moved to `failed/`, with the exit code the failure means.
+    Failed(u8, String),
+}
+
+/// What one attempt gave: the server's answer, or why it did not get one.
+pub enum Attempt {
+    Answered(Delivery),
+    Failed {
+        /// Resending the message cannot succeed.
+        permanent: bool,
+        /// The exit code it means for sendmail.
+        code: u8,
+        reason: String,
+    },
+}
+
+impl From<Result<Delivery, Error>> for Attempt {
+    fn from(result: Result<Delivery, Error>) -> Self {
+        match result {
+            Ok(delivery) => Attempt::Answered(delivery),
+            Err(error) => Attempt::Failed {
+                permanent: is_permanent(&error),
+                code: exit::for_error(&error),
+                reason: error.to_string(),
+            },
+        }
+    }
+}
+
+/// Whether a failure is the message's own and final: resending it cannot succeed.
+fn is_permanent(error: &Error) -> bool {
+    let Error::Smtp(smtp) = error else {
+        return false;
+    };
+    use sendbox::mailer::ErrorKind;
+    match smtp.kind {
+        ErrorKind::InvalidInput => true,
+        // A refused login is the account's problem, which the user may fix; keep the mail.
+        ErrorKind::Auth => false,
+        _ => smtp.reply.as_ref().is_some_and(|r| r.code / 100 == 5),
+    }
+}
+
+/// Records how an attempt ended, and takes the message out of the queue when it is done.
+pub fn settle(
+    outbox: &Outbox,
+    mut locked: Locked,
+    attempt: Attempt,
+    settings: &QueueSettings,
+) -> Result<Outcome, Stop> {
+    let now = outbox::now();
+    let io = |e: std::io::Error| {
+        Stop(
+            exit::IOERR,
+            format!("outbox {}: {e}", outbox.root().display()),
+        )
+    };
+    let failed_attempt = |locked: &Locked, reason: &str| Attempts {
+        count: locked.attempts.count + 1,
+        last_at: now,
+        next_at: now + retry_delay(settings.retry_secs, locked.attempts.count + 1),
+        last_error: Some(reason.to_owned()),
+    };
+    let error = match attempt {
+        Attempt::Answered(delivery) => {
+            let later: Vec<String> = delivery
+                .refused
+                .iter()
+                .filter(|r| r.reply.code / 100 == 4)
+                .map(|r| r.address.clone())
+                .collect();
+            if later.is_empty() {
+                outbox.delivered(locked).map_err(io)?;
+                return Ok(Outcome::Delivered(delivery));
+            }
+            let reason = format!(
+                "delivered to {}; {} refused for now",
+                delivery.accepted.join(", "),
+                later.join(", ")
+            );
+            outbox.narrow(&mut locked, later).map_err(io)?;
+            reason
+        }
+        Attempt::Failed {
+            permanent: true,
+            code,
+            reason,
+        } => {
+            let attempts = failed_attempt(&locked, &reason);
+            outbox.give_up(locked, attempts).map_err(io)?;
+            return Ok(Outcome::Failed(code, reason));
+        }
+        Attempt::Failed { reason, .. } => reason,
+    };
+    let attempts = failed_attempt(&locked, &error);
+    if now.saturating_sub(locked.envelope.accepted_at) >= settings.give_up_secs {
+        let reason = format!(
+            "gave up after {} attempts over {}: {error}",
+            attempts.count,
+            age(now.saturating_sub(locked.envelope.accepted_at))
+        );
+        let attempts = Attempts {
+            last_error: Some(reason.clone()),
+            ..attempts
+        };
+        outbox.give_up(locked, attempts).map_err(io)?;
+        return Ok(Outcome::Failed(exit::TEMPFAIL, reason));
+    }
+    outbox.retry_later(&mut locked, attempts).map_err(io)?;
+    Ok(Outcome::Queued(error))
+}
+
+/// The library's envelope and options for a queued message.
+pub fn request(queued: &outbox::Envelope) -> Result<(sendbox::Envelope, SendOptions), String> {
+    let envelope = sendbox::Envelope {
+        sender: queued.sender.clone(),
+        recipients: queued.recipients.clone(),
+        recipients_from_headers: queued.recipients_from_headers,
+        qualify_domain: queued.qualify_domain.clone(),
+    };
+    let options = SendOptions {
+        dsn: dsn::request(
+            queued.dsn_notify.as_deref().map(dsn::notify).transpose()?,
+            queued.dsn_ret.as_deref().map(dsn::ret).transpose()?,
+            queued.dsn_envid.clone(),
+        ),
+        require_tls: false,
+        keep_raw_header: queued.keep_raw_header,
+    };
+    Ok((envelope, options))
+}
+
+/// The outbox the configuration names.
+pub fn open(settings: &QueueSettings) -> Result<Outbox, Stop> {
+    let dir = settings.dir.as_ref().ok_or_else(|| {
+        Stop(
+            exit::CANTCREAT,
+            "no home directory for the outbox: set `dir` in the config file's [queue]".to_owned(),
+        )
+    })?;
+    Outbox::open(dir).map_err(|e| Stop(e.code, e.message))
+}
+
+/// `queue run` (only what is due) and `queue flush` (everything): one session per account.
+pub async fn run(config: &Config, everything: bool) -> Result<u8, Stop> {
+    let outbox = open(&config.queue)?;
+    let io = |e: std::io::Error| {
+        Stop(
+            exit::IOERR,
+            format!("outbox {}: {e}", outbox.root().display()),
+        )
+    };
+    let now = outbox::now();
+    let mut by_account: BTreeMap<Option<String>, Vec<String>> = BTreeMap::new();
+    for id in outbox.ids().map_err(io)? {
+        let Ok((envelope, attempts)) = outbox.peek(&id) else {
+            continue; // delivered meanwhile by another runner
+        };
+        if everything || attempts.next_at <= now {
+            by_account.entry(envelope.account).or_default().push(id);
+        }
+    }
+    let (mut delivered, mut queued, mut failed) = (0, 0, 0);
+    for (name, ids) in by_account {
+        let label = name.as_deref().unwrap_or("the default account").to_owned();
+        let account = match config.account(name.as_deref()) {
+            Ok(Some(account)) => account,
+            Ok(None) => {
+                eprintln!(
+                    "sendbox: {} message(s) left queued: no account to send them with",
+                    ids.len()
+                );
+                queued += ids.len();
+                continue;
+            }
+            Err(problem) => {
+                eprintln!("sendbox: {} message(s) left queued: {problem}", ids.len());
+                queued += ids.len();
+                continue;
+            }
+        };
+        let counts = run_account(&outbox, account, &ids, &config.queue).await?;
+        if counts.2 + counts.1 > 0 {
+            eprintln!(
+                "sendbox: account {label}: {} delivered, {} still queued, {} failed",
+                counts.0, counts.1, counts.2
+            );
+        }
+        delivered += counts.0;
+        queued += counts.1;
+        failed += counts.2;
+    }
+    if delivered + queued + failed > 0 {
+        println!("{delivered} delivered, {queued} still queued, {failed} failed");
+    }
+    Ok(exit::OK)
+}
+
+/// Delivers `ids` through one account's session: (delivered, still queued, failed).
+async fn run_account(
+    outbox: &Outbox,
+    account: &Account,
+    ids: &[String],
+    settings: &QueueSettings,
+) -> Result<(usize, usize, usize), Stop> {
+    let mut counts = (0, 0, 0);
+    let mailer = match crate::mailer(
+        &Default::default(),
+        Some(account),
+        &sendbox::SandboxOptions::cached(),
+    )
+    .await
+    {
+        Ok(mailer) => mailer,
+        Err(Stop(_, problem)) => {
+            eprintln!("sendbox: account {}: {problem}; left queued", account.name);
+            counts.1 = ids.len();
+            return Ok(counts);
+        }
+    };
+    let mut session: Option<Session> = None;
+    for (done, id) in ids.iter().enumerate() {
+        let locked = match outbox.lock(id) {
+            Ok(Some(locked)) => locked,
+            Ok(None) => continue, // another runner has it, or delivered it
+            Err(e) => return Err(Stop(exit::IOERR, format!("outbox: {id}: {e}"))),
+        };
+        let message = outbox
+            .message(&locked)
+            .map_err(|e| Stop(exit::IOERR, format!("outbox: {id}: {e}")))?;
+        let attempt = match request(&locked.envelope) {
+            Err(problem) => Attempt::Failed {
+                permanent: true,
+                code: exit::DATAERR,
+                reason: format!("the queued envelope is unusable: {problem}"),
+            },
+            Ok((envelope, options)) => {
+                if session.is_none() {
+                    match mailer.open().await {
+                        Ok(opened) => session = Some(opened),
+                        Err(error) => {
+                            // The server cannot be used now: this message records why, and
+                            // the rest wait for the next run untouched.
+                            let outcome = settle(outbox, locked, Err(error).into(), settings)?;
+                            tally(&mut counts, id, &outcome);
+                            counts.1 += ids.len() - done - 1;
+                            return Ok(counts);
+                        }
+                    }
+                }
+                let open = session.as_mut().expect("opened above");
+                let result = open
+                    .send_with(&envelope, Message::Raw(message), &options)
+                    .await;
+                if !open.is_open().await {
+                    session = None;
+                }
+                result.into()
+            }
+        };
+        let outcome = settle(outbox, locked, attempt, settings)?;
+        tally(&mut counts, id, &outcome);
+    }
+    if let Some(session) = session {
+        let _ = session.close().await;
+    }
+    Ok(counts)
+}
+
+fn tally(counts: &mut (usize, usize, usize), id: &str, outcome: &Outcome) {
+    match outcome {
+        Outcome::Delivered(delivery) => {
+            for refused in &delivery.refused {
+                eprintln!(
+                    "sendbox: {id}: recipient {} refused: {}",
+                    refused.address,
+                    format_reply(&refused.reply)
+                );
+            }
+            counts.0 += 1;
+        }
+        Outcome::Queued(reason) => {
+            eprintln!("sendbox: {id} still queued: {reason}");
+            counts.1 += 1;
+        }
+        Outcome::Failed(_, reason) => {
+            eprintln!("sendbox: {id} failed, moved to failed/: {reason}");
+            counts.2 += 1;
+        }
+    }
+}
+
+/// `queue list`: the queued messages, then those given up on.
+pub fn list(config: &Config) -> Result<u8, Stop> {
+    let outbox = open(&config.queue)?;
+    let io = |e: std::io::Error| {
+        Stop(
+            exit::IOERR,
+            format!("outbox {}: {e}", outbox.root().display()),
+        )
+    };
+    let now = outbox::now();
+    let queued = outbox.ids().map_err(io)?;
+    let failed = outbox.failed_ids().map_err(io)?;
+    if queued.is_empty() && failed.is_empty() {
+        println!("the outbox {} is empty", outbox.root().display());
+        return Ok(exit::OK);
+    }
+    for id in &queued {
+        let Ok((envelope, attempts)) = outbox.peek(id) else {
+            continue;
+        };
+        let next = if attempts.count == 0 {
+            "not tried yet".to_owned()
+        } else if attempts.next_at <= now {
+            format!("{} tries, due now", attempts.count)
+        } else {
+            format!(
+                "{} tries, next in {}",
+                attempts.count,
+                age(attempts.next_at - now)
+            )
+        };
+        println!(
+            "{id}  queued {} ago  {next}  to {}",
+            age(now.saturating_sub(envelope.accepted_at)),
+            recipients(&envelope)
+        );
+        if let Some(error) = &attempts.last_error {
+            println!("    last: {error}");
+        }
+    }
+    for id in &failed {
+        let Ok((envelope, attempts)) = outbox.failure(id) else {
+            continue;
+        };
+        println!("{id}  FAILED  to {}", recipients(&envelope));
+        if let Some(error) = &attempts.last_error {
+            println!("    {error}");
+        }
+    }
+    Ok(exit::OK)
+}
+
+/// `queue show ID`: the envelope, the attempts and the message as queued.
+pub fn show(config: &Config, id: &str) -> Result<u8, Stop> {
+    let outbox = open(&config.queue)?;
+    let raw = outbox.raw(id).map_err(|e| match e.kind() {
+        std::io::ErrorKind::InvalidInput => Stop(exit::USAGE, e.to_string()),
+        _ => Stop(exit::NOINPUT, format!("no message {id} in the outbox")),
+    })?;
+    let state = outbox.peek(id).or_else(|_| outbox.failure(id));
+    if let Ok((_, attempts)) = state
+        && attempts.count > 0
+    {
+        println!(
+            "# {} attempts; last: {}",
+            attempts.count,
+            attempts.last_error.as_deref().unwrap_or("-")
+        );
+    }
+    use std::io::Write as _;
+    std::io::stdout()
+        .write_all(&raw)
+        .map_err(|e| Stop(exit::IOERR, e.to_string()))?;
+    Ok(exit::OK)
+}
+
+/// `queue remove ID`.
+pub fn remove(config: &Config, id: &str) -> Result<u8, Stop> {
+    let outbox = open(&config.queue)?;
+    match outbox.remove(id) {
+        Ok(true) => Ok(exit::OK),
+        Ok(false) => Err(Stop(
+            exit::NOINPUT,
+            format!("no message {id} in the outbox"),
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+            Err(Stop(exit::USAGE, e.to_string()))
+        }
+        Err(e) => Err(Stop(exit::TEMPFAIL, format!("cannot remove {id}: {e}"))),
+    }
+}
+
+fn recipients(envelope: &outbox::Envelope) -> String {
+    let mut list = envelope.recipients.join(", ");
+    if envelope.recipients_from_headers {
+        list.push_str(if list.is_empty() {
+            "the header's To, Cc, Bcc"
+        } else {
+            " and the header's To, Cc, Bcc"
+        });
+    }
+    list
+}
+
+/// A duration for people: `45s`, `12m`, `3h`, `2d`.
+fn age(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m", secs / 60),
+        3600..86400 => format!("{}h", secs / 3600),
+        _ => format!("{}d", secs / 86400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_from_the_first_delay_to_four_hours() {
+        let half_hour = 30 * 60;
+        let delays: Vec<u64> = (1..=6).map(|n| retry_delay(half_hour, n)).collect();
+        assert_eq!(delays, [1800, 3600, 7200, 14400, 14400, 14400]);
+        assert_eq!(retry_delay(0, 3), 0, "no delay stays no delay (tests)");
+        assert_eq!(
+            retry_delay(10 * 3600, 2),
+            10 * 3600,
+            "never shorter than asked"
+        );
+        assert_eq!(retry_delay(half_hour, u32::MAX), 14400);
+    }
+
+    #[test]
+    fn ages() {
+        assert_eq!(
+            [age(5), age(600), age(7200), age(5 * 86400)],
+            ["5s", "10m", "2h", "5d"]
+        );
+    }
+}

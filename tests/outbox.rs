@@ -1,0 +1,465 @@
+//! The outbox of `sendbox sendmail` and `sendbox queue`, with real faults: Postfix stopped
+//! and started again, a runner killed with SIGKILL in the middle of DATA, a full disk, an
+//! outbox that cannot be made, two runners at once over 200 messages, and permanent
+//! refusals. The mail server is the test Postfix on 127.0.0.1:25 (`just postfix`).
+
+mod support;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use support::scripted::{GREETING, ScriptedServer, Step};
+use support::*;
+
+/// Tests that stop Postfix, or need it up, take turns.
+static POSTFIX: Mutex<()> = Mutex::new(());
+
+fn postfix_turn() -> std::sync::MutexGuard<'static, ()> {
+    POSTFIX
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A config file with one account, `main`, on `server` (plaintext), and the outbox in the
+/// test's own directory; `queue` adds lines to `[queue]`.
+struct Setup {
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new(server: &str, queue: &str) -> Setup {
+        let setup = Setup {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        setup.point_at(server, queue);
+        setup
+    }
+
+    /// Rewrites the config: the same account now on `server`.
+    fn point_at(&self, server: &str, queue: &str) {
+        let config = format!(
+            "default = \"main\"\n\
+             [accounts.main]\n\
+             server = \"{server}\"\n\
+             tls = \"none\"\n\
+             from = \"alice@sendbox.test\"\n\
+             [queue]\n\
+             dir = \"{}\"\n\
+             {queue}\n",
+            self.outbox().display()
+        );
+        std::fs::write(self.config(), config).unwrap();
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("config.toml")
+    }
+
+    fn outbox(&self) -> PathBuf {
+        self.dir.path().join("outbox")
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = sendbox_command(sendbox_bin(), self.dir.path(), "");
+        command.args(args);
+        command
+    }
+
+    /// `sendmail -C CONFIG -i bob@sendbox.test` with a message whose subject is `subject`.
+    fn sendmail(&self, subject: &str) -> Output {
+        let config = self.config();
+        let command = self.command(&[
+            "sendmail",
+            "-C",
+            config.to_str().unwrap(),
+            "-i",
+            "bob@sendbox.test",
+        ]);
+        run_piped(command, message(subject).as_bytes())
+    }
+
+    /// `sendbox queue --config CONFIG ACTION...`.
+    fn queue(&self, action: &[&str]) -> Output {
+        let config = self.config();
+        let mut args = vec!["queue", "--config", config.to_str().unwrap()];
+        args.extend(action);
+        self.command(&args).output().unwrap()
+    }
+
+    /// The files in `queue/` or `failed/` that are messages (not their `.state`).
+    fn messages_in(&self, folder: &str) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.outbox().join(folder))
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .filter(|name| !name.ends_with(".state"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+}
+
+fn message(subject: &str) -> String {
+    format!(
+        "From: alice@sendbox.test\r\nTo: bob@sendbox.test\r\nSubject: {subject}\r\n\r\nkept until delivered\r\n"
+    )
+}
+
+/// A port on which nothing listens: a server that is down.
+fn closed_port() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("127.0.0.1:{}", listener.local_addr().unwrap().port())
+}
+
+/// How many times a message with `subject` is in bob's mailbox.
+fn copies(subject: &str) -> usize {
+    let mbox =
+        std::fs::read(Path::new(support::postfix::MAILBOXES).join("bob")).unwrap_or_default();
+    String::from_utf8_lossy(&mbox)
+        .matches(&format!("Subject: {subject}\n"))
+        .count()
+}
+
+/// Waits until every subject is in bob's mailbox, then a little longer for duplicates,
+/// and returns how many copies of each arrived.
+fn arrived(subjects: &[String]) -> Vec<usize> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while subjects.iter().any(|s| copies(s) == 0) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    subjects.iter().map(|s| copies(s)).collect()
+}
+
+fn postfixctl(action: &str) {
+    let status = Command::new("postfix")
+        .arg(action)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "postfix {action}");
+}
+
+fn wait_for_port_25(up: bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect("127.0.0.1:25").is_ok() != up {
+        assert!(
+            Instant::now() < deadline,
+            "Postfix did not come {}",
+            if up { "up" } else { "down" }
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+#[ignore = "needs Postfix on loopback, and stops and starts it: run .ci/run, or `just postfix` as root"]
+fn mail_sent_while_postfix_is_stopped_is_delivered_once_it_is_back() {
+    let _turn = postfix_turn();
+    support::postfix::state("ca.pem");
+    let setup = Setup::new("127.0.0.1:25", "");
+    let subject = support::postfix::token("outbox-stopped");
+    postfixctl("stop");
+    wait_for_port_25(false);
+    let sent = setup.sendmail(&subject);
+    postfixctl("start");
+    wait_for_port_25(true);
+
+    assert_exit(&sent, 0, "queued as");
+    assert!(text(&sent).contains("queue run"), "{}", text(&sent));
+    assert_eq!(setup.messages_in("queue").len(), 1);
+    let list = setup.queue(&["list"]);
+    assert_exit(&list, 0, "1 tries, next in 30m");
+    assert!(
+        text(&list).contains("Connection refused") || text(&list).contains("connect"),
+        "{}",
+        text(&list)
+    );
+
+    // Not due yet: `run` leaves it; `flush` sends it.
+    assert_exit(&setup.queue(&["run"]), 0, "");
+    assert_eq!(
+        setup.messages_in("queue").len(),
+        1,
+        "run sent a message not yet due"
+    );
+    let flushed = setup.queue(&["flush"]);
+    assert_exit(&flushed, 0, "1 delivered, 0 still queued, 0 failed");
+    assert_eq!(arrived(std::slice::from_ref(&subject)), [1]);
+    assert!(setup.messages_in("queue").is_empty());
+    assert_exit(&setup.queue(&["flush"]), 0, "");
+    assert_eq!(arrived(&[subject]), [1], "delivered twice");
+}
+
+#[test]
+#[ignore = "needs Postfix on loopback: run .ci/run, or `just postfix` as root"]
+fn a_runner_killed_in_the_middle_of_data_loses_nothing() {
+    let _turn = postfix_turn();
+    // A server that takes everything up to DATA's 354, reads the content, and never says
+    // whether it accepted it.
+    let stalling = ScriptedServer::start(
+        vec![
+            Step::Send(GREETING),
+            Step::Expect("EHLO"),
+            Step::Send("250-scripted.test\r\n250 8BITMIME\r\n"),
+            Step::Expect("MAIL FROM"),
+            Step::Send("250 2.1.0 ok\r\n"),
+            Step::Expect("RCPT TO"),
+            Step::Send("250 2.1.5 ok\r\n"),
+            Step::Expect("DATA"),
+            Step::Send("354 go on\r\n"),
+            Step::ExpectData,
+            Step::Silent,
+        ],
+        None,
+    );
+    let server = format!("127.0.0.1:{}", stalling.port());
+    let setup = Setup::new(&closed_port(), "");
+    let subject = support::postfix::token("outbox-killed");
+    assert_exit(&setup.sendmail(&subject), 0, "queued as");
+
+    setup.point_at(&server, "");
+    let config = setup.config();
+    let mut runner = setup
+        .command(&["queue", "--config", config.to_str().unwrap(), "flush"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Until the content is on its way.
+    std::thread::sleep(Duration::from_secs(2));
+    runner.kill().unwrap(); // SIGKILL
+    runner.wait().unwrap();
+    let seen = stalling.seen();
+    assert!(
+        seen.plaintext_text().contains("Subject: "),
+        "the runner never reached DATA: {seen:?}"
+    );
+
+    assert_eq!(
+        setup.messages_in("queue").len(),
+        1,
+        "the killed runner's message is gone"
+    );
+    setup.point_at("127.0.0.1:25", "");
+    assert_exit(&setup.queue(&["flush"]), 0, "1 delivered");
+    assert_eq!(arrived(&[subject]), [1]);
+    assert!(setup.messages_in("queue").is_empty());
+}
+
+#[test]
+#[ignore = "needs Postfix on loopback: run .ci/run, or `just postfix` as root"]
+fn two_runners_at_once_deliver_each_of_200_messages_once() {
+    let _turn = postfix_turn();
+    let setup = Setup::new(&closed_port(), "");
+    let run = support::postfix::token("outbox-200");
+    let subjects: Vec<String> = (0..200).map(|i| format!("{run}-{i}")).collect();
+    // Queued four at a time, each by its own sendmail.
+    for chunk in subjects.chunks(4) {
+        let children: Vec<_> = chunk
+            .iter()
+            .map(|subject| {
+                let config = setup.config();
+                let mut command = setup.command(&[
+                    "sendmail",
+                    "-C",
+                    config.to_str().unwrap(),
+                    "bob@sendbox.test",
+                ]);
+                let mut child = command
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                use std::io::Write as _;
+                child
+                    .stdin
+                    .take()
+                    .unwrap()
+                    .write_all(message(subject).as_bytes())
+                    .unwrap();
+                child
+            })
+            .collect();
+        for child in children {
+            let output = child.wait_with_output().unwrap();
+            assert_exit(&output, 0, "queued as");
+        }
+    }
+    assert_eq!(setup.messages_in("queue").len(), 200);
+
+    setup.point_at("127.0.0.1:25", "");
+    let config = setup.config();
+    let runners: Vec<_> = (0..2)
+        .map(|_| {
+            setup
+                .command(&["queue", "--config", config.to_str().unwrap(), "flush"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for runner in runners {
+        let output = runner.wait_with_output().unwrap();
+        assert!(output.status.success(), "{}", text(&output));
+    }
+    assert!(setup.messages_in("queue").is_empty());
+    let counts = arrived(&subjects);
+    let wrong: Vec<(&String, usize)> = subjects
+        .iter()
+        .zip(counts)
+        .filter(|(_, n)| *n != 1)
+        .collect();
+    assert!(wrong.is_empty(), "not delivered exactly once: {wrong:?}");
+}
+
+#[test]
+#[ignore = "needs Postfix on loopback: run .ci/run, or `just postfix` as root"]
+fn a_permanent_refusal_leaves_the_queue_for_failed() {
+    let _turn = postfix_turn();
+    // At once: sendmail fails as it always did, and keeps a copy in failed/.
+    let setup = Setup::new("127.0.0.1:25", "");
+    let config = setup.config();
+    let command = setup.command(&[
+        "sendmail",
+        "-C",
+        config.to_str().unwrap(),
+        "nobody@sendbox.test",
+    ]);
+    let refused = run_piped(command, message("refused").as_bytes());
+    assert_exit(&refused, 67, "550 5.1.1");
+    assert!(text(&refused).contains("failed"), "{}", text(&refused));
+    assert!(setup.messages_in("queue").is_empty());
+    assert_eq!(setup.messages_in("failed").len(), 1);
+
+    // Later, from the queue: the runner reports it and moves it to failed/.
+    let setup = Setup::new(&closed_port(), "");
+    let config = setup.config();
+    let command = setup.command(&[
+        "sendmail",
+        "-C",
+        config.to_str().unwrap(),
+        "nobody@sendbox.test",
+    ]);
+    assert_exit(
+        &run_piped(command, message("refused later").as_bytes()),
+        0,
+        "queued as",
+    );
+    setup.point_at("127.0.0.1:25", "");
+    let flushed = setup.queue(&["flush"]);
+    assert_exit(&flushed, 0, "0 delivered, 0 still queued, 1 failed");
+    assert!(text(&flushed).contains("550 5.1.1"), "{}", text(&flushed));
+    let failed = setup.messages_in("failed");
+    assert_eq!(failed.len(), 1);
+    assert!(setup.messages_in("queue").is_empty());
+    let list = setup.queue(&["list"]);
+    assert_exit(&list, 0, "FAILED  to nobody@sendbox.test");
+    let show = setup.queue(&["show", &failed[0]]);
+    assert_exit(&show, 0, "Subject: refused later");
+    assert_exit(&setup.queue(&["remove", &failed[0]]), 0, "");
+    assert!(setup.messages_in("failed").is_empty());
+}
+
+#[test]
+fn a_message_queued_past_its_age_limit_is_given_up() {
+    let setup = Setup::new(&closed_port(), "give_up_days = 0");
+    let output = setup.sendmail("too old");
+    assert_exit(&output, 75, "gave up after 1 attempts");
+    assert!(setup.messages_in("queue").is_empty());
+    assert_eq!(setup.messages_in("failed").len(), 1);
+}
+
+#[test]
+fn without_the_queue_sendmail_fails_at_once_and_keeps_nothing() {
+    let setup = Setup::new(&closed_port(), "enabled = false");
+    let output = setup.sendmail("not queued");
+    assert_exit(&output, 75, "connect");
+    assert!(!setup.outbox().exists(), "an outbox was made");
+}
+
+#[test]
+fn an_outbox_that_cannot_be_made_is_never_claimed_as_accepted() {
+    let setup = Setup::new(&closed_port(), "");
+    // The outbox under a file: no directory can be made there, even by root.
+    std::fs::write(setup.dir.path().join("file"), "").unwrap();
+    let config = std::fs::read_to_string(setup.config()).unwrap().replace(
+        &setup.outbox().display().to_string(),
+        &setup.dir.path().join("file/outbox").display().to_string(),
+    );
+    std::fs::write(setup.config(), config).unwrap();
+    let output = setup.sendmail("nowhere to go");
+    assert_exit(&output, 73, "cannot create the outbox");
+}
+
+#[test]
+#[ignore = "needs root: mounts a small tmpfs as the outbox (run .ci/run)"]
+fn a_full_disk_is_never_claimed_as_accepted() {
+    let setup = Setup::new(&closed_port(), "");
+    std::fs::create_dir(setup.outbox()).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(setup.outbox())
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mount tmpfs (needs root)");
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(setup.outbox());
+
+    let config = setup.config();
+    let big = format!("{}{}\r\n", message("too big"), "x".repeat(200_000));
+    let command = setup.command(&[
+        "sendmail",
+        "-C",
+        config.to_str().unwrap(),
+        "-i",
+        "bob@sendbox.test",
+    ]);
+    let output = run_piped(command, big.as_bytes());
+    assert_exit(&output, 74, "cannot write");
+    assert!(
+        setup.messages_in("queue").is_empty(),
+        "a partial message was queued"
+    );
+    assert!(
+        setup.messages_in("tmp").is_empty(),
+        "a partial message was left behind"
+    );
+    // A small one still fits: the failure was the disk's, and it left nothing behind.
+    assert_exit(&setup.sendmail("fits"), 0, "queued as");
+}
+
+#[test]
+fn queue_commands_on_an_empty_or_missing_id() {
+    let setup = Setup::new(&closed_port(), "");
+    assert_exit(&setup.queue(&["list"]), 0, "is empty");
+    assert_exit(&setup.queue(&["show", "1.2.3.4"]), 66, "no message 1.2.3.4");
+    assert_exit(
+        &setup.queue(&["remove", "1.2.3.4"]),
+        66,
+        "no message 1.2.3.4",
+    );
+    assert_exit(
+        &setup.queue(&["remove", "../config.toml"]),
+        64,
+        "not a queue id",
+    );
+    assert_exit(
+        &setup.queue(&["show", "../config.toml"]),
+        64,
+        "not a queue id",
+    );
+    assert!(setup.config().exists());
+}
