@@ -41,6 +41,38 @@ pub enum Command {
     Grant(GrantArgs),
     /// The outbox of `sendbox sendmail`: messages accepted and not yet delivered.
     Queue(QueueArgs),
+    /// A local relay: an SMTP listener on loopback whose messages go into the outbox (250
+    /// only once on disk) and on through the account, for programs that only speak SMTP.
+    Serve(ServeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Where to listen: a loopback address and port.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:2525")]
+    pub listen: std::net::SocketAddr,
+    /// The account to relay through (default: the config file's default account).
+    #[arg(short, long, value_name = "NAME")]
+    pub account: Option<String>,
+    /// The config file (default: $SENDBOX_CONFIG, else ~/.config/sendbox/config.toml).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Clients must log in (AUTH PLAIN or LOGIN) as this user, with the password in the
+    /// environment variable --password-env names.
+    #[arg(long, value_name = "USER", requires = "password_env")]
+    pub require_auth: Option<String>,
+    /// The environment variable holding the password for --require-auth.
+    #[arg(long, value_name = "VAR")]
+    pub password_env: Option<String>,
+    /// Clients served at once; more are told to come back later (421).
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub max_connections: usize,
+    /// The largest message accepted, in bytes; larger ones get 552.
+    #[arg(long, value_name = "BYTES", default_value_t = 25 * 1024 * 1024)]
+    pub max_size: usize,
+    /// Seconds a client may take to send one line; a slower one is cut off.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub idle_timeout: u32,
 }
 
 #[derive(Args, Debug)]

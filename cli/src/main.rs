@@ -1,5 +1,5 @@
 //! The `sendbox` command: `sendbox send`, `sendbox sendmail`, `sendbox queue`, `sendbox
-//! batch`, `sendbox grant` and `sendbox demo`. Invoked through a link named `sendmail`, it
+//! serve`, `sendbox batch`, `sendbox grant` and `sendbox demo`. Invoked through a link named `sendmail`, it
 //! is `sendbox sendmail`.
 
 mod args;
@@ -13,6 +13,7 @@ mod grant;
 mod outbox;
 mod queue;
 mod sendmail;
+mod serve;
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -59,6 +60,7 @@ async fn main() -> ExitCode {
         Command::Demo => demo::run().await,
         Command::Grant(args) => grant::run(args).await,
         Command::Queue(args) => queue_command(args).await,
+        Command::Serve(args) => serve::run(args).await,
     };
     finish(result)
 }
