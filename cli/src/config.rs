@@ -13,6 +13,12 @@
 //! password_command = "pass show mail/work"
 //! keep_header = false                 # true: send raw messages' headers exactly as given
 //!
+//! aliases = "/etc/aliases"            # local names (root, cron) to addresses, for sendmail
+//!
+//! [log]                               # a line per delivery attempt (all optional)
+//! file = "~/.local/state/sendbox/log"
+//! syslog = true                       # to syslog's mail facility; journald reads it too
+//!
 //! [queue]                             # the outbox of `sendbox sendmail` (all optional)
 //! enabled = true                      # false: sendmail fails at once when it cannot deliver
 //! dir = "~/.local/share/sendbox/outbox"
@@ -25,8 +31,10 @@
 //! true` and a file that only its owner can access.
 //!
 //! The file is `--config FILE`, else `$SENDBOX_CONFIG`, else `sendbox/config.toml` in the
-//! user's configuration directory (`$XDG_CONFIG_HOME` on Linux). Only the last may be
-//! missing: a file the user named must exist.
+//! user's configuration directory (`$XDG_CONFIG_HOME` on Linux) when it exists, else the
+//! system's `/etc/sendbox/config.toml` (for daemons without a home). One file is read,
+//! never a merge: the user's own wins whole. Only the default files may be missing: a file
+//! the user named must exist.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -40,7 +48,9 @@ use clap::ValueEnum as _;
 use sendbox::Secret;
 use serde::Deserialize;
 
+use crate::aliases::Aliases;
 use crate::args::{AuthArg, TlsArg};
+use crate::log::LogSettings;
 
 /// Names the configuration file when `--config` is not given.
 const PATH_VAR: &str = "SENDBOX_CONFIG";
@@ -185,6 +195,9 @@ pub struct Config {
     default: Option<String>,
     accounts: BTreeMap<String, Account>,
     pub queue: QueueSettings,
+    pub log: LogSettings,
+    /// Local names to addresses, for sendmail's recipients.
+    pub aliases: Aliases,
 }
 
 /// The outbox's settings (`[queue]`).
@@ -192,8 +205,9 @@ pub struct Config {
 pub struct QueueSettings {
     /// Whether sendmail queues what it cannot deliver at once (default true).
     pub enabled: bool,
-    /// The outbox directory; `None` when there is no home directory and none was set.
-    pub dir: Option<PathBuf>,
+    /// The outbox directory: `dir`, else in the user's data directory, else (no home)
+    /// `/var/spool/sendbox/UID`.
+    pub dir: PathBuf,
     /// The wait before the first retry, in seconds (RFC 5321 4.5.4.1: at least 30 minutes).
     pub retry_secs: u64,
     /// How long a message stays queued before it is given up on (RFC 5321: 4 to 5 days).
@@ -204,7 +218,12 @@ impl Default for QueueSettings {
     fn default() -> Self {
         QueueSettings {
             enabled: true,
-            dir: dirs::data_local_dir().map(|d| d.join("sendbox").join("outbox")),
+            // A daemon without a home gets its own folder in the system's spool, which an
+            // administrator makes once (mode 1733, as contrib/sendbox.tmpfiles does).
+            dir: dirs::data_local_dir().map_or_else(
+                || Path::new(SYSTEM_SPOOL).join(rustix::process::geteuid().as_raw().to_string()),
+                |d| d.join("sendbox").join("outbox"),
+            ),
             retry_secs: 30 * 60,
             give_up_secs: 5 * 24 * 60 * 60,
         }
@@ -226,7 +245,12 @@ impl Config {
     /// default file, which alone may be missing. Errors name the file.
     pub fn load(explicit: Option<&Path>) -> Result<Config, String> {
         let from_env = std::env::var_os(PATH_VAR);
-        match locate(explicit, from_env, dirs::config_dir()) {
+        match locate(
+            explicit,
+            from_env,
+            dirs::config_dir(),
+            Path::new(SYSTEM_FILE),
+        ) {
             Some((path, required)) => Self::read(path, required),
             None => Ok(Self::empty(Source::Nowhere)),
         }
@@ -270,6 +294,8 @@ impl Config {
             default: None,
             accounts: BTreeMap::new(),
             queue: QueueSettings::default(),
+            log: LogSettings::default(),
+            aliases: Aliases::default(),
         }
     }
 
@@ -324,10 +350,8 @@ impl Config {
         let queue = QueueSettings {
             enabled: raw.enabled.unwrap_or(defaults.enabled),
             dir: match raw.dir {
-                Some(dir) => Some(
-                    resolve(dir, path.parent().unwrap_or(Path::new("")))
-                        .map_err(|problem| format!("{}: [queue] dir: {problem}", path.display()))?,
-                ),
+                Some(dir) => resolve(dir, path.parent().unwrap_or(Path::new("")))
+                    .map_err(|problem| format!("{}: [queue] dir: {problem}", path.display()))?,
                 None => defaults.dir,
             },
             retry_secs: raw
@@ -337,11 +361,30 @@ impl Config {
                 .give_up_days
                 .map_or(defaults.give_up_secs, |d| d.saturating_mul(24 * 60 * 60)),
         };
+        let in_file = |problem: String| format!("{}: {problem}", path.display());
+        let raw_log = file.log.unwrap_or_default();
+        let log = LogSettings {
+            file: raw_log
+                .file
+                .map(|f| resolve(f, dir))
+                .transpose()
+                .map_err(in_file)?,
+            syslog: match (raw_log.syslog, raw_log.syslog_socket) {
+                (Some(true), socket) => Some(socket.unwrap_or_else(|| "/dev/log".into())),
+                _ => None,
+            },
+        };
+        let aliases = match file.aliases {
+            Some(aliases) => Aliases::load(&resolve(aliases, dir).map_err(in_file)?)?,
+            None => Aliases::default(),
+        };
         Ok(Config {
             source: Source::File(path),
             default: file.default,
             accounts,
             queue,
+            log,
+            aliases,
         })
     }
 }
@@ -361,6 +404,7 @@ fn locate(
     explicit: Option<&Path>,
     from_env: Option<OsString>,
     config_dir: Option<PathBuf>,
+    system: &Path,
 ) -> Option<(PathBuf, bool)> {
     if let Some(path) = explicit {
         return Some((path.to_owned(), true));
@@ -368,8 +412,19 @@ fn locate(
     if let Some(path) = from_env.filter(|p| !p.is_empty()) {
         return Some((path.into(), true));
     }
-    config_dir.map(|dir| (dir.join("sendbox").join("config.toml"), false))
+    let user = config_dir.map(|dir| dir.join("sendbox").join("config.toml"));
+    match user {
+        Some(user) if user.exists() || !system.exists() => Some((user, false)),
+        _ if system.exists() => Some((system.to_owned(), false)),
+        _ => None,
+    }
 }
+
+/// Where users without a home directory keep their outbox, one folder each.
+const SYSTEM_SPOOL: &str = "/var/spool/sendbox";
+
+/// The system-wide file, for daemons that have no home directory.
+const SYSTEM_FILE: &str = "/etc/sendbox/config.toml";
 
 /// The 1-based line and column (in characters) of byte `offset` in `text`.
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
@@ -403,6 +458,18 @@ struct RawFile {
     #[serde(default)]
     accounts: BTreeMap<String, RawAccount>,
     queue: Option<RawQueue>,
+    log: Option<RawLog>,
+    aliases: Option<PathBuf>,
+}
+
+/// `[log]` as written.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    file: Option<PathBuf>,
+    syslog: Option<bool>,
+    /// Where syslog listens, when not `/dev/log`.
+    syslog_socket: Option<PathBuf>,
 }
 
 /// `[queue]` as written.
@@ -785,24 +852,84 @@ mod tests {
     fn file_location() {
         let dir = Some(PathBuf::from("/home/a/.config"));
         let default = PathBuf::from("/home/a/.config/sendbox/config.toml");
+        let no_system = Path::new("/nonexistent/sendbox/config.toml");
         assert_eq!(
             locate(
                 Some(Path::new("x.toml")),
                 Some("env.toml".into()),
-                dir.clone()
+                dir.clone(),
+                no_system
             ),
             Some(("x.toml".into(), true))
         );
         assert_eq!(
-            locate(None, Some("env.toml".into()), dir.clone()),
+            locate(None, Some("env.toml".into()), dir.clone(), no_system),
             Some(("env.toml".into(), true))
         );
         assert_eq!(
-            locate(None, Some("".into()), dir.clone()),
+            locate(None, Some("".into()), dir.clone(), no_system),
             Some((default.clone(), false))
         );
-        assert_eq!(locate(None, None, dir), Some((default, false)));
-        assert_eq!(locate(None, None, None), None);
+        assert_eq!(
+            locate(None, None, dir.clone(), no_system),
+            Some((default, false))
+        );
+        assert_eq!(locate(None, None, None, no_system), None);
+
+        // The system file serves when the user has none, or no home at all; the user's
+        // own file wins whole when it exists.
+        let tmp = tempfile::tempdir().unwrap();
+        let system = tmp.path().join("etc-sendbox.toml");
+        std::fs::write(&system, "").unwrap();
+        assert_eq!(
+            locate(None, None, dir.clone(), &system),
+            Some((system.clone(), false))
+        );
+        assert_eq!(
+            locate(None, None, None, &system),
+            Some((system.clone(), false))
+        );
+        let home = tmp.path().join("config");
+        std::fs::create_dir_all(home.join("sendbox")).unwrap();
+        std::fs::write(home.join("sendbox/config.toml"), "").unwrap();
+        assert_eq!(
+            locate(None, None, Some(home.clone()), &system),
+            Some((home.join("sendbox/config.toml"), false))
+        );
+    }
+
+    #[test]
+    fn queue_log_and_aliases_settings() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("aliases"), "root: admin@example.org\n").unwrap();
+        let text = "aliases = \"aliases\"\n[log]\nfile = \"sendbox.log\"\nsyslog = true\n\
+                    [queue]\nenabled = false\ndir = \"outbox\"\nretry_minutes = 5\ngive_up_days = 2\n";
+        let config = Config::parse(tmp.path().join("config.toml"), text, None).unwrap();
+        assert_eq!(
+            config.queue,
+            QueueSettings {
+                enabled: false,
+                dir: tmp.path().join("outbox"),
+                retry_secs: 300,
+                give_up_secs: 2 * 86400,
+            }
+        );
+        assert_eq!(config.log.file, Some(tmp.path().join("sendbox.log")));
+        assert_eq!(config.log.syslog, Some(PathBuf::from("/dev/log")));
+        assert_eq!(
+            config.aliases.expand(&["root".to_owned()]),
+            ["admin@example.org"]
+        );
+        let defaults = parse("").unwrap();
+        assert_eq!(defaults.queue, QueueSettings::default());
+        assert!(defaults.queue.enabled && defaults.queue.retry_secs == 1800);
+        assert_eq!(defaults.log, LogSettings::default());
+        let missing = Config::parse(tmp.path().join("c.toml"), "aliases = \"nope\"\n", None);
+        assert!(
+            missing
+                .unwrap_err()
+                .contains("cannot read the aliases file")
+        );
     }
 
     #[test]

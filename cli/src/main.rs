@@ -2,6 +2,7 @@
 //! serve`, `sendbox batch`, `sendbox grant` and `sendbox demo`. Invoked through a link named `sendmail`, it
 //! is `sendbox sendmail`.
 
+mod aliases;
 mod args;
 mod batch;
 mod compose;
@@ -10,6 +11,7 @@ mod demo;
 mod dsn;
 mod exit;
 mod grant;
+mod log;
 mod outbox;
 mod queue;
 mod sendmail;
@@ -123,7 +125,7 @@ async fn sendmail(args: Vec<OsString>) -> Result<u8, Stop> {
         .map(|m| m.address);
     let envelope = Envelope {
         sender: args.sender.clone().or_else(|| account_address.clone()),
-        recipients: args.recipients.clone(),
+        recipients: config.aliases.expand(&args.recipients),
         recipients_from_headers: args.extract_recipients,
         qualify_domain: account_address
             .as_deref()
@@ -199,7 +201,7 @@ async fn sendmail_through_outbox(
             reason,
         },
     };
-    match queue::settle(&outbox, locked, attempt, &config.queue)? {
+    match queue::settle(&outbox, locked, attempt, config)? {
         queue::Outcome::Delivered(delivery) => {
             report(&delivery, connection.verbose);
             let refused_for_good = delivery.refused.iter().any(|r| r.reply.code / 100 == 5);

@@ -124,6 +124,28 @@ impl Outbox {
                 Err(e) => return Err(cannot_create(dir, e)),
             }
         }
+        // Another user's folder, or one others may write to, could hand us their messages
+        // or take ours.
+        let metadata = fs::metadata(root).map_err(|e| cannot_create(root, e))?;
+        let me = rustix::process::geteuid().as_raw();
+        if metadata.uid() != me {
+            return Err(cannot_create(
+                root,
+                io::Error::other(format!(
+                    "it belongs to user {}, not to {me}",
+                    metadata.uid()
+                )),
+            ));
+        }
+        if metadata.mode() & 0o077 != 0 {
+            return Err(cannot_create(
+                root,
+                io::Error::other(format!(
+                    "others may use it (mode {:o}); `chmod 700` it",
+                    metadata.mode() & 0o777
+                )),
+            ));
+        }
         Ok(Outbox {
             root: root.to_owned(),
         })
@@ -459,7 +481,7 @@ mod tests {
     #[test]
     fn attempts_narrowing_and_giving_up_are_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(dir.path()).unwrap();
+        let outbox = Outbox::open(&dir.path().join("outbox")).unwrap();
         let mut locked = outbox.accept(&envelope(), b"m").unwrap();
         let attempts = Attempts {
             count: 1,
@@ -489,12 +511,22 @@ mod tests {
     #[test]
     fn ids_are_checked_before_they_touch_the_disk() {
         let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(dir.path()).unwrap();
+        let outbox = Outbox::open(&dir.path().join("outbox")).unwrap();
         for id in ["../x", "", ".1", "1/2", "a"] {
             assert!(outbox.lock(id).is_err(), "{id:?}");
             assert!(outbox.remove(id).is_err(), "{id:?}");
         }
         assert!(!outbox.remove("1.2.3.4").unwrap());
+    }
+
+    #[test]
+    fn an_outbox_open_to_others_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("outbox");
+        Outbox::open(&root).unwrap();
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
+        let error = Outbox::open(&root).unwrap_err();
+        assert!(error.message.contains("chmod 700"), "{}", error.message);
     }
 
     #[test]

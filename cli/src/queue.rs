@@ -18,6 +18,7 @@ use sendbox::mailer::format_reply;
 use sendbox::{Delivery, Error, Message, SendOptions, Session};
 
 use crate::config::{Account, Config, QueueSettings};
+use crate::log::{self, Logged};
 use crate::outbox::{self, Attempts, Locked, Outbox};
 use crate::{Stop, dsn, exit};
 
@@ -83,8 +84,38 @@ fn is_permanent(error: &Error) -> bool {
     }
 }
 
-/// Records how an attempt ended, and takes the message out of the queue when it is done.
+/// Records how an attempt ended, logs it, and takes the message out of the queue when it
+/// is done.
 pub fn settle(
+    outbox: &Outbox,
+    locked: Locked,
+    attempt: Attempt,
+    config: &Config,
+) -> Result<Outcome, Stop> {
+    let (id, envelope) = (locked.id.clone(), locked.envelope.clone());
+    let outcome = record(outbox, locked, attempt, &config.queue)?;
+    let reply;
+    let logged = match &outcome {
+        Outcome::Delivered(delivery) => {
+            let mut text = format_reply(&delivery.final_reply);
+            for refused in &delivery.refused {
+                text.push_str(&format!(
+                    "; {} refused: {}",
+                    refused.address,
+                    format_reply(&refused.reply)
+                ));
+            }
+            reply = text;
+            Logged::Delivered { reply: &reply }
+        }
+        Outcome::Queued(reason) => Logged::Queued { reason },
+        Outcome::Failed(_, reason) => Logged::Failed { reason },
+    };
+    log::attempt(&config.log, &id, &envelope, logged);
+    Ok(outcome)
+}
+
+fn record(
     outbox: &Outbox,
     mut locked: Locked,
     attempt: Attempt,
@@ -174,13 +205,7 @@ pub fn request(queued: &outbox::Envelope) -> Result<(sendbox::Envelope, SendOpti
 
 /// The outbox the configuration names.
 pub fn open(settings: &QueueSettings) -> Result<Outbox, Stop> {
-    let dir = settings.dir.as_ref().ok_or_else(|| {
-        Stop(
-            exit::CANTCREAT,
-            "no home directory for the outbox: set `dir` in the config file's [queue]".to_owned(),
-        )
-    })?;
-    Outbox::open(dir).map_err(|e| Stop(e.code, e.message))
+    Outbox::open(&settings.dir).map_err(|e| Stop(e.code, e.message))
 }
 
 /// `queue run` (only what is due) and `queue flush` (everything): one session per account.
@@ -221,7 +246,7 @@ pub async fn run(config: &Config, everything: bool) -> Result<u8, Stop> {
                 continue;
             }
         };
-        let counts = run_account(&outbox, account, &ids, &config.queue).await?;
+        let counts = run_account(&outbox, account, &ids, config).await?;
         if counts.2 + counts.1 > 0 {
             eprintln!(
                 "sendbox: account {label}: {} delivered, {} still queued, {} failed",
@@ -243,7 +268,7 @@ async fn run_account(
     outbox: &Outbox,
     account: &Account,
     ids: &[String],
-    settings: &QueueSettings,
+    config: &Config,
 ) -> Result<(usize, usize, usize), Stop> {
     let mut counts = (0, 0, 0);
     let mailer = match crate::mailer(
@@ -283,7 +308,7 @@ async fn run_account(
                         Err(error) => {
                             // The server cannot be used now: this message records why, and
                             // the rest wait for the next run untouched.
-                            let outcome = settle(outbox, locked, Err(error).into(), settings)?;
+                            let outcome = settle(outbox, locked, Err(error).into(), config)?;
                             tally(&mut counts, id, &outcome);
                             counts.1 += ids.len() - done - 1;
                             return Ok(counts);
@@ -300,7 +325,7 @@ async fn run_account(
                 result.into()
             }
         };
-        let outcome = settle(outbox, locked, attempt, settings)?;
+        let outcome = settle(outbox, locked, attempt, config)?;
         tally(&mut counts, id, &outcome);
     }
     if let Some(session) = session {
