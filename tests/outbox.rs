@@ -469,3 +469,100 @@ fn queue_commands_on_an_empty_or_missing_id() {
     );
     assert!(setup.config().exists());
 }
+
+#[test]
+fn every_attempt_is_logged_to_a_file_and_to_syslog_without_a_secret() {
+    use std::os::unix::net::UnixDatagram;
+    let setup = Setup::new(&closed_port(), "");
+    let syslog_path = setup.dir.path().join("syslog.sock");
+    let syslog = UnixDatagram::bind(&syslog_path).unwrap();
+    syslog
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let log = setup.dir.path().join("sendbox.log");
+    std::fs::write(
+        setup.config(),
+        format!(
+            "default = \"main\"\n\
+             [accounts.main]\n\
+             server = \"{}\"\n\
+             tls = \"starttls\"\n\
+             from = \"alice@sendbox.test\"\n\
+             user = \"alice\"\n\
+             password_env = \"OUTBOX_TEST_PASSWORD\"\n\
+             [log]\nfile = \"{}\"\nsyslog = true\nsyslog_socket = \"{}\"\n\
+             [queue]\ndir = \"{}\"\n",
+            closed_port(),
+            log.display(),
+            syslog_path.display(),
+            setup.outbox().display()
+        ),
+    )
+    .unwrap();
+    let config = setup.config();
+    let mut command = setup.command(&[
+        "sendmail",
+        "-C",
+        config.to_str().unwrap(),
+        "bob@sendbox.test",
+    ]);
+    command.env("OUTBOX_TEST_PASSWORD", "hunter2-secret");
+    assert_exit(
+        &run_piped(command, message("logged").as_bytes()),
+        0,
+        "queued as",
+    );
+
+    let id = &setup.messages_in("queue")[0];
+    let line = std::fs::read_to_string(&log).unwrap();
+    let expected = format!(
+        "id={id} account=main from=<alice@sendbox.test> to=bob@sendbox.test outcome=deferred error=\""
+    );
+    assert!(line.contains(&expected), "{line}");
+    assert_eq!(line.lines().count(), 1, "{line}");
+    let mut datagram = [0; 2048];
+    let n = syslog.recv(&mut datagram).expect("a syslog datagram");
+    let datagram = String::from_utf8_lossy(&datagram[..n]);
+    // <22>: facility mail (2), severity info (6).
+    assert!(datagram.starts_with("<22>"), "{datagram}");
+    assert!(
+        datagram.contains("sendbox[") && datagram.contains("outcome=deferred"),
+        "{datagram}"
+    );
+    for text in [line.as_str(), &datagram] {
+        assert!(!text.contains("hunter2"), "a secret was logged: {text}");
+    }
+}
+
+#[test]
+fn sendmail_sends_local_names_to_their_aliases() {
+    let setup = Setup::new(&closed_port(), "");
+    std::fs::write(
+        setup.dir.path().join("aliases"),
+        "root: bob@sendbox.test, carol@sendbox.test\ndefault: alice@sendbox.test\n",
+    )
+    .unwrap();
+    let config = std::fs::read_to_string(setup.config()).unwrap();
+    std::fs::write(setup.config(), format!("aliases = \"aliases\"\n{config}")).unwrap();
+    let config = setup.config();
+    let command = setup.command(&[
+        "sendmail",
+        "-C",
+        config.to_str().unwrap(),
+        "root",
+        "www-data",
+        "dave@example.org",
+    ]);
+    assert_exit(
+        &run_piped(command, message("for root").as_bytes()),
+        0,
+        "queued as",
+    );
+    let id = &setup.messages_in("queue")[0];
+    let shown = setup.queue(&["show", id]);
+    assert_exit(
+        &shown,
+        0,
+        r#""recipients":["bob@sendbox.test","carol@sendbox.test","alice@sendbox.test","dave@example.org"]"#,
+    );
+}
