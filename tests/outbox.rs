@@ -68,17 +68,25 @@ impl Setup {
         command
     }
 
-    /// `sendmail -C CONFIG -i bob@sendbox.test` with a message whose subject is `subject`.
-    fn sendmail(&self, subject: &str) -> Output {
+    /// `sendmail -C CONFIG -i RECIPIENT...`, not yet run.
+    fn sendmail_command(&self, recipients: &[&str]) -> Command {
         let config = self.config();
-        let command = self.command(&[
-            "sendmail",
-            "-C",
-            config.to_str().unwrap(),
-            "-i",
-            "bob@sendbox.test",
-        ]);
-        run_piped(command, message(subject).as_bytes())
+        let mut command = self.command(&["sendmail", "-C", config.to_str().unwrap(), "-i"]);
+        command.args(recipients);
+        command
+    }
+
+    /// `sendmail -C CONFIG -i RECIPIENT...` with a message whose subject is `subject`.
+    fn sendmail_to(&self, recipients: &[&str], subject: &str) -> Output {
+        run_piped(
+            self.sendmail_command(recipients),
+            message(subject).as_bytes(),
+        )
+    }
+
+    /// The same to bob.
+    fn sendmail(&self, subject: &str) -> Output {
+        self.sendmail_to(&["bob@sendbox.test"], subject)
     }
 
     /// `sendbox queue --config CONFIG ACTION...`.
@@ -136,6 +144,24 @@ fn arrived(subjects: &[String]) -> Vec<usize> {
     subjects.iter().map(|s| copies(s)).collect()
 }
 
+/// Postfix stopped until this is dropped, even by a failing test: the other tests need it.
+struct StoppedPostfix;
+
+impl StoppedPostfix {
+    fn new() -> Self {
+        postfixctl("stop");
+        wait_for_port_25(false);
+        StoppedPostfix
+    }
+}
+
+impl Drop for StoppedPostfix {
+    fn drop(&mut self) {
+        postfixctl("start");
+        wait_for_port_25(true);
+    }
+}
+
 fn postfixctl(action: &str) {
     let status = Command::new("postfix")
         .arg(action)
@@ -164,11 +190,10 @@ fn mail_sent_while_postfix_is_stopped_is_delivered_once_it_is_back() {
     support::postfix::state("ca.pem");
     let setup = Setup::new("127.0.0.1:25", "");
     let subject = support::postfix::token("outbox-stopped");
-    postfixctl("stop");
-    wait_for_port_25(false);
-    let sent = setup.sendmail(&subject);
-    postfixctl("start");
-    wait_for_port_25(true);
+    let sent = {
+        let _stopped = StoppedPostfix::new();
+        setup.sendmail(&subject)
+    };
 
     assert_exit(&sent, 0, "queued as");
     assert!(text(&sent).contains("queue run"), "{}", text(&sent));
@@ -270,14 +295,8 @@ fn two_runners_at_once_deliver_each_of_200_messages_once() {
         let children: Vec<_> = chunk
             .iter()
             .map(|subject| {
-                let config = setup.config();
-                let mut command = setup.command(&[
-                    "sendmail",
-                    "-C",
-                    config.to_str().unwrap(),
-                    "bob@sendbox.test",
-                ]);
-                let mut child = command
+                let mut child = setup
+                    .sendmail_command(&["bob@sendbox.test"])
                     .stdin(Stdio::piped())
                     .stdout(Stdio::piped())
                     .stderr(Stdio::piped())
@@ -332,14 +351,7 @@ fn a_permanent_refusal_leaves_the_queue_for_failed() {
     let _turn = postfix_turn();
     // At once: sendmail fails as it always did, and keeps a copy in failed/.
     let setup = Setup::new("127.0.0.1:25", "");
-    let config = setup.config();
-    let command = setup.command(&[
-        "sendmail",
-        "-C",
-        config.to_str().unwrap(),
-        "nobody@sendbox.test",
-    ]);
-    let refused = run_piped(command, message("refused").as_bytes());
+    let refused = setup.sendmail_to(&["nobody@sendbox.test"], "refused");
     assert_exit(&refused, 67, "550 5.1.1");
     assert!(text(&refused).contains("failed"), "{}", text(&refused));
     assert!(setup.messages_in("queue").is_empty());
@@ -347,15 +359,8 @@ fn a_permanent_refusal_leaves_the_queue_for_failed() {
 
     // Later, from the queue: the runner reports it and moves it to failed/.
     let setup = Setup::new(&closed_port(), "");
-    let config = setup.config();
-    let command = setup.command(&[
-        "sendmail",
-        "-C",
-        config.to_str().unwrap(),
-        "nobody@sendbox.test",
-    ]);
     assert_exit(
-        &run_piped(command, message("refused later").as_bytes()),
+        &setup.sendmail_to(&["nobody@sendbox.test"], "refused later"),
         0,
         "queued as",
     );
@@ -424,16 +429,11 @@ fn a_full_disk_is_never_claimed_as_accepted() {
     }
     let _unmount = Unmount(setup.outbox());
 
-    let config = setup.config();
     let big = format!("{}{}\r\n", message("too big"), "x".repeat(200_000));
-    let command = setup.command(&[
-        "sendmail",
-        "-C",
-        config.to_str().unwrap(),
-        "-i",
-        "bob@sendbox.test",
-    ]);
-    let output = run_piped(command, big.as_bytes());
+    let output = run_piped(
+        setup.sendmail_command(&["bob@sendbox.test"]),
+        big.as_bytes(),
+    );
     assert_exit(&output, 74, "cannot write");
     assert!(
         setup.messages_in("queue").is_empty(),
@@ -499,13 +499,7 @@ fn every_attempt_is_logged_to_a_file_and_to_syslog_without_a_secret() {
         ),
     )
     .unwrap();
-    let config = setup.config();
-    let mut command = setup.command(&[
-        "sendmail",
-        "-C",
-        config.to_str().unwrap(),
-        "bob@sendbox.test",
-    ]);
+    let mut command = setup.sendmail_command(&["bob@sendbox.test"]);
     command.env("OUTBOX_TEST_PASSWORD", "hunter2-secret");
     assert_exit(
         &run_piped(command, message("logged").as_bytes()),
@@ -544,17 +538,8 @@ fn sendmail_sends_local_names_to_their_aliases() {
     .unwrap();
     let config = std::fs::read_to_string(setup.config()).unwrap();
     std::fs::write(setup.config(), format!("aliases = \"aliases\"\n{config}")).unwrap();
-    let config = setup.config();
-    let command = setup.command(&[
-        "sendmail",
-        "-C",
-        config.to_str().unwrap(),
-        "root",
-        "www-data",
-        "dave@example.org",
-    ]);
     assert_exit(
-        &run_piped(command, message("for root").as_bytes()),
+        &setup.sendmail_to(&["root", "www-data", "dave@example.org"], "for root"),
         0,
         "queued as",
     );

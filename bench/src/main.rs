@@ -4,8 +4,9 @@
 //! The workloads, one module each: [`cold_start`] (a whole process sends one message over
 //! STARTTLS and AUTH to Postfix), [`throughput`] (one and many connections to smtp-sink),
 //! [`handshake`] (a TLS session in the component against native rustls) and
-//! [`footprint`] (size, compile and instantiation time, peak memory) and [`grant`] (a send
-//! through `sendbox grant`'s component against one without).
+//! [`footprint`] (size, compile and instantiation time, peak memory), [`grant`] (a send
+//! through `sendbox grant`'s component against one without) and [`outbox`] (`sendbox
+//! serve` taking messages into the outbox, and `sendbox queue flush` draining it).
 //!
 //! It needs the test Postfix (`bash tests/postfix/setup.sh`) and the release `sendbox`
 //! next to it (`cargo build --release -p sendbox-cli`). A peer that is missing or fails gets
@@ -16,6 +17,7 @@ mod footprint;
 mod grant;
 mod handshake;
 mod machine;
+mod outbox;
 mod report;
 mod setup;
 mod throughput;
@@ -41,6 +43,10 @@ struct Args {
     /// Where tests/postfix/setup.sh keeps the test CA, user name and password.
     #[arg(long, default_value = "/var/lib/sendbox-postfix")]
     postfix_dir: PathBuf,
+    /// Run only these workloads (repeatable): cold-start, throughput, handshake, grant,
+    /// outbox, footprint.
+    #[arg(long, value_name = "WORKLOAD")]
+    only: Vec<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -51,7 +57,10 @@ fn main() -> anyhow::Result<()> {
     let sandbox = Sandbox::new().map_err(|e| format!("{e:#}"));
     let mut table = Table::default();
 
-    cold_start::run(&setup, &plan, &mut table);
+    let wanted = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
+    if wanted("cold-start") {
+        cold_start::run(&setup, &plan, &mut table);
+    }
     {
         // smtp-sink runs until `sink` is dropped, at the end of this block.
         let sink = setup
@@ -65,10 +74,21 @@ fn main() -> anyhow::Result<()> {
                 message: throughput::message_file(&setup)?,
             })
         });
-        throughput::run(&setup, &plan, &target, &mut table);
-        handshake::run(&setup, &plan, &sandbox, &runtime, &mut table);
-        grant::run(&setup, &plan, &runtime, &mut table);
-        footprint::run(&setup, &plan, &sandbox, &runtime, &target, &mut table);
+        if wanted("throughput") {
+            throughput::run(&setup, &plan, &target, &mut table);
+        }
+        if wanted("handshake") {
+            handshake::run(&setup, &plan, &sandbox, &runtime, &mut table);
+        }
+        if wanted("grant") {
+            grant::run(&setup, &plan, &runtime, &mut table);
+        }
+        if wanted("outbox") {
+            outbox::run(&setup, &plan, &target, &mut table);
+        }
+        if wanted("footprint") {
+            footprint::run(&setup, &plan, &sandbox, &runtime, &target, &mut table);
+        }
     }
 
     println!(

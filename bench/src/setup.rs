@@ -27,6 +27,9 @@ pub struct Plan {
     pub instantiations: usize,
     /// Alternating turns of the grant workload, each way.
     pub grant_turns: usize,
+    /// Alternating runs of the outbox workload, and the messages in each.
+    pub outbox_runs: usize,
+    pub outbox_messages: u32,
 }
 
 impl Plan {
@@ -40,6 +43,8 @@ impl Plan {
                 compiles: 1,
                 instantiations: 10,
                 grant_turns: 2,
+                outbox_runs: 1,
+                outbox_messages: 200,
             }
         } else {
             Plan {
@@ -50,6 +55,8 @@ impl Plan {
                 compiles: 3,
                 instantiations: 50,
                 grant_turns: 9,
+                outbox_runs: 5,
+                outbox_messages: 2000,
             }
         }
     }

@@ -43,7 +43,7 @@ pub fn attempt(settings: &LogSettings, id: &str, envelope: &outbox::Envelope, ou
         "id={id} account={} from=<{}> to={} outcome={word} {}={}",
         envelope.account.as_deref().unwrap_or("-"),
         envelope.sender.as_deref().unwrap_or(""),
-        recipients(envelope),
+        envelope.recipient_list(","),
         if word == "delivered" {
             "reply"
         } else {
@@ -83,18 +83,6 @@ pub fn attempt(settings: &LogSettings, id: &str, envelope: &outbox::Envelope, ou
             eprintln!("sendbox: cannot log to syslog at {}: {e}", socket.display());
         }
     }
-}
-
-fn recipients(envelope: &outbox::Envelope) -> String {
-    let mut list = envelope.recipients.join(",");
-    if envelope.recipients_from_headers {
-        list.push_str(if list.is_empty() {
-            "(header)"
-        } else {
-            ",(header)"
-        });
-    }
-    list
 }
 
 /// `text` in double quotes, with quotes, backslashes and line breaks escaped, so that

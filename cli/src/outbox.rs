@@ -43,6 +43,18 @@ pub struct Envelope {
     pub accepted_at: u64,
 }
 
+impl Envelope {
+    /// The recipients, `separator`-joined, with `(header)` standing for those `-t` takes
+    /// from the message's To, Cc and Bcc.
+    pub fn recipient_list(&self, separator: &str) -> String {
+        let mut list = self.recipients.clone();
+        if self.recipients_from_headers {
+            list.push("(header)".to_owned());
+        }
+        list.join(separator)
+    }
+}
+
 /// The delivery attempts of a message so far.
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
 pub struct Attempts {

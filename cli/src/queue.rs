@@ -122,12 +122,7 @@ fn record(
     settings: &QueueSettings,
 ) -> Result<Outcome, Stop> {
     let now = outbox::now();
-    let io = |e: std::io::Error| {
-        Stop(
-            exit::IOERR,
-            format!("outbox {}: {e}", outbox.root().display()),
-        )
-    };
+    let io = io_error(outbox);
     let failed_attempt = |locked: &Locked, reason: &str| Attempts {
         count: locked.attempts.count + 1,
         last_at: now,
@@ -203,6 +198,16 @@ pub fn request(queued: &outbox::Envelope) -> Result<(sendbox::Envelope, SendOpti
     Ok((envelope, options))
 }
 
+/// A failure to read or write the outbox, as the user sees it.
+fn io_error(outbox: &Outbox) -> impl Fn(std::io::Error) -> Stop + Copy + '_ {
+    |e| {
+        Stop(
+            exit::IOERR,
+            format!("outbox {}: {e}", outbox.root().display()),
+        )
+    }
+}
+
 /// The outbox the configuration names.
 pub fn open(settings: &QueueSettings) -> Result<Outbox, Stop> {
     Outbox::open(&settings.dir).map_err(|e| Stop(e.code, e.message))
@@ -211,12 +216,7 @@ pub fn open(settings: &QueueSettings) -> Result<Outbox, Stop> {
 /// `queue run` (only what is due) and `queue flush` (everything): one session per account.
 pub async fn run(config: &Config, everything: bool) -> Result<u8, Stop> {
     let outbox = open(&config.queue)?;
-    let io = |e: std::io::Error| {
-        Stop(
-            exit::IOERR,
-            format!("outbox {}: {e}", outbox.root().display()),
-        )
-    };
+    let io = io_error(&outbox);
     let now = outbox::now();
     let mut by_account: BTreeMap<Option<String>, Vec<String>> = BTreeMap::new();
     for id in outbox.ids().map_err(io)? {
@@ -360,12 +360,7 @@ fn tally(counts: &mut (usize, usize, usize), id: &str, outcome: &Outcome) {
 /// `queue list`: the queued messages, then those given up on.
 pub fn list(config: &Config) -> Result<u8, Stop> {
     let outbox = open(&config.queue)?;
-    let io = |e: std::io::Error| {
-        Stop(
-            exit::IOERR,
-            format!("outbox {}: {e}", outbox.root().display()),
-        )
-    };
+    let io = io_error(&outbox);
     let now = outbox::now();
     let queued = outbox.ids().map_err(io)?;
     let failed = outbox.failed_ids().map_err(io)?;
@@ -391,7 +386,7 @@ pub fn list(config: &Config) -> Result<u8, Stop> {
         println!(
             "{id}  queued {} ago  {next}  to {}",
             age(now.saturating_sub(envelope.accepted_at)),
-            recipients(&envelope)
+            envelope.recipient_list(", ")
         );
         if let Some(error) = &attempts.last_error {
             println!("    last: {error}");
@@ -401,7 +396,7 @@ pub fn list(config: &Config) -> Result<u8, Stop> {
         let Ok((envelope, attempts)) = outbox.failure(id) else {
             continue;
         };
-        println!("{id}  FAILED  to {}", recipients(&envelope));
+        println!("{id}  FAILED  to {}", envelope.recipient_list(", "));
         if let Some(error) = &attempts.last_error {
             println!("    {error}");
         }
@@ -447,18 +442,6 @@ pub fn remove(config: &Config, id: &str) -> Result<u8, Stop> {
         }
         Err(e) => Err(Stop(exit::TEMPFAIL, format!("cannot remove {id}: {e}"))),
     }
-}
-
-fn recipients(envelope: &outbox::Envelope) -> String {
-    let mut list = envelope.recipients.join(", ");
-    if envelope.recipients_from_headers {
-        list.push_str(if list.is_empty() {
-            "the header's To, Cc, Bcc"
-        } else {
-            " and the header's To, Cc, Bcc"
-        });
-    }
-    list
 }
 
 /// A duration for people: `45s`, `12m`, `3h`, `2d`.

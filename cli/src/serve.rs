@@ -160,7 +160,8 @@ fn converse(stream: TcpStream, builder: &SessionBuilder, relay: Relay) -> io::Re
     let peer: SocketAddr = stream.peer_addr()?;
     let mut session = builder.build(peer.ip(), relay);
     let mut writer = stream.try_clone()?;
-    session.greeting().write_to(&mut writer)?;
+    stream.set_nodelay(true)?;
+    reply(&mut writer, &session.greeting())?;
     let mut reader = BufReader::new(stream);
     loop {
         let line = match read_line(&mut reader, limits.line_time) {
@@ -179,14 +180,20 @@ fn converse(stream: TcpStream, builder: &SessionBuilder, relay: Relay) -> io::Re
         let response = session.process(&line);
         match response.action {
             Action::NoReply => {}
-            Action::Reply => response.write_to(&mut writer)?,
+            Action::Reply => reply(&mut writer, &response)?,
             Action::Close | Action::UpgradeTls => {
                 // STARTTLS is never offered; a client that asks anyway is told no.
-                response.write_to(&mut writer)?;
+                reply(&mut writer, &response)?;
                 return Ok(());
             }
         }
     }
+}
+
+/// Writes a reply in one piece: mailin writes its parts one by one, and a reply in four
+/// segments waits on the client's delayed acknowledgement.
+fn reply(writer: &mut TcpStream, response: &Response) -> io::Result<()> {
+    writer.write_all(&response.buffer()?)
 }
 
 enum LineError {
