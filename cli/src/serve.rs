@@ -135,7 +135,11 @@ struct Listening {
 impl Listening {
     fn accept(self, listener: TcpListener) {
         for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
+            let Ok(mut stream) = stream else {
+                // Out of file descriptors, say: wait instead of spinning.
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            };
             let open = self.connections.fetch_add(1, Ordering::SeqCst);
             let connections = self.connections.clone();
             if open >= self.max_connections {
