@@ -12,7 +12,7 @@ use sendbox::mailer::{
 };
 use sendbox::{
     Attachment, AuthMechanism, ComposedMessage, Credentials, Delivery, Dsn, DsnNotify, DsnReturn,
-    Mailbox, Message, Secret, SendError, SendOptions, TlsMode,
+    Mailbox, Message, PreparedMessage, Secret, SendError, SendOptions, TlsMode,
 };
 
 #[test]
@@ -91,11 +91,17 @@ fn records_have_exactly_these_fields() {
         secret: Secret::Password("pw".into()),
         mechanism: Some(AuthMechanism::ScramSha256),
     };
+    let prepared = PreparedMessage {
+        sender: "alice@example.org".into(),
+        recipients: vec!["bob@example.org".into()],
+        content: b"Subject: s\r\n\r\nt\r\n".to_vec(),
+    };
     // Used, so that the values are what the asserts say.
     assert!(matches!(Message::Composed(composed), Message::Composed(c) if c.subject == "s"));
     assert_eq!(options.dsn.map(|d| d.ret), Some(Some(DsnReturn::Full)));
     assert_eq!(timeouts.total_ms, 9);
     assert_eq!(delivery.refused.len(), 1);
+    assert_eq!(prepared.recipients.len(), 1);
     assert!(!error.transient);
     assert!(!format!("{credentials:?}").contains("pw"));
 }

@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sendbox::batch::{self, Job};
 use sendbox::mailer::{ErrorKind, Phase};
-use sendbox::{Mailer, TlsMode, Transcript, TranscriptBuffer};
+use sendbox::{
+    ComposedMessage, Envelope, Mailbox, Mailer, SendOptions, TlsMode, Transcript, TranscriptBuffer,
+};
 use sendbox_loopback::{AuthMechanism, ServerTls};
 use support::*;
 
@@ -137,6 +139,70 @@ async fn a_refused_recipient_is_reported_and_the_others_get_the_message() {
         .expect("enhanced status parsed");
     assert_eq!((status.class, status.subject, status.detail), (5, 1, 1));
     assert_eq!(server.received()[0].recipients, ["b@example.org"]);
+}
+
+#[tokio::test]
+async fn a_prepared_message_goes_out_later_exactly_as_it_was_built() {
+    let mut composed = ComposedMessage::new(Mailbox::new("a@example.org"));
+    composed.to.push(Mailbox::new("b@example.org"));
+    composed.bcc.push(Mailbox::new("c@example.org"));
+    composed.subject = "prepared".into();
+    composed.text = Some("built once".into());
+    let prepared = sendbox::prepare(
+        &sandbox(),
+        &Envelope::from_headers(),
+        composed,
+        &SendOptions::default(),
+    )
+    .await
+    .expect("a valid message is prepared");
+    assert_eq!(prepared.sender, "a@example.org");
+    assert_eq!(prepared.recipients, ["b@example.org", "c@example.org"]);
+    let content = String::from_utf8(prepared.content.clone()).unwrap();
+    assert!(content.contains("Message-ID: <"), "{content}");
+    assert!(
+        !content.contains("c@example.org"),
+        "the Bcc shows: {content}"
+    );
+
+    let server = loopback(ServerTls::StartTls);
+    let mailer = mailer(&server, TlsMode::Starttls, Some(PASSWORD)).await;
+    let recipients: Vec<&str> = prepared.recipients.iter().map(String::as_str).collect();
+    let options = SendOptions {
+        keep_raw_header: true,
+        ..SendOptions::default()
+    };
+    mailer
+        .send_with(
+            &envelope(&prepared.sender, &recipients),
+            prepared.content.as_slice(),
+            &options,
+        )
+        .await
+        .expect("delivered");
+    let received = server.received();
+    assert_eq!(received[0].recipients, ["b@example.org", "c@example.org"]);
+    // As built, but for the line break that ends the content on the wire.
+    assert_eq!(
+        received[0].data,
+        [prepared.content.as_slice(), b"\r\n"].concat()
+    );
+
+    // Bad input fails as it would in a send, before any connection.
+    let error = smtp_error(
+        sendbox::prepare(
+            &sandbox(),
+            &envelope(
+                "a@example.org",
+                &["b@example.org\r\nRCPT TO:<x@example.org>"],
+            ),
+            b"Subject: x\r\n\r\nx\r\n".as_slice(),
+            &SendOptions::default(),
+        )
+        .await
+        .expect_err("an address with a line break is refused"),
+    );
+    assert_eq!(error.kind, ErrorKind::InvalidInput);
 }
 
 #[tokio::test]

@@ -550,4 +550,86 @@ fn sendmail_sends_local_names_to_their_aliases() {
         0,
         r#""recipients":["bob@sendbox.test","carol@sendbox.test","alice@sendbox.test","dave@example.org"]"#,
     );
+
+    // With -t, the header's names too; the Bcc is gone from what is kept.
+    std::fs::remove_file(setup.outbox().join("queue").join(id)).unwrap();
+    let header_message = "From: cron\r\nTo: root\r\nCc: dave@example.org\r\nBcc: www-data\r\nSubject: t\r\n\r\nhi\r\n";
+    let mut command = setup.sendmail_command(&["-t"]);
+    command.arg("erin@example.org");
+    assert_exit(
+        &run_piped(command, header_message.as_bytes()),
+        0,
+        "queued as",
+    );
+    let id = &setup.messages_in("queue")[0];
+    let shown = setup.queue(&["show", id]);
+    assert_exit(
+        &shown,
+        0,
+        r#""recipients":["erin@example.org","bob@sendbox.test","carol@sendbox.test","dave@example.org","alice@sendbox.test"],"recipients_from_headers":false"#,
+    );
+    assert!(!text(&shown).contains("Bcc"), "{}", text(&shown));
+}
+
+#[test]
+#[ignore = "needs Postfix on loopback: run .ci/run, or `just postfix` as root"]
+fn send_queue_keeps_the_message_as_built_until_it_is_delivered() {
+    let _turn = postfix_turn();
+    let setup = Setup::new(&closed_port(), "");
+    let config = setup.config();
+    let send = |extra: &[&str]| {
+        let mut args = vec!["send", "--config", config.to_str().unwrap(), "--queue"];
+        args.extend(extra);
+        setup.command(&args).output().unwrap()
+    };
+    let subject = format!("send --queue {}", std::process::id());
+    let queued = send(&[
+        "--to",
+        "bob@sendbox.test",
+        "--bcc",
+        "carol@sendbox.test",
+        "--subject",
+        &subject,
+        "--body",
+        "built once",
+    ]);
+    assert_exit(&queued, 0, "queued as");
+    let id = &setup.messages_in("queue")[0];
+    let shown = setup.queue(&["show", id]);
+    assert_exit(
+        &shown,
+        0,
+        r#""recipients":["bob@sendbox.test","carol@sendbox.test"]"#,
+    );
+    let shown = String::from_utf8(shown.stdout).unwrap();
+    assert!(shown.contains(r#""keep_raw_header":true"#), "{shown}");
+    assert!(!shown.contains("Bcc") && !shown.contains("carol@sendbox.test\r\n"));
+    let message_id = shown
+        .lines()
+        .find(|line| line.to_ascii_lowercase().starts_with("message-id:"))
+        .unwrap_or_else(|| panic!("no Message-ID in {shown}"))
+        .to_owned();
+
+    // Delivered later as it was built: the same Message-ID, to the Bcc recipient too.
+    setup.point_at("127.0.0.1:25", "");
+    assert_exit(&setup.queue(&["flush"]), 0, "1 delivered");
+    assert_eq!(arrived(std::slice::from_ref(&subject)), [1]);
+    for user in ["bob", "carol"] {
+        let copy = support::postfix::delivered(user, &subject);
+        assert!(copy.contains(message_id.trim_end()), "{user}: {copy}");
+        assert!(!copy.contains("Bcc"), "{user}: {copy}");
+    }
+
+    // The connection is the account's: options that change it are refused.
+    assert_exit(
+        &send(&["--server", "127.0.0.1:25", "--to", "bob@sendbox.test"]),
+        64,
+        "--server",
+    );
+    setup.point_at("127.0.0.1:25", "enabled = false");
+    assert_exit(
+        &send(&["--to", "bob@sendbox.test", "--body", "x"]),
+        78,
+        "outbox is turned off",
+    );
 }

@@ -1,15 +1,23 @@
 //! `sendbox serve`, the local relay: an app's message goes through it into the outbox and
-//! on to Postfix; hostile local clients (endless lines, trickled bytes, too many
-//! connections, too big a message) are cut off without affecting the others; it refuses
-//! to listen beyond loopback, and can require a login.
+//! on to Postfix; hostile clients (endless lines, trickled bytes, a stalled TLS handshake,
+//! too many connections, too big a message) are cut off without affecting the others; it
+//! can require a login; with a certificate it takes a login or a message only after
+//! STARTTLS; it refuses to listen beyond loopback without both, and refuses a certificate
+//! it cannot use before it listens.
 
 mod support;
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{BufRead as _, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 use support::*;
 
 /// A relay on a free loopback port, its account on `server` (plaintext), its outbox in
@@ -22,17 +30,20 @@ struct Relay {
 
 impl Relay {
     fn start(server: &str, extra: &[&str]) -> Relay {
+        Relay::start_in(tempfile::tempdir().unwrap(), server, extra)
+    }
+
+    /// A relay offering STARTTLS with a certificate for localhost and 127.0.0.1 from a CA
+    /// made now (see [`Relay::ca`]).
+    fn start_tls(server: &str, extra: &[&str]) -> Relay {
         let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("config.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "default = \"main\"\n[accounts.main]\nserver = \"{server}\"\ntls = \"none\"\n\
-                 from = \"alice@sendbox.test\"\n[queue]\ndir = \"{}\"\n",
-                dir.path().join("outbox").display()
-            ),
-        )
-        .unwrap();
+        let pki = Pki::write(dir.path());
+        let args = [&pki.args()[..], extra].concat();
+        Relay::start_in(dir, server, &args)
+    }
+
+    fn start_in(dir: tempfile::TempDir, server: &str, extra: &[&str]) -> Relay {
+        let config = write_config(dir.path(), server);
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
         let mut command = sendbox_command(sendbox_bin(), dir.path(), "");
@@ -60,6 +71,11 @@ impl Relay {
         Relay { process, port, dir }
     }
 
+    /// The CA of a relay from [`Relay::start_tls`], for its clients.
+    fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
     fn connect(&self) -> Client {
         let (client, greeting) = self.try_connect();
         assert!(greeting.starts_with("220"), "{greeting}");
@@ -73,8 +89,7 @@ impl Relay {
             .set_read_timeout(Some(Duration::from_secs(20)))
             .unwrap();
         let mut client = Client {
-            reader: BufReader::new(stream.try_clone().unwrap()),
-            stream,
+            reader: BufReader::new(stream),
         };
         let greeting = client.reply();
         (client, greeting)
@@ -128,13 +143,108 @@ fn closed_port() -> String {
     format!("127.0.0.1:{}", free_port())
 }
 
-/// A plain SMTP client, one command at a time.
-struct Client {
-    stream: TcpStream,
-    reader: BufReader<TcpStream>,
+/// A config file in `dir` with one account, on `server` in plaintext, and the outbox in
+/// `dir`.
+fn write_config(dir: &Path, server: &str) -> PathBuf {
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "default = \"main\"\n[accounts.main]\nserver = \"{server}\"\ntls = \"none\"\n\
+             from = \"alice@sendbox.test\"\n[queue]\ndir = \"{}\"\n",
+            dir.join("outbox").display()
+        ),
+    )
+    .unwrap();
+    config
 }
 
-impl Client {
+/// PEM files made with rcgen: a CA (`ca.pem`), and the chain (`cert.pem`) and key
+/// (`key.pem`) of a certificate it signed for localhost and 127.0.0.1.
+struct Pki {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+impl Pki {
+    fn write(dir: &Path) -> Pki {
+        std::fs::create_dir_all(dir).unwrap();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "sendbox serve test CA");
+        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        let pki = Pki {
+            cert: dir.join("cert.pem"),
+            key: dir.join("key.pem"),
+        };
+        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+        std::fs::write(&pki.cert, leaf.pem() + &ca.pem()).unwrap();
+        std::fs::write(&pki.key, key.serialize_pem()).unwrap();
+        pki
+    }
+
+    fn args(&self) -> [&str; 4] {
+        [
+            "--tls-cert",
+            self.cert.to_str().unwrap(),
+            "--tls-key",
+            self.key.to_str().unwrap(),
+        ]
+    }
+}
+
+/// Runs `sendbox serve` with `args` where it must stop before it listens: its output, or a
+/// panic if it is still running after 30 s.
+fn serve_refused(config_home: &Path, args: &[&str]) -> Output {
+    let mut child = sendbox_command(sendbox_bin(), config_home, "")
+        .arg("serve")
+        .args(args)
+        .env("RELAY_PASSWORD", "relay-secret")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "sendbox serve {args:?} is running: {}",
+                text(&child.wait_with_output().unwrap())
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&output.stdout).contains("listening"),
+        "{}",
+        text(&output)
+    );
+    output
+}
+
+/// An SMTP client, one command at a time: in the clear, or over TLS after
+/// [`Client::starttls`].
+struct Client<S: Read + Write = TcpStream> {
+    reader: BufReader<S>,
+}
+
+impl<S: Read + Write> Client<S> {
+    fn stream(&mut self) -> &mut S {
+        self.reader.get_mut()
+    }
+
     /// A whole reply (every line of a multi-line one), or what was read before the end.
     fn reply(&mut self) -> String {
         let mut reply = String::new();
@@ -151,7 +261,7 @@ impl Client {
     }
 
     fn command(&mut self, line: &str) -> String {
-        self.stream
+        self.stream()
             .write_all(format!("{line}\r\n").as_bytes())
             .unwrap();
         self.reply()
@@ -176,6 +286,40 @@ impl Client {
     fn closed(&mut self) -> bool {
         let mut byte = [0];
         matches!(self.reader.read(&mut byte), Ok(0) | Err(_))
+    }
+}
+
+type TlsClient = Client<StreamOwned<ClientConnection, TcpStream>>;
+
+impl Client {
+    /// STARTTLS (after EHLO), and the handshake, trusting the CA in `ca`.
+    fn starttls(mut self, ca: &Path) -> TlsClient {
+        let reply = self.command("STARTTLS");
+        assert!(reply.starts_with("220"), "{reply}");
+        self.handshake(ca)
+    }
+
+    /// The TLS handshake, once the relay has said yes to STARTTLS.
+    fn handshake(self, ca: &Path) -> TlsClient {
+        let mut roots = RootCertStore::empty();
+        for certificate in CertificateDer::pem_file_iter(ca).unwrap() {
+            roots.add(certificate.unwrap()).unwrap();
+        }
+        let config =
+            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        let name = ServerName::try_from("localhost").unwrap();
+        let connection = ClientConnection::new(Arc::new(config), name).unwrap();
+        let mut stream = StreamOwned::new(connection, self.reader.into_inner());
+        while stream.conn.is_handshaking() {
+            stream.conn.complete_io(&mut stream.sock).unwrap();
+        }
+        Client {
+            reader: BufReader::new(stream),
+        }
     }
 }
 
@@ -221,7 +365,7 @@ fn endless_lines_and_trickled_bytes_are_cut_off_and_others_go_on() {
     // One line that never ends: cut off once it is over the line limit.
     // 10 KiB: over the 8 KiB limit, and all read by the relay before it closes, so that
     // the reply is not lost to a reset.
-    let _ = endless.stream.write_all(&[b'a'; 10 * 1024]);
+    let _ = endless.stream().write_all(&[b'a'; 10 * 1024]);
     let reply = endless.reply();
     assert!(reply.starts_with("500 5.5.2"), "{reply:?}");
     assert!(endless.closed());
@@ -231,7 +375,7 @@ fn endless_lines_and_trickled_bytes_are_cut_off_and_others_go_on() {
     let trickling = std::thread::spawn(move || {
         let started = Instant::now();
         for byte in b"EHLO slow.test" {
-            if trickle.stream.write_all(&[*byte]).is_err()
+            if trickle.stream().write_all(&[*byte]).is_err()
                 || started.elapsed() > Duration::from_secs(3)
             {
                 break;
@@ -248,6 +392,42 @@ fn endless_lines_and_trickled_bytes_are_cut_off_and_others_go_on() {
     let (reply, closed) = trickling.join().unwrap();
     assert!(reply.starts_with("421 4.4.2"), "{reply:?}");
     assert!(closed);
+}
+
+#[test]
+fn a_client_that_does_not_read_its_replies_is_cut_off() {
+    let relay = Relay::start(&closed_port(), &["--idle-timeout", "1"]);
+    // A small receive buffer, so that the replies pile up in the relay's send buffer.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let address: std::net::SocketAddr = format!("127.0.0.1:{}", relay.port).parse().unwrap();
+    socket.connect(&address.into()).unwrap();
+    let mut stream = TcpStream::from(socket);
+    stream
+        .set_write_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    // NOOPs, never reading a reply, until the relay hangs up.
+    let noops = b"NOOP\r\n".repeat(10_000);
+    let started = Instant::now();
+    let error = loop {
+        if let Err(e) = stream.write_all(&noops) {
+            break e;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the relay still reads"
+        );
+    };
+    assert!(
+        !matches!(
+            error.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+        "the relay no longer reads, but holds the connection after {:?}",
+        started.elapsed()
+    );
+    let mut good = relay.connect_when_free();
+    assert!(good.command("EHLO app.test").starts_with("250"));
 }
 
 #[test]
@@ -297,14 +477,304 @@ fn a_relay_that_requires_a_login_takes_mail_only_after_it() {
     let reply = client.send("logged in", "ok");
     assert!(reply.starts_with("250 2.0.0 queued as"), "{reply}");
     assert_eq!(relay.queued(), 1);
+    // Without a certificate, STARTTLS is refused.
+    let reply = client.command("STARTTLS");
+    assert!(reply.starts_with("503"), "{reply}");
 }
 
 #[test]
-fn the_relay_refuses_to_listen_beyond_loopback() {
-    let dir = tempfile::tempdir().unwrap();
-    let output = sendbox_command(sendbox_bin(), dir.path(), "")
-        .args(["serve", "--listen", "0.0.0.0:2525"])
-        .output()
+fn a_relay_with_a_certificate_takes_a_login_and_mail_only_after_starttls() {
+    let relay = Relay::start_tls(
+        &closed_port(),
+        &["--require-auth", "app", "--password-env", "RELAY_PASSWORD"],
+    );
+    let mut client = relay.connect();
+    let ehlo = client.command("EHLO app.test");
+    assert!(ehlo.contains("STARTTLS"), "{ehlo}");
+    assert!(!ehlo.contains("AUTH"), "AUTH offered in the clear: {ehlo}");
+    // The right password ("\0app\0relay-secret"), but in the clear: refused unread.
+    for command in [
+        "AUTH PLAIN AGFwcAByZWxheS1zZWNyZXQ=",
+        "AUTH LOGIN",
+        "MAIL FROM:<alice@sendbox.test>",
+        "RCPT TO:<bob@sendbox.test>",
+        "DATA",
+    ] {
+        let reply = client.command(command);
+        assert!(
+            reply.starts_with("530 5.7.0 Must issue a STARTTLS command first"),
+            "{command}: {reply}"
+        );
+    }
+    assert!(client.command("NOOP").starts_with("250"));
+
+    // A command sent in the clear right behind STARTTLS (the injection of CVE-2011-0411)
+    // is dropped, not taken as if it had come over TLS: the handshake works, and MAIL
+    // below is not out of sequence.
+    client
+        .stream()
+        .write_all(b"STARTTLS\r\nMAIL FROM:<mallory@sendbox.test>\r\n")
         .unwrap();
-    assert_exit(&output, 64, "loopback only");
+    let reply = client.reply();
+    assert!(reply.starts_with("220"), "{reply}");
+    let mut client = client.handshake(&relay.ca());
+    let ehlo = client.command("EHLO app.test");
+    assert!(ehlo.contains("AUTH PLAIN LOGIN"), "{ehlo}");
+    assert!(!ehlo.contains("STARTTLS"), "{ehlo}");
+    let reply = client.command("MAIL FROM:<alice@sendbox.test>");
+    assert!(reply.starts_with('5'), "mail taken before a login: {reply}");
+    let reply = client.command("AUTH PLAIN AGFwcAByZWxheS1zZWNyZXQ=");
+    assert!(reply.starts_with("235"), "{reply}");
+    let reply = client.send("over TLS", "ok");
+    assert!(reply.starts_with("250 2.0.0 queued as"), "{reply}");
+    assert_eq!(relay.queued(), 1);
+    assert!(client.command("NOOP").starts_with("250"));
+    // A second STARTTLS is refused.
+    let reply = client.command("STARTTLS");
+    assert!(reply.starts_with("503"), "{reply}");
+}
+
+#[test]
+#[ignore = "needs Postfix on loopback (tests/postfix/setup.sh): run .ci/run"]
+fn sendbox_send_goes_through_a_relay_over_starttls_with_a_login_to_postfix() {
+    let relay = Relay::start_tls(
+        "127.0.0.1:25",
+        &["--require-auth", "app", "--password-env", "RELAY_PASSWORD"],
+    );
+    let subject = support::postfix::token("serve-tls");
+    let target = format!("127.0.0.1:{}", relay.port);
+    let ca = relay.ca();
+    let output = run_sendbox(
+        &[
+            "send",
+            "--server",
+            &target,
+            "--tls",
+            "starttls",
+            "--ca",
+            ca.to_str().unwrap(),
+            "--user",
+            "app",
+            "--password-env",
+            "SENDBOX_TEST_PASSWORD",
+            "--from",
+            "alice@sendbox.test",
+            "--to",
+            "bob@sendbox.test",
+            "--subject",
+            &subject,
+            "--body",
+            "through the relay over TLS",
+        ],
+        "relay-secret",
+        None,
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("250 2.0.0 queued as"),
+        "{}",
+        text(&output)
+    );
+    let stored = support::postfix::delivered("bob", &subject);
+    assert!(stored.contains("through the relay over TLS"), "{stored}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while relay.queued() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(relay.queued(), 0, "delivered but still queued");
+}
+
+#[test]
+fn a_stalled_tls_handshake_is_cut_off_and_others_go_on() {
+    // A certificate without --require-auth: TLS is required all the same.
+    let relay = Relay::start_tls(&closed_port(), &["--idle-timeout", "2"]);
+    let mut stalled = relay.connect();
+    assert!(stalled.command("EHLO slow.test").starts_with("250"));
+    assert!(stalled.command("STARTTLS").starts_with("220"));
+
+    // The header of a 512-byte handshake record, then a byte now and then: every read of
+    // the relay's gets something in time, and the handshake never ends.
+    let trickling = std::thread::spawn(move || {
+        let started = Instant::now();
+        let stream = stalled.stream();
+        stream
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        stream.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00]).unwrap();
+        loop {
+            let _ = stream.write_all(&[0x01]);
+            match stream.read(&mut [0; 64]) {
+                Ok(0) => return started.elapsed(),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Ok(_) | Err(_) => return started.elapsed(),
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the stalled handshake is still going"
+            );
+        }
+    });
+
+    let mut good = relay.connect();
+    assert!(good.command("EHLO app.test").starts_with("250"));
+    let reply = good.command("MAIL FROM:<alice@sendbox.test>");
+    assert!(reply.starts_with("530 5.7.0"), "{reply}");
+    let mut good = good.starttls(&relay.ca());
+    assert!(good.command("EHLO app.test").starts_with("250"));
+    let reply = good.send("beside a stalled handshake", "fine");
+    assert!(reply.starts_with("250 2.0.0 queued as"), "{reply}");
+    assert_eq!(relay.queued(), 1);
+
+    let lasted = trickling.join().unwrap();
+    assert!(
+        lasted > Duration::from_secs(1) && lasted < Duration::from_secs(6),
+        "cut off after {lasted:?}, with --idle-timeout 2"
+    );
+}
+
+#[test]
+fn over_tls_endless_lines_and_trickled_bytes_are_cut_off_too() {
+    let relay = Relay::start_tls(&closed_port(), &["--idle-timeout", "2"]);
+    let tls_client = || {
+        let mut client = relay.connect();
+        assert!(client.command("EHLO app.test").starts_with("250"));
+        client.starttls(&relay.ca())
+    };
+    let mut endless = tls_client();
+    endless.stream().write_all(&[b'a'; 10 * 1024]).unwrap();
+    let reply = endless.reply();
+    assert!(reply.starts_with("500 5.5.2"), "{reply:?}");
+    assert!(endless.closed());
+
+    // A byte now and then, each in a TLS record of its own, until the relay answers: many
+    // reads for one line, and one time limit for them all. (The client stops writing once
+    // answered: a record it could not send would fail its reads too.)
+    let mut trickle = tls_client();
+    let started = Instant::now();
+    let socket = |client: &mut TlsClient| client.stream().sock.try_clone().unwrap();
+    socket(&mut trickle)
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    loop {
+        trickle.stream().write_all(b"x").unwrap();
+        match trickle.reader.fill_buf() {
+            Ok(answer) => {
+                assert!(!answer.is_empty(), "closed without a reply");
+                break;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("no reply: {e}"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "a trickled line is still being read after 10 s"
+        );
+    }
+    let lasted = started.elapsed();
+    socket(&mut trickle)
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let reply = trickle.reply();
+    assert!(reply.starts_with("421 4.4.2"), "{reply:?}");
+    assert!(trickle.closed());
+    assert!(
+        lasted > Duration::from_secs(1) && lasted < Duration::from_secs(6),
+        "cut off after {lasted:?}, with --idle-timeout 2"
+    );
+}
+
+#[test]
+fn the_relay_listens_beyond_loopback_only_with_tls_and_a_login() {
+    // 192.0.2.1 (TEST-NET-1) is never bound: each of these stops before it binds.
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::write(&dir.path().join("pki"));
+    let tls = pki.args();
+    let auth = ["--require-auth", "app", "--password-env", "RELAY_PASSWORD"];
+    let listen = ["--listen", "192.0.2.1:2525"];
+    let serve = |extra: &[&[&str]]| {
+        serve_refused(
+            dir.path(),
+            &[&listen[..], extra.concat().as_slice()].concat(),
+        )
+    };
+    // Refused with 64, the message naming what is missing and why, and nothing else.
+    let refused = |extra: &[&[&str]], named: &[&str], not_named: &[&str]| {
+        let output = serve(extra);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(64), "{}", text(&output));
+        for needle in named {
+            assert!(stderr.contains(needle), "{needle:?} not in {stderr}");
+        }
+        for needle in not_named {
+            assert!(!stderr.contains(needle), "{needle:?} in {stderr}");
+        }
+    };
+    let no_tls = ["--tls-cert and --tls-key", "in the clear"];
+    let no_login = [
+        "--require-auth",
+        "anyone on the network could relay mail through the account",
+    ];
+    refused(&[], &[&no_tls[..], &no_login].concat(), &[]);
+    refused(&[&auth], &no_tls, &no_login);
+    refused(&[&tls], &no_login, &no_tls);
+
+    // Both: the address is allowed; this stops at the config file, which has no account.
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "[queue]\nenabled = true\n").unwrap();
+    let output = serve(&[&tls, &auth, &["--config", config.to_str().unwrap()]]);
+    assert_exit(&output, 78, "serve needs an account");
+}
+
+#[test]
+fn a_certificate_serve_cannot_use_stops_it_before_it_listens() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &closed_port());
+    let one = Pki::write(&dir.path().join("one"));
+    let other = Pki::write(&dir.path().join("other"));
+    let listen = format!("127.0.0.1:{}", free_port());
+    let serve = |cert: &Path, key: &Path| {
+        serve_refused(
+            dir.path(),
+            &[
+                "--config",
+                config.to_str().unwrap(),
+                "--listen",
+                &listen,
+                "--tls-cert",
+                cert.to_str().unwrap(),
+                "--tls-key",
+                key.to_str().unwrap(),
+            ],
+        )
+    };
+
+    let output = serve(&one.cert, &other.key);
+    assert_exit(
+        &output,
+        78,
+        "is not the key of the certificate in --tls-cert",
+    );
+    let missing = dir.path().join("missing.pem");
+    let output = serve(&missing, &one.key);
+    assert_exit(&output, 66, "--tls-cert");
+    assert!(
+        text(&output).contains("cannot read it"),
+        "{}",
+        text(&output)
+    );
+    let output = serve(&one.cert, &missing);
+    assert_exit(&output, 66, "--tls-key");
+    // Each file holding the other's kind.
+    let output = serve(&one.key, &one.key);
+    assert_exit(&output, 78, "no certificate");
+    let output = serve(&one.cert, &one.cert);
+    assert_exit(&output, 78, "no private key");
+    assert!(
+        TcpStream::connect(&listen).is_err(),
+        "something listens on {listen}"
+    );
+
+    // One without the other is a usage error.
+    let output = serve_refused(dir.path(), &["--tls-cert", one.cert.to_str().unwrap()]);
+    assert_exit(&output, 64, "--tls-key");
 }

@@ -48,7 +48,8 @@ pub enum Command {
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// Where to listen: a loopback address and port.
+    /// Where to listen: a loopback address and port. Any other address needs --tls-cert,
+    /// --tls-key and --require-auth.
     #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:2525")]
     pub listen: std::net::SocketAddr,
     /// The account to relay through (default: the config file's default account).
@@ -64,6 +65,13 @@ pub struct ServeArgs {
     /// The environment variable holding the password for --require-auth.
     #[arg(long, value_name = "VAR")]
     pub password_env: Option<String>,
+    /// Offer STARTTLS with this certificate chain (PEM, the server's certificate first);
+    /// clients must then STARTTLS before they may log in or send.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, RSA or SEC1, not encrypted).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Clients served at once; more are told to come back later (421).
     #[arg(long, value_name = "N", default_value_t = 16)]
     pub max_connections: usize,
@@ -286,6 +294,15 @@ pub struct SendArgs {
     /// With --raw: also send to the To, Cc and Bcc of the message, and remove its Bcc.
     #[arg(short = 't', long, requires = "raw")]
     pub recipients_from_headers: bool,
+    /// Keep the message in the outbox until it is delivered, as `sendbox sendmail` does:
+    /// it is built now, tried at once, and retried by `sendbox queue run` after a
+    /// temporary failure (exit 0 once delivered or safely queued). The connection is the
+    /// account's, so the options that would change it are refused.
+    #[arg(long, conflicts_with_all = [
+        "server", "tls", "ca", "ehlo", "timeout", "user", "auth",
+        "password_env", "password_file", "token_env",
+    ])]
+    pub queue: bool,
     #[command(flatten)]
     pub delivery: DeliveryArgs,
 }

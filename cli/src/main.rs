@@ -88,8 +88,59 @@ async fn send(args: SendArgs) -> Result<u8, Stop> {
     let (envelope, message) = compose::message(&args, from)?;
     let mut options = send_options(&args.delivery);
     options.keep_raw_header |= account.is_some_and(|a| a.keep_header);
+    if args.queue {
+        return send_queued(&config, &args, account, &envelope, message, &options).await;
+    }
     let mailer = mailer(&args.connection, account, &SandboxOptions::cached()).await?;
     deliver(&mailer, &envelope, message, &options, true).await
+}
+
+/// `send --queue`: the component builds the message now, with no network, and the outbox
+/// keeps what it built with the completed envelope, so that every attempt sends the same
+/// bytes (one Date, one Message-ID) through the account.
+async fn send_queued(
+    config: &Config,
+    args: &SendArgs,
+    account: Option<&Account>,
+    envelope: &Envelope,
+    message: Message,
+    options: &SendOptions,
+) -> Result<u8, Stop> {
+    let account = account.ok_or_else(|| {
+        Stop(
+            exit::CONFIG,
+            "--queue sends through an account later: write one in the config file (see \
+             the README), or name it with --account"
+                .to_owned(),
+        )
+    })?;
+    if !config.queue.enabled {
+        return Err(Stop(
+            exit::CONFIG,
+            "--queue: the outbox is turned off in the config file ([queue] enabled = false)"
+                .to_owned(),
+        ));
+    }
+    let sandbox = Sandbox::with_options(&SandboxOptions::cached())
+        .map_err(|e| Stop(exit::SOFTWARE, format!("cannot load the component: {e:#}")))?;
+    let prepared = sendbox::prepare(&sandbox, envelope, message, options)
+        .await
+        .map_err(|e| Stop(exit::for_error(&e), e.to_string()))?;
+    let queued = outbox::Envelope {
+        account: Some(account.name.clone()),
+        sender: Some(prepared.sender),
+        recipients: prepared.recipients,
+        recipients_from_headers: false,
+        qualify_domain: None,
+        dsn_notify: args.delivery.dsn_notify.map(dsn::notify_text),
+        dsn_ret: args.delivery.dsn_ret.map(|r| dsn::ret_text(r).to_owned()),
+        dsn_envid: args.delivery.dsn_envid.clone(),
+        // Built and completed already: sent byte for byte from now on.
+        keep_raw_header: true,
+        require_tls: options.require_tls,
+        accepted_at: outbox::now(),
+    };
+    through_outbox(config, &args.connection, account, queued, prepared.content).await
 }
 
 /// sendmail(1): the message on stdin, the server from the config file's account, quiet
@@ -115,6 +166,14 @@ async fn sendmail(args: Vec<OsString>) -> Result<u8, Stop> {
     })?;
     let message = sendmail::read_message(std::io::stdin().lock(), args.ignore_dots)
         .map_err(|e| Stop(exit::IOERR, format!("cannot read the message: {e}")))?;
+    // -t is done here rather than in the component, so that the aliases apply to the
+    // header's names too.
+    let (recipients, message) = if args.extract_recipients {
+        sendmail::extract_recipients(args.recipients.clone(), message)
+            .map_err(|m| Stop(exit::DATAERR, m))?
+    } else {
+        (args.recipients.clone(), message)
+    };
     // Like an MTA: -f wins over the account's address, and bare names such as `root`
     // (cron's) get the domain of the account's address.
     let account_address = account
@@ -125,8 +184,8 @@ async fn sendmail(args: Vec<OsString>) -> Result<u8, Stop> {
         .map(|m| m.address);
     let envelope = Envelope {
         sender: args.sender.clone().or_else(|| account_address.clone()),
-        recipients: config.aliases.expand(&args.recipients),
-        recipients_from_headers: args.extract_recipients,
+        recipients: config.aliases.expand(&recipients),
+        recipients_from_headers: false,
         qualify_domain: account_address
             .as_deref()
             .and_then(|a| a.rsplit_once('@'))
@@ -152,9 +211,10 @@ async fn sendmail(args: Vec<OsString>) -> Result<u8, Stop> {
             dsn_ret: args.dsn_return.map(|r| dsn::ret_text(r).to_owned()),
             dsn_envid: args.dsn_envid.clone(),
             keep_raw_header: options.keep_raw_header,
+            require_tls: false,
             accepted_at: outbox::now(),
         };
-        return sendmail_through_outbox(&config, &connection, account, queued, message).await;
+        return through_outbox(&config, &connection, account, queued, message).await;
     }
     let mailer = mailer(&connection, Some(account), &SandboxOptions::cached()).await?;
     deliver(
@@ -167,9 +227,10 @@ async fn sendmail(args: Vec<OsString>) -> Result<u8, Stop> {
     .await
 }
 
-/// sendmail with the outbox: the message is on disk before anything else, then tried at
-/// once. Exit 0 once it is delivered or safely queued; a permanent failure still fails.
-async fn sendmail_through_outbox(
+/// sendmail and `send --queue` with the outbox: the message is on disk before anything
+/// else, then tried at once. Exit 0 once it is delivered or safely queued; a permanent
+/// failure still fails.
+async fn through_outbox(
     config: &Config,
     connection: &ConnectionArgs,
     account: &Account,

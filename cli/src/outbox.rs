@@ -39,6 +39,9 @@ pub struct Envelope {
     pub dsn_ret: Option<String>,
     pub dsn_envid: Option<String>,
     pub keep_raw_header: bool,
+    /// REQUIRETLS (RFC 8689), as `sendbox send --queue --require-tls` asks.
+    #[serde(default)]
+    pub require_tls: bool,
     /// When the outbox accepted it, in seconds since the Unix epoch.
     pub accepted_at: u64,
 }
@@ -457,6 +460,7 @@ mod tests {
             dsn_ret: None,
             dsn_envid: None,
             keep_raw_header: false,
+            require_tls: false,
             accepted_at: now(),
         }
     }

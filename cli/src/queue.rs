@@ -192,7 +192,7 @@ pub fn request(queued: &outbox::Envelope) -> Result<(sendbox::Envelope, SendOpti
             queued.dsn_ret.as_deref().map(dsn::ret).transpose()?,
             queued.dsn_envid.clone(),
         ),
-        require_tls: false,
+        require_tls: queued.require_tls,
         keep_raw_header: queued.keep_raw_header,
     };
     Ok((envelope, options))

@@ -267,6 +267,32 @@ pub fn read_message(input: impl Read, ignore_dots: bool) -> io::Result<Vec<u8>> 
     Ok(message)
 }
 
+/// `-t`: the operands and then the message's To, Cc and Bcc addresses (bare names such as
+/// cron's `root` as they are, for the aliases), and the message without its Bcc, read by
+/// the parser the component uses. The component then gets the recipients as operands.
+pub fn extract_recipients(
+    operands: Vec<String>,
+    message: Vec<u8>,
+) -> Result<(Vec<String>, Vec<u8>), String> {
+    let request = sendbox_proto::EnvelopeRequest {
+        // Any sender will do: only the recipients and the bytes are kept.
+        sender: Some(String::new()),
+        recipients: operands,
+        recipients_from_headers: true,
+        qualify_domain: None,
+    };
+    // The header is left as it is here (no stamp is ever asked for); the component
+    // completes it when it sends.
+    let unused_stamp = || sendbox_proto::Stamp {
+        unix_time: 0,
+        unique: String::new(),
+    };
+    let (envelope, message) = sendbox_proto::Message::Raw(message)
+        .build(request, sendbox_proto::RawHeader::AsIs, unused_stamp)
+        .map_err(|e| e.to_string())?;
+    Ok((envelope.recipients, message))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

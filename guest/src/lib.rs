@@ -48,6 +48,21 @@ impl wit::Guest for Component {
         let _ = session.close();
         result.map(to_wit_delivery).map_err(to_wit_error)
     }
+
+    fn prepare(
+        envelope: wit::Envelope,
+        message: wit::Message,
+        options: wit::SendOptions,
+    ) -> Result<wit::PreparedMessage, wit::SendError> {
+        let prepared = session::prepare(envelope.into(), message.into(), &options.into())
+            .map_err(to_wit_error)?;
+        let (envelope, content) = prepared.into_parts();
+        Ok(wit::PreparedMessage {
+            sender: envelope.sender,
+            recipients: envelope.recipients,
+            content,
+        })
+    }
 }
 
 /// The `session` resource: one connection, used from one caller at a time.

@@ -285,6 +285,13 @@ pub struct Prepared {
     bytes: Vec<u8>,
 }
 
+impl Prepared {
+    /// The envelope and the message's bytes, for a caller that keeps them to send later.
+    pub fn into_parts(self) -> (Envelope, Vec<u8>) {
+        (self.envelope, self.bytes)
+    }
+}
+
 /// Builds the message, completes the envelope from it, and checks both and the options,
 /// so that bad input is refused before anything is sent.
 pub fn prepare(

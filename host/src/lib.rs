@@ -5,7 +5,8 @@
 //!
 //! - [`component`]: the embedded component, compiled once into a [`Sandbox`];
 //! - [`policy`]: the sandbox policy (network grant, memory cap, run-time bound);
-//! - [`mailer`]: the API to embed: [`Mailer`] for one server, [`Session`] for several messages;
+//! - [`mailer`]: the API to embed: [`Mailer`] for one server, [`Session`] for several messages,
+//!   [`prepare`] for a message to keep and send later;
 //! - [`batch`]: many messages over concurrent sessions.
 //!
 //! The `sendbox` command is a user of this library, in its own crate (`cli/`), and so is
@@ -60,7 +61,7 @@ pub mod policy;
 pub use component::{Sandbox, SandboxOptions};
 pub use mailer::{
     Attachment, AuthMechanism, ComposedMessage, Credentials, Delivery, Dsn, DsnNotify, DsnReturn,
-    Envelope, Error, Mailbox, Mailer, Message, Secret, SendError, SendOptions, Server, Session,
-    TlsMode,
+    Envelope, Error, Mailbox, Mailer, Message, PreparedMessage, Secret, SendError, SendOptions,
+    Server, Session, TlsMode, prepare,
 };
 pub use policy::{Limits, NetworkGrant, Transcript, TranscriptBuffer};

@@ -18,8 +18,8 @@ pub use sendbox_proto::{Credentials, Mechanism as AuthMechanism, Secret};
 
 pub use crate::component::wit::{
     Attachment, ComposedMessage, Delivery, Dsn, DsnNotify, DsnReturn, EnhancedStatus, ErrorKind,
-    HeaderField, Mailbox, Message, Phase, RefusedRecipient, Reply, SendError, SendOptions,
-    Timeouts, TlsMode,
+    HeaderField, Mailbox, Message, Phase, PreparedMessage, RefusedRecipient, Reply, SendError,
+    SendOptions, Timeouts, TlsMode,
 };
 
 /// The one server a [`Mailer`] talks to.
@@ -452,6 +452,30 @@ impl Mailer {
             }),
         })
     }
+}
+
+/// Builds a message and completes its envelope as [`Mailer::send_with`] would, in an
+/// instance granted no network at all: for an outbox that keeps messages to send later
+/// (as [`Message::Raw`] with the envelope returned and `keep_raw_header`), or to show a
+/// message before it goes. Bad input fails as it would in a send.
+pub async fn prepare(
+    sandbox: &Sandbox,
+    envelope: &Envelope,
+    message: impl Into<Message>,
+    options: &SendOptions,
+) -> Result<PreparedMessage, Error> {
+    let limits = Limits::default();
+    let (mut store, sender) = sandbox
+        .instantiate(NetworkGrant::new(Vec::new()), limits, &Transcript::Off)
+        .await
+        .map_err(|e| Error::Component(format!("{e:#}")))?;
+    let envelope = wit_envelope(envelope);
+    let message = message.into();
+    let call = sender
+        .sendbox_mail_mail_sender()
+        .call_prepare(&mut store, &envelope, &message, options);
+    let result = bounded(limits.run_time, call).await;
+    finish(result, &store)
 }
 
 /// One connection that can carry several messages.
