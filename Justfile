@@ -3,7 +3,8 @@
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
 # Paths are remapped so that the component is the same byte for byte wherever it is built.
-guest_rustflags := "--remap-path-prefix=" + justfile_directory() + "=/sendbox --remap-path-prefix=" + env("CARGO_HOME", env("HOME") + "/.cargo") + "=/cargo"
+# simd128 (WebAssembly 2.0) lets memchr find a message's line ends 16 bytes at a time.
+guest_rustflags := "-C target-feature=+simd128 --remap-path-prefix=" + justfile_directory() + "=/sendbox --remap-path-prefix=" + env("CARGO_HOME", env("HOME") + "/.cargo") + "=/cargo"
 
 default:
     @just --list

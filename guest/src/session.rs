@@ -145,7 +145,7 @@ impl Session {
         ready.send(
             call_start,
             prepared.envelope.clone(),
-            &prepared.bytes,
+            prepared.bytes.clone(),
             options,
         )?;
         Ok(self.run())
@@ -282,13 +282,16 @@ fn connect_error(server: &ServerSettings, error: NetError) -> Error {
 /// A message built and its envelope completed and checked, before any connection.
 pub struct Prepared {
     envelope: Envelope,
-    bytes: Vec<u8>,
+    /// Shared with the dialogue, which encodes it a piece at a time as it sends: a large
+    /// message is held once, even when a reconnection sends it again.
+    bytes: Arc<Vec<u8>>,
 }
 
 impl Prepared {
     /// The envelope and the message's bytes, for a caller that keeps them to send later.
     pub fn into_parts(self) -> (Envelope, Vec<u8>) {
-        (self.envelope, self.bytes)
+        let bytes = Arc::try_unwrap(self.bytes).unwrap_or_else(|shared| shared.to_vec());
+        (self.envelope, bytes)
     }
 }
 
@@ -302,7 +305,10 @@ pub fn prepare(
     options.check()?;
     let (envelope, bytes) = message.build(request, options.raw_header, stamp)?;
     envelope.check()?;
-    Ok(Prepared { envelope, bytes })
+    Ok(Prepared {
+        envelope,
+        bytes: Arc::new(bytes),
+    })
 }
 
 /// The time and a unique token for a composed message's Date and Message-ID.

@@ -243,17 +243,25 @@ fn load_or_compile(
     Ok((component, cache))
 }
 
-/// Reads a cache file that [`trusted_cache_file`] opened and checked, from the open file so
-/// that nothing can be swapped in between.
+/// Loads a cache file that [`trusted_cache_file`] opened and checked, from the open file so
+/// that nothing can be swapped in between. It is mapped rather than read where it can be
+/// (through `/proc/self/fd`, which names the open file itself): then only the code a run
+/// touches is ever resident, instead of a copy of all of it.
 fn load(engine: &Engine, mut file: std::fs::File) -> Option<Component> {
     use std::io::Read as _;
+    use std::os::fd::AsRawFd as _;
+    // SAFETY (both calls): the file is a regular file in a directory only the user (or
+    // root) can write, owned by the user or root and writable by nobody else (checked on
+    // the open file), and named by the hash of what it was compiled from: this function's
+    // own output. It is replaced by a rename, never changed in place, so a mapping of it
+    // stays as it was. wasmtime also checks its header against this engine and refuses a
+    // mismatch, which falls back to compiling.
+    let open_file = format!("/proc/self/fd/{}", file.as_raw_fd());
+    if let Ok(component) = unsafe { Component::deserialize_file(engine, &open_file) } {
+        return Some(component);
+    }
     let mut compiled = Vec::new();
     file.read_to_end(&mut compiled).ok()?;
-    // SAFETY: the file is a regular file in a directory only the user (or root) can write,
-    // owned by the user or root and writable by nobody else (checked on the open file), and
-    // named by the hash of what it was compiled from: this function's own output. wasmtime
-    // also checks its header against this engine and refuses a mismatch, which falls back
-    // to compiling.
     unsafe { Component::deserialize(engine, &compiled) }.ok()
 }
 

@@ -131,7 +131,12 @@ pub fn dialogue(input: &[u8]) {
             Step::Ready(ready) if messages < 2 => {
                 messages += 1;
                 let message = b"Subject: fuzz\r\n\r\nbody\r\n.\r\n";
-                let sent = ready.send(now, envelope.clone(), message, SendOptions::default());
+                let sent = ready.send(
+                    now,
+                    envelope.clone(),
+                    message.to_vec(),
+                    SendOptions::default(),
+                );
                 if let Err(error) = sent {
                     // Only the server's SIZE limit may refuse this message.
                     assert_eq!(error.kind, ErrorKind::InvalidInput, "{error}");

@@ -8,6 +8,8 @@
 #   127.0.0.1:587  submission   STARTTLS required, then AUTH required to send
 #   127.0.0.1:465  submissions  implicit TLS, AUTH required to send
 #   127.0.0.1:2525 limited      as port 25, but 2 recipients per transaction and a 3 s idle timeout
+#   127.0.0.1:2526 large        as port 25, but messages up to 64 MiB (the benchmark's 25 MB
+#                               messages); mail to sink@sendbox.test is taken and discarded
 #
 # AUTH offers SCRAM-SHA-256, PLAIN, LOGIN and CRAM-MD5 (Cyrus SASL, sasldb). Postfix offers
 # PIPELINING, SIZE (10240000), 8BITMIME, SMTPUTF8, DSN, ENHANCEDSTATUSCODES and CHUNKING.
@@ -145,9 +147,11 @@ install -d -m 0755 -o root -g root "$VHOSTS"
 install -d -m 0755 -o vmail -g vmail "$VHOSTS/$DOMAIN"
 
 # No trailing slash on the mailbox path: mbox files, not Maildirs.
-for m in "${MAILBOXES[@]}"; do
+for m in "${MAILBOXES[@]}" sink; do
     echo "$m@$DOMAIN $DOMAIN/$m"
 done >/etc/postfix/sendbox-vmailbox
+# sink@ is listed so that it is accepted, then discarded: large messages fill no mailbox.
+echo "sink@$DOMAIN discard:" >/etc/postfix/sendbox-transport
 
 # --- SASL: Cyrus with sasldb ----------------------------------------------------------------
 
@@ -208,6 +212,7 @@ virtual_gid_maps = static:$VMAIL_GID
 virtual_minimum_uid = $VMAIL_UID
 virtual_mailbox_limit = 0
 smtpd_reject_unlisted_recipient = yes
+transport_maps = texthash:/etc/postfix/sendbox-transport
 
 message_size_limit = 10240000
 mailbox_size_limit = 0
@@ -261,6 +266,13 @@ submissions   inet  n       -       n       -       -       smtpd
   -o syslog_name=postfix/limited
   -o smtpd_recipient_limit=2
   -o smtpd_timeout=3s
+# Port 2526 takes messages up to 64 MiB; its own cleanup service has the same limit.
+127.0.0.1:2526 inet n       -       n       -       -       smtpd
+  -o syslog_name=postfix/large
+  -o message_size_limit=67108864
+  -o cleanup_service_name=cleanup_large
+cleanup_large unix  n       -       n       -       0       cleanup
+  -o message_size_limit=67108864
 pickup        unix  n       -       n       60      1       pickup
 cleanup       unix  n       -       n       -       0       cleanup
 qmgr          unix  n       -       n       300     1       qmgr
@@ -390,3 +402,10 @@ echo "postfix: AUTH offers SCRAM-SHA-256 and CRAM-MD5; CRAM-MD5 delivery to bob@
 # 2525: the recipient limit.
 expect_rcpt 2525 "alice@$DOMAIN,bob@$DOMAIN,carol@$DOMAIN" '452 4\.5\.3'
 echo "postfix: 127.0.0.1:2525 limited     ok: the third recipient of a transaction gets 452 4.5.3"
+
+# 2526: the larger size limit, and sink@ taken.
+wait_greeting 2526
+out=$(swaks --server 127.0.0.1:2526 --quit-after EHLO --timeout 10 2>&1) || die "EHLO on port 2526 failed:"$'\n'"$out"
+grep -qE '^<- +250.SIZE 67108864' <<<"$out" || die "port 2526 does not offer SIZE 67108864:"$'\n'"$out"
+expect_rcpt 2526 "sink@$DOMAIN" '250 2\.1\.5'
+echo "postfix: 127.0.0.1:2526 large       ok: SIZE 67108864, sink@$DOMAIN accepted"

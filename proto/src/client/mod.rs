@@ -36,12 +36,13 @@
 
 use std::collections::VecDeque;
 use std::mem;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
 use crate::command::{self, MAX_COMMAND_LINE};
-use crate::data::{self, Framing};
+use crate::data::{self, Encoder, Framing};
 use crate::error::{Error, ErrorKind, Phase};
 use crate::params::{self, MailDeclarations, SendOptions};
 use crate::reply::{EnhancedStatus, Reply, ReplyParser};
@@ -320,6 +321,21 @@ impl Client {
         matches!(self.state, State::Closed)
     }
 
+    /// While DATA content is being sent, its next piece, once the last one is written.
+    fn next_content_piece(&mut self) {
+        let Some(transaction) = self.transaction.as_mut() else {
+            return;
+        };
+        if self.out.is_empty() && transaction.streaming && !transaction.encoder.finished() {
+            transaction.encoder.encode_into(
+                &transaction.content,
+                &mut self.out,
+                transaction::CONTENT_PIECE,
+            );
+            self.out_is_content = true;
+        }
+    }
+
     /// The time by which the connection must be made, for a connection begun at `now`.
     pub fn connect_deadline(&self, now: Instant) -> Instant {
         self.call_deadline
@@ -328,6 +344,7 @@ impl Client {
 
     /// The next thing the driver must do, at `now` on its monotonic clock.
     pub fn poll(&mut self, now: Instant) -> Step<'_> {
+        self.next_content_piece();
         if !self.out.is_empty() {
             let timer = if mem::take(&mut self.out_is_content) {
                 Timer::DataBlock

@@ -1,6 +1,6 @@
 //! The dialogue, driven by scripted server bytes.
 
-use super::transaction::BDAT_CHUNK;
+use super::transaction::CONTENT_PIECE;
 use super::*;
 
 const PASSWORD: &str = "s3cret-pa55";
@@ -63,7 +63,7 @@ impl AtT0 for Client {
         options: SendOptions,
     ) -> Result<(), Error> {
         match self.poll(T0) {
-            Step::Ready(ready) => ready.send(T0, envelope, message, options),
+            Step::Ready(ready) => ready.send(T0, envelope, message.to_vec(), options),
             other => panic!("expected a ready session, got {other:?}"),
         }
     }
@@ -719,7 +719,7 @@ fn chunking_sends_bdat_without_dot_stuffing() {
 #[test]
 fn a_large_message_goes_in_several_chunks() {
     let mut client = ready_with(&["CHUNKING"]);
-    let message = vec![b'x'; BDAT_CHUNK + 10];
+    let message = vec![b'x'; CONTENT_PIECE + 10];
     client
         .send(envelope(&["a@x.org"]), &message, SendOptions::default())
         .unwrap();
@@ -730,7 +730,7 @@ fn a_large_message_goes_in_several_chunks() {
     let Step::Transmit(first, _) = client.poll(T0) else {
         panic!("expected the first chunk")
     };
-    assert!(first.starts_with(format!("BDAT {BDAT_CHUNK}\r\n").as_bytes()));
+    assert!(first.starts_with(format!("BDAT {CONTENT_PIECE}\r\n").as_bytes()));
     expect_wait(&mut client, Timer::DataBlock);
     client.receive(b"250 ok\r\n");
     let Step::Transmit(last, _) = client.poll(T0) else {
@@ -742,9 +742,45 @@ fn a_large_message_goes_in_several_chunks() {
 }
 
 #[test]
+fn large_data_content_goes_a_piece_at_a_time_under_the_data_block_timer() {
+    let mut client = ready_with(&[]);
+    // Lines with leading dots and bare LFs across piece boundaries.
+    let message = b".dot\nline\n".repeat(CONTENT_PIECE / 5);
+    client
+        .send(envelope(&["a@x.org"]), &message, SendOptions::default())
+        .unwrap();
+    expect_write(&mut client, "MAIL FROM:<alice@example.org>\r\n");
+    server_says(&mut client, "250 ok\r\n");
+    expect_write(&mut client, "RCPT TO:<a@x.org>\r\n");
+    server_says(&mut client, "250 ok\r\n");
+    expect_write(&mut client, "DATA\r\n");
+    server_says(&mut client, "354 go\r\n");
+    let mut wire = Vec::new();
+    let mut pieces = 0;
+    while let Step::Transmit(bytes, until) = client.poll(T0) {
+        assert!(
+            bytes.len() <= CONTENT_PIECE + 6,
+            "a piece of {}",
+            bytes.len()
+        );
+        assert_eq!(until, at(Timeouts::default().data_block_ms));
+        wire.extend_from_slice(&bytes);
+        pieces += 1;
+    }
+    assert!(pieces > 2, "{pieces} pieces");
+    assert_eq!(
+        wire,
+        data::encode(&message, Framing::DotStuffed).unwrap().wire
+    );
+    expect_wait(&mut client, Timer::DataEnd);
+    client.receive(b"250 queued\r\n");
+    expect_delivery(&mut client);
+}
+
+#[test]
 fn a_refused_chunk_resets_the_transaction() {
     let mut client = ready_with(&["CHUNKING"]);
-    let message = vec![b'x'; BDAT_CHUNK + 10];
+    let message = vec![b'x'; CONTENT_PIECE + 10];
     client
         .send(envelope(&["a@x.org"]), &message, SendOptions::default())
         .unwrap();
@@ -962,7 +998,12 @@ fn at(ms: u32) -> Instant {
 fn send_at(client: &mut Client, now: Instant) {
     match client.poll(now) {
         Step::Ready(ready) => ready
-            .send(now, envelope(&["a@x.org"]), b"hi", SendOptions::default())
+            .send(
+                now,
+                envelope(&["a@x.org"]),
+                b"hi".to_vec(),
+                SendOptions::default(),
+            )
             .unwrap(),
         other => panic!("expected a ready session, got {other:?}"),
     }

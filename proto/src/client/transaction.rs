@@ -3,9 +3,10 @@
 
 use super::*;
 
-/// Largest BDAT chunk: big enough to cost few round trips, small enough that each write
-/// fits the data-block timer on a slow link.
-pub(super) const BDAT_CHUNK: usize = 1 << 20;
+/// The largest piece of content encoded at once: a BDAT chunk, or a piece of DATA
+/// content. Big enough to cost few round trips and writes, small enough that each write
+/// fits the data-block timer on a slow link, and that a large message is never held twice.
+pub(super) const CONTENT_PIECE: usize = 1 << 20;
 
 /// One message, which may take several SMTP transactions when the server limits the
 /// recipients per transaction (RFC 5321 section 4.5.3.1.10).
@@ -15,10 +16,15 @@ pub(super) struct Transaction {
     pub(super) options: SendOptions,
     /// The recipients of the current SMTP transaction.
     pub(super) recipients: Vec<String>,
-    pub(super) wire: Vec<u8>,
+    /// The message as the caller gave it: shared, not copied, and encoded a piece at a time.
+    pub(super) content: Arc<Vec<u8>>,
+    /// Its octets on the wire ([`data::survey`]).
+    pub(super) wire_len: u64,
     pub(super) framing: Framing,
-    /// Octets of `wire` already sent in BDAT chunks.
-    pub(super) chunked_out: usize,
+    /// How far the current transaction's content has been encoded.
+    pub(super) encoder: Encoder,
+    /// DATA was answered 354: [`Client::poll`] sends the content, a piece at a time.
+    pub(super) streaming: bool,
     pub(super) accepted: Vec<String>,
     /// Where the current transaction's entries in `accepted` begin.
     pub(super) accepted_before: usize,
@@ -128,11 +134,11 @@ impl Ready<'_> {
         self,
         call_start: Instant,
         envelope: Envelope,
-        message: &[u8],
+        message: impl Into<Arc<Vec<u8>>>,
         options: SendOptions,
     ) -> Result<(), Error> {
         let client = self.client;
-        client.prepare_transaction(envelope, message, options)?;
+        client.prepare_transaction(envelope, message.into(), options)?;
         client.call_deadline = call_start.plus_ms(client.config.timeouts.total_ms);
         if call_start.ms_since(client.last_reply) > u64::from(IDLE_CHECK_MS) {
             client.command("NOOP");
@@ -150,7 +156,7 @@ impl Client {
     fn prepare_transaction(
         &mut self,
         envelope: Envelope,
-        message: &[u8],
+        message: Arc<Vec<u8>>,
         options: SendOptions,
     ) -> Result<(), Error> {
         let needs_utf8 = envelope.check()?;
@@ -181,7 +187,7 @@ impl Client {
         } else {
             Framing::DotStuffed
         };
-        let data = data::encode(message, framing)?;
+        let data = data::survey(&message, framing)?;
         let eight_bit_mime = self.capabilities.has(Extension::EightBitMime);
         if data.eight_bit && !eight_bit_mime && !needs_utf8 {
             return Err(Error::invalid_input(
@@ -191,7 +197,7 @@ impl Client {
             ));
         }
         // RFC 1870 counts CRLFs but not the stuffed dots; the wire length may only overstate it.
-        let size = data.wire.len() as u64;
+        let size = data.wire_len;
         if let Some(limit) = self.capabilities.size_limit()
             && size > limit
         {
@@ -233,9 +239,11 @@ impl Client {
             mail,
             options,
             recipients: envelope.recipients,
-            wire: data.wire,
+            content: message,
+            wire_len: data.wire_len,
             framing,
-            chunked_out: 0,
+            encoder: Encoder::new(framing),
+            streaming: false,
             accepted: Vec::new(),
             accepted_before: 0,
             refused: Vec::new(),
@@ -366,11 +374,9 @@ impl Client {
             return;
         }
         if reply.code == 354 {
-            let size = self.in_transaction().wire.len();
+            let size = self.in_transaction().wire_len;
             self.record(format!("C: <message: {size} bytes>"));
-            let transaction = self.transaction.as_ref().expect("DATA is in a transaction");
-            self.out.extend_from_slice(&transaction.wire);
-            self.out_is_content = true;
+            self.in_transaction().streaming = true;
             self.state = State::DataEnd;
         } else if reply.code / 100 >= 4 {
             self.reject_transaction(Phase::Data, "DATA was refused", reply);
@@ -388,11 +394,12 @@ impl Client {
     /// Sends the next BDAT chunk (RFC 3030); the last one says LAST.
     pub(super) fn send_chunk(&mut self) {
         let transaction = self.transaction.as_mut().expect("BDAT is in a transaction");
-        let start = transaction.chunked_out;
-        let end = transaction.wire.len().min(start + BDAT_CHUNK);
-        let last = end == transaction.wire.len();
-        transaction.chunked_out = end;
-        let size = end - start;
+        let mut chunk = Vec::with_capacity(CONTENT_PIECE);
+        transaction
+            .encoder
+            .encode_into(&transaction.content, &mut chunk, CONTENT_PIECE);
+        let last = transaction.encoder.finished();
+        let size = chunk.len();
         let line = if last {
             format!("BDAT {size} LAST")
         } else {
@@ -400,8 +407,7 @@ impl Client {
         };
         self.command(&line);
         self.record(format!("C: <message: {size} bytes>"));
-        let transaction = self.transaction.as_ref().expect("BDAT is in a transaction");
-        self.out.extend_from_slice(&transaction.wire[start..end]);
+        self.out.extend_from_slice(&chunk);
         self.out_is_content = true;
         self.state = State::Bdat { last };
     }
@@ -437,7 +443,8 @@ impl Client {
                 transaction.earlier_replies.push(reply);
                 transaction.recipients =
                     transaction.deferred.drain(..).map(|r| r.address).collect();
-                transaction.chunked_out = 0;
+                transaction.encoder = Encoder::new(transaction.framing);
+                transaction.streaming = false;
                 self.transaction = Some(transaction);
                 self.start_transaction();
             }

@@ -165,6 +165,14 @@ impl mail::Guest for Probe {
     ) -> Result<mail::Delivery, mail::SendError> {
         panic_quoting(&secret_of(credentials.as_ref()))
     }
+
+    fn prepare(
+        _envelope: mail::Envelope,
+        _message: mail::Message,
+        _options: mail::SendOptions,
+    ) -> Result<mail::PreparedMessage, mail::SendError> {
+        unreachable!("the probe is only asked to send")
+    }
 }
 
 /// A session that never opens: `open` panics the same way.
