@@ -3,10 +3,12 @@
 //!
 //! The workloads, one module each: [`cold_start`] (a whole process sends one message over
 //! STARTTLS and AUTH to Postfix), [`throughput`] (one and many connections to smtp-sink),
-//! [`handshake`] (a TLS session in the component against native rustls) and
-//! [`footprint`] (size, compile and instantiation time, peak memory), [`grant`] (a send
-//! through `sendbox grant`'s component against one without) and [`outbox`] (`sendbox
-//! serve` taking messages into the outbox, and `sendbox queue flush` draining it).
+//! [`tls_bulk`] (one and many connections over STARTTLS and AUTH to a sink in this process,
+//! against lettre), [`handshake`] (a TLS session in the component against native rustls),
+//! [`footprint`] (size, compile and instantiation time), [`grant`] (a send through
+//! `sendbox grant`'s component against one without), [`outbox`] (`sendbox serve` taking
+//! messages into the outbox, and `sendbox queue flush` draining it) and [`large`] (a 25 MB
+//! message, raw and composed, against curl).
 //!
 //! It needs the test Postfix (`bash tests/postfix/setup.sh`) and the release `sendbox`
 //! next to it (`cargo build --release -p sendbox-cli`). A peer that is missing or fails gets
@@ -16,11 +18,14 @@ mod cold_start;
 mod footprint;
 mod grant;
 mod handshake;
+mod large;
 mod machine;
 mod outbox;
 mod report;
 mod setup;
 mod throughput;
+mod tls_bulk;
+mod tls_sink;
 
 use std::path::PathBuf;
 
@@ -43,8 +48,8 @@ struct Args {
     /// Where tests/postfix/setup.sh keeps the test CA, user name and password.
     #[arg(long, default_value = "/var/lib/sendbox-postfix")]
     postfix_dir: PathBuf,
-    /// Run only these workloads (repeatable): cold-start, throughput, handshake, grant,
-    /// outbox, footprint.
+    /// Run only these workloads (repeatable): cold-start, throughput, tls-bulk, handshake,
+    /// grant, outbox, large, footprint.
     #[arg(long, value_name = "WORKLOAD")]
     only: Vec<String>,
 }
@@ -61,6 +66,7 @@ fn main() -> anyhow::Result<()> {
     if wanted("cold-start") {
         cold_start::run(&setup, &plan, &mut table);
     }
+    let message = throughput::message_file(&setup);
     {
         // smtp-sink runs until `sink` is dropped, at the end of this block.
         let sink = setup
@@ -71,11 +77,14 @@ fn main() -> anyhow::Result<()> {
         let target = sink.as_ref().map_err(Clone::clone).and_then(|sink| {
             Ok(Target {
                 sink: sink.address,
-                message: throughput::message_file(&setup)?,
+                message: message.clone()?,
             })
         });
         if wanted("throughput") {
             throughput::run(&setup, &plan, &target, &mut table);
+        }
+        if wanted("tls-bulk") {
+            tls_bulk::run(&setup, &plan, &message, &mut table);
         }
         if wanted("handshake") {
             handshake::run(&setup, &plan, &sandbox, &runtime, &mut table);
@@ -86,8 +95,11 @@ fn main() -> anyhow::Result<()> {
         if wanted("outbox") {
             outbox::run(&setup, &plan, &target, &mut table);
         }
+        if wanted("large") {
+            large::run(&setup, &plan, &runtime, &mut table);
+        }
         if wanted("footprint") {
-            footprint::run(&setup, &plan, &sandbox, &runtime, &target, &mut table);
+            footprint::run(&plan, &sandbox, &runtime, &mut table);
         }
     }
 

@@ -30,6 +30,11 @@ pub struct Plan {
     /// Alternating runs of the outbox workload, and the messages in each.
     pub outbox_runs: usize,
     pub outbox_messages: u32,
+    /// Messages in each run of the TLS bulk workload: fewer than `messages`, as lettre
+    /// waits some 40 ms on each (see `tls_bulk`).
+    pub tls_messages: u32,
+    /// Alternating runs of the large-message workload.
+    pub large_runs: usize,
 }
 
 impl Plan {
@@ -45,6 +50,8 @@ impl Plan {
                 grant_turns: 2,
                 outbox_runs: 1,
                 outbox_messages: 200,
+                tls_messages: 200,
+                large_runs: 1,
             }
         } else {
             Plan {
@@ -57,6 +64,8 @@ impl Plan {
                 grant_turns: 9,
                 outbox_runs: 5,
                 outbox_messages: 2000,
+                tls_messages: 1000,
+                large_runs: 5,
             }
         }
     }
@@ -110,6 +119,8 @@ pub struct Peers {
     pub python: Program,
     pub smtp_source: Program,
     pub smtp_sink: Program,
+    /// lettre's pooled async SMTP transport, in a program of this crate (src/bin).
+    pub lettre: Program,
 }
 
 impl Peers {
@@ -132,6 +143,20 @@ impl Peers {
             }),
             smtp_source: find_program("smtp-source", "postfix"),
             smtp_sink: find_program("smtp-sink", "postfix"),
+            // `cargo build --release -p sendbox-bench` puts it beside this program.
+            lettre: env::current_exe()
+                .map_err(|e| format!("where is sendbox-bench: {e}"))
+                .map(|exe| exe.with_file_name("lettre-peer"))
+                .and_then(|peer| {
+                    if peer.is_file() {
+                        Ok(peer)
+                    } else {
+                        Err(format!(
+                            "{} missing: cargo build --release -p sendbox-bench",
+                            peer.display()
+                        ))
+                    }
+                }),
         }
     }
 }

@@ -1,15 +1,17 @@
 //! Workloads 2 and 3, throughput: M copies of a 1 KiB message to smtp-sink on loopback
 //! (no TLS, no AUTH) over K = 1, 4 and 16 concurrent sessions, each keeping its one
 //! connection for all its messages. sendbox runs `sendbox batch` (PIPELINING, a sandboxed
-//! instance per session); the peer is Postfix's `smtp-source -d` (no pipelining). The rate
-//! is M over the process's wall time, start-up included; the sendbox cell also gives
-//! the rate `sendbox batch` reports itself, which leaves the start-up out.
+//! instance per session); the peer is Postfix's `smtp-source -d` (no pipelining). The
+//! wall time is the whole process's, start-up included; the sendbox cell also gives
+//! the rate `sendbox batch` reports itself, which leaves the start-up out. Each tool is a
+//! whole process measured by the kernel (wait4): wall time, CPU time per message and peak
+//! resident memory, each the median of alternating runs.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::report::{Measure, Outcome, Row, Table, Unit, median, run_timed};
+use crate::report::{Runs, Table, push_figures, run_measured};
 use crate::setup::{Plan, RECIPIENT, SENDER, Setup};
 
 const CONCURRENCY: [u32; 3] = [1, 4, 16];
@@ -70,7 +72,7 @@ pub fn smtp_source(
 
 /// The counts and the rate from the summary line of `sendbox batch`:
 /// `sent {sent}, refused {refused}, failed {failed} in {secs} s ({rate} messages/s)`.
-fn parse_summary(line: &str) -> Option<(u32, f64)> {
+pub fn parse_summary(line: &str) -> Option<(u32, f64)> {
     let sent = line
         .strip_prefix("sent ")?
         .split(',')
@@ -100,53 +102,56 @@ pub fn run(setup: &Setup, plan: &Plan, target: &Result<Target, String>, table: &
             _ => format!("{k} connections, {m} messages in all, smtp-sink"),
         };
         eprintln!("throughput: {workload}");
-        let (sendbox, peer) = match target {
+        let (ours, theirs) = match target {
             Ok(target) => measure(setup, plan, target, k),
             Err(reason) => (Err(reason.clone()), Err(reason.clone())),
         };
-        table.rows.push(Row {
-            workload,
-            sendbox,
-            peer: format!("smtp-source -d -s {k}"),
-            peer_value: Some(peer),
-        });
+        push_figures(
+            table,
+            &workload,
+            &ours,
+            &format!("smtp-source -d -s {k}"),
+            &theirs,
+            m,
+        );
     }
 }
 
-/// Runs both tools `plan.throughput_runs` times, alternating, and gives their median rates.
-fn measure(setup: &Setup, plan: &Plan, target: &Target, k: u32) -> (Outcome, Outcome) {
+/// Runs both tools `plan.throughput_runs` times, alternating (A B A B), each a whole
+/// process measured by the kernel: wall time, CPU time and peak memory.
+fn measure(
+    setup: &Setup,
+    plan: &Plan,
+    target: &Target,
+    k: u32,
+) -> (Result<Runs, String>, Result<Runs, String>) {
     let (m, sink, message) = (plan.messages, target.sink, target.message.as_path());
-    let mut ours: Result<(Vec<f64>, Vec<f64>), String> =
-        setup.sendbox.clone().map(|_| (Vec::new(), Vec::new()));
-    let mut theirs: Result<Vec<f64>, String> = setup.peers.smtp_source.clone().map(|_| Vec::new());
+    let mut ours = setup.sendbox.clone().map(|_| Runs::default());
+    let mut theirs = setup.peers.smtp_source.clone().map(|_| Runs::default());
     for _ in 0..plan.throughput_runs {
-        if let (Ok(program), Ok((wall, reported))) = (&setup.sendbox, ours.as_mut()) {
-            let result = run_timed(&mut sendbox_batch(program, sink, message, m, k)).and_then(
-                |(elapsed, stdout)| match parse_summary(stdout.trim()) {
-                    Some((sent, rate)) if sent == m => Ok((elapsed, rate)),
-                    _ => Err(format!("unexpected summary: {}", stdout.trim())),
-                },
-            );
+        if let (Ok(program), Ok(runs)) = (&setup.sendbox, ours.as_mut()) {
+            let result =
+                run_measured(&mut sendbox_batch(program, sink, message, m, k)).and_then(|usage| {
+                    match parse_summary(usage.stdout.trim()) {
+                        Some((sent, rate)) if sent == m => Ok((usage, rate)),
+                        _ => Err(format!("unexpected summary: {}", usage.stdout.trim())),
+                    }
+                });
             match result {
-                Ok((elapsed, rate)) => {
-                    wall.push(f64::from(m) / elapsed.as_secs_f64());
-                    reported.push(rate);
+                Ok((usage, rate)) => {
+                    runs.usages.push(usage);
+                    runs.reported_rates.push(rate);
                 }
                 Err(reason) => ours = Err(reason),
             }
         }
-        if let (Ok(program), Ok(rates)) = (&setup.peers.smtp_source, theirs.as_mut()) {
-            match run_timed(&mut smtp_source(program, sink, message, m, k)) {
-                Ok((elapsed, _)) => rates.push(f64::from(m) / elapsed.as_secs_f64()),
+        if let (Ok(program), Ok(runs)) = (&setup.peers.smtp_source, theirs.as_mut()) {
+            match run_measured(&mut smtp_source(program, sink, message, m, k)) {
+                Ok(usage) => runs.usages.push(usage),
                 Err(reason) => theirs = Err(reason),
             }
         }
     }
-    let ours = ours.map(|(wall, reported)| {
-        Measure::new(median(&wall), Unit::MessagesPerSecond)
-            .with_note(format!("{:.0} msg/s by its own clock", median(&reported)))
-    });
-    let theirs = theirs.map(|rates| Measure::new(median(&rates), Unit::MessagesPerSecond));
     (ours, theirs)
 }
 
