@@ -15,14 +15,13 @@ pub const MAX_PATH: usize = 256;
 /// Longest command line including CRLF.
 pub const MAX_COMMAND_LINE: usize = 512;
 
-/// Checks a mailbox (`local@domain`) for MAIL FROM or RCPT TO.
+/// Checks a mailbox (`local@domain`) for MAIL FROM or RCPT TO against RFC 5321's
+/// `Mailbox` (section 4.1.2), with RFC 6531's UTF-8 where it allows it: a dot-string or
+/// quoted local part, and a domain of letter-digit-hyphen labels or an address literal.
 /// Returns whether it needs SMTPUTF8 (non-ASCII characters).
 pub fn check_mailbox(phase: Phase, address: &str) -> Result<bool, Error> {
     let invalid = |why: &str| Error::invalid_input(phase, format!("address {address:?} {why}"));
-    if let Some(c) = address
-        .chars()
-        .find(|c| c.is_control() || c.is_whitespace())
-    {
+    if let Some(c) = address.chars().find(|c| c.is_control()) {
         return Err(invalid(&format!("contains the character {c:?}")));
     }
     if address.contains(['<', '>']) {
@@ -47,7 +46,89 @@ pub fn check_mailbox(phase: Phase, address: &str) -> Result<bool, Error> {
     if address.len() + 2 > MAX_PATH {
         return Err(invalid(&format!("is longer than {MAX_PATH} octets")));
     }
+    if !is_local_part(local) {
+        return Err(invalid(
+            "has a local part that is neither dot-separated words of letters, digits and \
+             !#$%&'*+-/=?^_`{|}~ nor a quoted string",
+        ));
+    }
+    if !is_domain(domain) && !is_address_literal(domain) {
+        return Err(invalid(
+            "has a domain that is neither dot-separated labels of letters, digits and \
+             hyphens nor an address literal such as [192.0.2.1]",
+        ));
+    }
     Ok(!address.is_ascii())
+}
+
+/// RFC 5321 `Local-part`: `Dot-string` or `Quoted-string` (RFC 6531: UTF-8 in either).
+fn is_local_part(local: &str) -> bool {
+    match local
+        .strip_prefix('"')
+        .and_then(|rest| rest.strip_suffix('"'))
+    {
+        Some(quoted) => is_quoted_content(quoted),
+        None => local
+            .split('.')
+            .all(|atom| !atom.is_empty() && atom.chars().all(is_atext)),
+    }
+}
+
+/// RFC 5321 `atext` (from RFC 5322), and RFC 6531's `UTF8-non-ascii`.
+fn is_atext(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || !c.is_ascii()
+}
+
+/// The inside of RFC 5321 `Quoted-string`: `qtextSMTP` and `quoted-pairSMTP`.
+fn is_quoted_content(quoted: &str) -> bool {
+    let mut chars = quoted.chars();
+    while let Some(c) = chars.next() {
+        let fits = match c {
+            '\\' => chars
+                .next()
+                .is_some_and(|escaped| matches!(escaped, ' '..='~')),
+            '"' => false,
+            c => matches!(c, ' '..='~') || !c.is_ascii(),
+        };
+        if !fits {
+            return false;
+        }
+    }
+    true
+}
+
+/// RFC 5321 `Domain`: labels of letters, digits and inner hyphens (RFC 6531: U-labels).
+fn is_domain(domain: &str) -> bool {
+    domain.split('.').all(|label| {
+        let fits = |c: char| c.is_ascii_alphanumeric() || c == '-' || !c.is_ascii();
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label.chars().all(fits)
+    })
+}
+
+/// RFC 5321 `address-literal`: `[IPv4]`, `[IPv6:...]` or a tagged `[tag:text]`.
+fn is_address_literal(domain: &str) -> bool {
+    let Some(inner) = domain
+        .strip_prefix('[')
+        .and_then(|rest| rest.strip_suffix(']'))
+    else {
+        return false;
+    };
+    if let Some(v6) = inner.strip_prefix("IPv6:") {
+        return v6.parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    if inner.parse::<std::net::Ipv4Addr>().is_ok() {
+        return true;
+    }
+    // General-address-literal: Standardized-tag ":" 1*dcontent.
+    inner.split_once(':').is_some_and(|(tag, content)| {
+        is_domain(tag)
+            && !content.is_empty()
+            && content.chars().all(|c| matches!(c, '!'..='Z' | '^'..='~'))
+    })
 }
 
 /// Checks the name given in EHLO: a domain name or an address literal such as `[192.0.2.1]`.
@@ -75,6 +156,7 @@ mod tests {
             "a@b.org\0",
             "a b@c.org",
             "a\t@b.org",
+            "a\x1b[31m@b.org",
             "<a@b.org>",
             "a@b.org>",
         ] {
@@ -100,12 +182,55 @@ mod tests {
     }
 
     #[test]
+    fn only_rfc_5321_mailboxes_pass() {
+        for good in [
+            "bob@example.net",
+            "first.last+tag@sub.example-domain.org",
+            "!#$%&'*+-/=?^_`{|}~@x.org",
+            "\"quoted local\"@example.org",
+            "\"a\\\"b\"@example.org",
+            "bob@[192.0.2.1]",
+            "bob@[IPv6:2001:db8::1]",
+            "zoë@exämple.org",
+        ] {
+            assert!(check_mailbox(Phase::Rcpt, good).is_ok(), "{good}");
+        }
+        for bad in [
+            "bob@@example.net",
+            "bob@example..net",
+            "bob.@example.net",
+            ".bob@example.net",
+            "b..ob@example.net",
+            "a,b@example.net",
+            "a;b@example.net",
+            "a(b)@example.net",
+            "bob@-example.net",
+            "bob@example-.net",
+            "bob@exa_mple.net",
+            "bob@example.net.",
+            "bob@[300.1.1.1]",
+            "bob@[IPv6:zz::1]",
+            "\"unterminated@example.net",
+            "\"a\"b\"@example.net",
+        ] {
+            assert!(check_mailbox(Phase::Rcpt, bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn length_limits_hold_exactly_at_their_edges() {
         let local = |n: usize| "l".repeat(n);
         assert!(check_mailbox(Phase::Mail, &format!("{}@x.org", local(64))).is_ok());
         assert!(check_mailbox(Phase::Mail, &format!("{}@x.org", local(65))).is_err());
         // A path of 256 octets with its angle brackets is the longest.
-        let domain = |n: usize| "d".repeat(n);
+        // Labels of 50 letters and a dot, so that only the length decides.
+        let domain = |n: usize| {
+            let labels = "d".repeat(50) + ".";
+            let mut domain = labels.repeat(n / labels.len() + 1);
+            domain.truncate(n);
+            domain.replace_range(n - 1.., "d");
+            domain
+        };
         assert!(check_mailbox(Phase::Mail, &format!("a@{}", domain(252))).is_ok());
         assert!(check_mailbox(Phase::Mail, &format!("a@{}", domain(253))).is_err());
         assert!(check_mailbox(Phase::Mail, &format!("a@{}", domain(256))).is_err());

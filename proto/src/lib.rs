@@ -9,6 +9,8 @@
 //! - [`params`]: per-message options and the MAIL/RCPT parameters (SIZE, BODY, DSN...).
 //! - [`message`]: raw messages and composed ones (mail-builder), and the envelope from
 //!   their header.
+//! - `server` (feature `server`): the relay's side of SMTP for `sendbox serve`, with the
+//!   framing that closes SMTP smuggling and the limits on clients that have not logged in.
 //! - [`sasl`]: SASL mechanisms for AUTH: SCRAM-SHA-256, PLAIN, LOGIN, CRAM-MD5, OAUTHBEARER, XOAUTH2.
 //! - [`connect`]: the order of the addresses to try and each attempt's share of the time
 //!   (RFC 8305).
@@ -32,6 +34,8 @@ pub mod message;
 pub mod params;
 pub mod reply;
 pub mod sasl;
+#[cfg(any(test, feature = "server"))]
+pub mod server;
 pub mod time;
 #[cfg(feature = "tls")]
 pub mod tls;
