@@ -1,9 +1,10 @@
 //! `sendbox serve`, the local relay: an app's message goes through it into the outbox and
 //! on to Postfix; hostile clients (endless lines, trickled bytes, a stalled TLS handshake,
-//! too many connections, too big a message) are cut off without affecting the others; it
-//! can require a login; with a certificate it takes a login or a message only after
-//! STARTTLS; it refuses to listen beyond loopback without both, and refuses a certificate
-//! it cannot use before it listens.
+//! too many connections, too big a message, SMTP smuggling, idle floods, password
+//! guessing, bad addresses) are cut off or refused without affecting the others; it can
+//! require a login, which lasts through RSET; with a certificate it takes a login or a
+//! message only after STARTTLS; it refuses to listen beyond loopback without both, and
+//! refuses a certificate it cannot use before it listens.
 
 mod support;
 
@@ -436,9 +437,18 @@ fn too_many_connections_or_too_big_a_message_are_refused() {
         &closed_port(),
         &["--max-connections", "2", "--max-size", "1000"],
     );
-    // The start-up probe of `Relay::start` may hold a slot for a moment.
-    let _first = relay.connect_when_free();
+    // Two clients in a transaction hold both slots: a third is told to come back later.
+    // (The start-up probe of `Relay::start` may hold a slot for a moment.)
+    let mut first = relay.connect_when_free();
     let mut second = relay.connect_when_free();
+    for client in [&mut first, &mut second] {
+        assert!(client.command("EHLO app.test").starts_with("250"));
+        assert!(
+            client
+                .command("MAIL FROM:<alice@sendbox.test>")
+                .starts_with("250")
+        );
+    }
     let third = TcpStream::connect(("127.0.0.1", relay.port)).unwrap();
     third
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -447,14 +457,12 @@ fn too_many_connections_or_too_big_a_message_are_refused() {
     BufReader::new(third).read_line(&mut refused).unwrap();
     assert!(refused.starts_with("421 4.7.0"), "{refused:?}");
 
-    assert!(second.command("EHLO app.test").starts_with("250"));
+    // Too big: refused, nothing kept, and the session goes on (RFC 5321 section 4.2.5).
+    assert!(second.command("RSET").starts_with("250"));
     let reply = second.send("big", &"x".repeat(2000));
     assert!(reply.starts_with("552 5.3.4"), "{reply}");
-    assert!(second.closed());
     assert_eq!(relay.queued(), 0);
-    let mut again = relay.connect_when_free();
-    assert!(again.command("EHLO app.test").starts_with("250"));
-    let reply = again.send("small", "fits");
+    let reply = second.send("small", "fits");
     assert!(reply.starts_with("250"), "{reply}");
     assert_eq!(relay.queued(), 1);
 }
@@ -479,7 +487,7 @@ fn a_relay_that_requires_a_login_takes_mail_only_after_it() {
     assert_eq!(relay.queued(), 1);
     // Without a certificate, STARTTLS is refused.
     let reply = client.command("STARTTLS");
-    assert!(reply.starts_with("503"), "{reply}");
+    assert!(reply.starts_with("502"), "{reply}");
 }
 
 #[test]
@@ -531,7 +539,7 @@ fn a_relay_with_a_certificate_takes_a_login_and_mail_only_after_starttls() {
     assert!(client.command("NOOP").starts_with("250"));
     // A second STARTTLS is refused.
     let reply = client.command("STARTTLS");
-    assert!(reply.starts_with("503"), "{reply}");
+    assert!(reply.starts_with("502"), "{reply}");
 }
 
 #[test]
@@ -777,4 +785,292 @@ fn a_certificate_serve_cannot_use_stops_it_before_it_listens() {
     // One without the other is a usage error.
     let output = serve_refused(dir.path(), &["--tls-cert", one.cert.to_str().unwrap()]);
     assert_exit(&output, 64, "--tls-key");
+}
+
+/// The end-of-data look-alikes that SEC Consult's SMTP smuggling scanner (the research
+/// behind CVE-2023-51764, its `outbound_eod_sequences`) sends, and the rest of their kind.
+const LOOK_ALIKES: [&str; 12] = [
+    "\n.\n",
+    "\n.\r",
+    "\r.\n",
+    "\r.\r",
+    "\n.\r\n",
+    "\r.\r\n",
+    "\r\n.\r\r\n",
+    "\r\r\n.\r\r\n",
+    "\r\n\x00.\r\n",
+    "\r\n.\n",
+    "\r\n.\r",
+    "\r\n.\x00\r\n",
+];
+
+#[test]
+fn no_end_of_data_look_alike_smuggles_a_second_message_through_the_relay() {
+    let upstream = support::loopback(sendbox_loopback::ServerTls::None);
+    let relay = Relay::start(&upstream.address().to_string(), &[]);
+    for look_alike in LOOK_ALIKES {
+        let mut client = relay.connect_when_free();
+        assert!(client.command("EHLO app.test").starts_with("250"));
+        for (command, code) in [
+            ("MAIL FROM:<alice@sendbox.test>", "250"),
+            ("RCPT TO:<bob@sendbox.test>", "250"),
+            ("DATA", "354"),
+        ] {
+            assert!(client.command(command).starts_with(code), "{command}");
+        }
+        let body = format!(
+            "Subject: smuggling {look_alike:?}\r\n\r\nfirst part{look_alike}\
+             MAIL FROM:<evil@sendbox.test>\r\nRCPT TO:<victim@sendbox.test>\r\nDATA\r\n\
+             Subject: smuggled\r\n\r\nsmuggled\r\n.\r\n"
+        );
+        client.stream().write_all(body.as_bytes()).unwrap();
+        let reply = client.reply();
+        assert!(reply.starts_with("521 5.5.2 "), "{look_alike:?}: {reply:?}");
+        assert!(client.closed(), "{look_alike:?}: still open");
+        assert_eq!(relay.queued(), 0, "{look_alike:?}: a message was queued");
+    }
+    // A control: a clean message goes through to the same server.
+    let mut client = relay.connect_when_free();
+    assert!(client.command("EHLO app.test").starts_with("250"));
+    let reply = client.send("clean", "line one\r\n.leading dot");
+    assert!(reply.starts_with("250 2.0.0 queued as"), "{reply}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while upstream.received().is_empty() {
+        assert!(Instant::now() < deadline, "the clean message never arrived");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let received = upstream.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].sender, "alice@sendbox.test");
+    let data = String::from_utf8_lossy(&received[0].data);
+    assert!(data.contains("Subject: clean"), "{data}");
+    assert!(!data.contains("smuggl"), "{data}");
+}
+
+#[test]
+fn a_bare_lf_in_a_command_is_refused_and_the_connection_closed() {
+    let relay = Relay::start(&closed_port(), &[]);
+    let mut client = relay.connect();
+    let reply = client.command("EHLO app.test\nMAIL FROM:<evil@sendbox.test>");
+    assert!(reply.starts_with("521 5.5.2 bare <LF>"), "{reply:?}");
+    assert!(client.closed());
+}
+
+#[test]
+fn a_login_lasts_through_rset_and_a_second_ehlo() {
+    let relay = Relay::start(
+        &closed_port(),
+        &["--require-auth", "app", "--password-env", "RELAY_PASSWORD"],
+    );
+    let mut client = relay.connect();
+    assert!(client.command("EHLO app.test").starts_with("250"));
+    let reply = client.command("AUTH PLAIN AGFwcAByZWxheS1zZWNyZXQ=");
+    assert!(reply.starts_with("235"), "{reply}");
+    for reset in ["RSET", "EHLO app.test"] {
+        assert!(client.command(reset).starts_with("250"), "{reset}");
+        let reply = client.send(reset, "after a reset");
+        assert!(
+            reply.starts_with("250 2.0.0 queued as"),
+            "after {reset}: {reply}"
+        );
+    }
+    // The client's own path: a refused recipient, RSET, and the next message.
+    assert!(
+        client
+            .command("MAIL FROM:<alice@sendbox.test>")
+            .starts_with("250")
+    );
+    assert!(
+        client
+            .command("RCPT TO:<bob@@sendbox.test>")
+            .starts_with("553")
+    );
+    assert!(client.command("RSET").starts_with("250"));
+    let reply = client.send("after a refusal", "still logged in");
+    assert!(reply.starts_with("250 2.0.0 queued as"), "{reply}");
+    assert_eq!(relay.queued(), 3);
+}
+
+#[test]
+fn sendbox_batch_through_a_relay_with_a_login_sends_every_message() {
+    // The client logs in only over TLS.
+    let relay = Relay::start_tls(
+        &closed_port(),
+        &["--require-auth", "app", "--password-env", "RELAY_PASSWORD"],
+    );
+    let ca = relay.ca();
+    let raw = relay.dir.path().join("message.eml");
+    std::fs::write(&raw, "Subject: batch\r\n\r\nthrough the relay\r\n").unwrap();
+    let output = run_sendbox(
+        &[
+            "batch",
+            "--server",
+            &format!("127.0.0.1:{}", relay.port),
+            "--ca",
+            ca.to_str().unwrap(),
+            "--user",
+            "app",
+            "--password-env",
+            "SENDBOX_TEST_PASSWORD",
+            "--from",
+            "alice@sendbox.test",
+            "--to",
+            "bob@sendbox.test",
+            "--raw",
+            raw.to_str().unwrap(),
+            "--count",
+            "20",
+            "--concurrency",
+            "2",
+            "--quiet",
+        ],
+        "relay-secret",
+        None,
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(relay.queued(), 20);
+}
+
+#[test]
+fn idle_clients_that_never_log_in_cannot_lock_out_one_that_does() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let relay = Arc::new(Relay::start(
+        &closed_port(),
+        &[
+            "--require-auth",
+            "app",
+            "--password-env",
+            "RELAY_PASSWORD",
+            "--max-connections",
+            "16",
+        ],
+    ));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (opened, evicted) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    // 16 clients that only say NOOP, each reconnecting as soon as it is closed, for as
+    // long as the test runs (at most 60 s).
+    let flood: Vec<_> = (0..16)
+        .map(|_| {
+            let (relay, stop) = (relay.clone(), stop.clone());
+            let (opened, evicted) = (opened.clone(), evicted.clone());
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                while !stop.load(Ordering::SeqCst) && started.elapsed() < Duration::from_secs(60) {
+                    let (mut client, greeting) = relay.try_connect();
+                    if !greeting.starts_with("220") {
+                        std::thread::sleep(Duration::from_millis(20));
+                        continue;
+                    }
+                    opened.fetch_add(1, Ordering::SeqCst);
+                    while !stop.load(Ordering::SeqCst) {
+                        if !client.command("NOOP").starts_with("250") {
+                            evicted.fetch_add(1, Ordering::SeqCst);
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                }
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while opened.load(Ordering::SeqCst) < 16 {
+        assert!(
+            Instant::now() < deadline,
+            "the flood never filled the relay"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // With every slot held by the flood, clients with the password still get in, each at
+    // its first try, and send.
+    for n in 0..5 {
+        let (mut client, greeting) = relay.try_connect();
+        assert!(greeting.starts_with("220"), "try {n}: {greeting:?}");
+        assert!(client.command("EHLO app.test").starts_with("250"));
+        let reply = client.command("AUTH PLAIN AGFwcAByZWxheS1zZWNyZXQ=");
+        assert!(reply.starts_with("235"), "try {n}: {reply}");
+        let reply = client.send("past the flood", "ok");
+        assert!(reply.starts_with("250 2.0.0 queued as"), "try {n}: {reply}");
+    }
+    // Each of them took the place of an idle client, which finds itself closed.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while evicted.load(Ordering::SeqCst) < 5 {
+        assert!(Instant::now() < deadline, "no idle client made room");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::SeqCst);
+    for thread in flood {
+        thread.join().unwrap();
+    }
+    assert_eq!(relay.queued(), 5);
+}
+
+#[test]
+fn failed_logins_are_few_and_end_the_connection() {
+    let relay = Relay::start(
+        &closed_port(),
+        &["--require-auth", "app", "--password-env", "RELAY_PASSWORD"],
+    );
+    let mut client = relay.connect();
+    assert!(client.command("EHLO app.test").starts_with("250"));
+    for expected in ["535 5.7.8", "535 5.7.8", "421 4.7.0"] {
+        let reply = client.command("AUTH PLAIN AGFwcAB3cm9uZw==");
+        assert!(reply.starts_with(expected), "{reply}");
+    }
+    assert!(client.closed());
+}
+
+#[test]
+fn bad_addresses_are_refused_at_mail_and_rcpt_and_the_null_sender_is_taken() {
+    let relay = Relay::start(&closed_port(), &[]);
+    let mut client = relay.connect();
+    assert!(client.command("EHLO app.test").starts_with("250"));
+    for bad in [
+        "a\x1b[2Jb@sendbox.test",
+        "bob@@sendbox.test",
+        "a,b@sendbox.test",
+    ] {
+        let reply = client.command(&format!("MAIL FROM:<{bad}>"));
+        assert!(reply.starts_with("553 5.1.7"), "{bad:?}: {reply:?}");
+        assert!(!reply.contains('\x1b'), "{reply:?}");
+    }
+    assert!(client.command("MAIL FROM:<>").starts_with("250"));
+    for bad in [
+        "a\x1b[2Jb@sendbox.test",
+        "bob@@sendbox.test",
+        "a,b@sendbox.test",
+    ] {
+        let reply = client.command(&format!("RCPT TO:<{bad}>"));
+        assert!(reply.starts_with("553 5.1.3"), "{bad:?}: {reply:?}");
+    }
+    assert!(client.command("DATA").starts_with("554"));
+    assert!(client.command("RSET").starts_with("250"));
+    assert_eq!(relay.queued(), 0);
+    // A NUL in an address is a NUL in the stream: refused, and the connection closed.
+    let reply = client.command("MAIL FROM:<a\0b@sendbox.test>");
+    assert!(reply.starts_with("521 5.5.2"), "{reply:?}");
+    assert!(client.closed());
+}
+
+#[test]
+#[ignore = "needs Postfix on loopback (tests/postfix/setup.sh): run .ci/run"]
+fn the_null_sender_is_relayed_as_the_null_sender() {
+    let relay = Relay::start("127.0.0.1:25", &[]);
+    let subject = support::postfix::token("serve-null");
+    let mut client = relay.connect();
+    assert!(client.command("EHLO app.test").starts_with("250"));
+    for (command, code) in [
+        ("MAIL FROM:<>", "250"),
+        ("RCPT TO:<bob@sendbox.test>", "250"),
+        ("DATA", "354"),
+    ] {
+        let reply = client.command(command);
+        assert!(reply.starts_with(code), "{command}: {reply}");
+    }
+    let reply = client.command(&format!(
+        "From: MAILER-DAEMON@sendbox.test\r\nTo: bob@sendbox.test\r\nSubject: {subject}\r\n\r\na bounce\r\n."
+    ));
+    assert!(reply.starts_with("250 2.0.0 queued as"), "{reply}");
+    let stored = support::postfix::delivered("bob", &subject);
+    assert!(stored.contains("Return-Path: <>"), "{stored}");
 }

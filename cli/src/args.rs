@@ -72,15 +72,21 @@ pub struct ServeArgs {
     /// The private key of --tls-cert (PEM: PKCS#8, RSA or SEC1, not encrypted).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
-    /// Clients served at once; more are told to come back later (421).
-    #[arg(long, value_name = "N", default_value_t = 16)]
-    pub max_connections: usize,
+    /// Clients served at once. When all are taken, a new client replaces the oldest one
+    /// that has not logged in (or, without --require-auth, not begun a message); if
+    /// there is none, it is told to come back later (421). A client address beyond
+    /// loopback may hold at most half of them.
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_connections: u16,
     /// The largest message accepted, in bytes; larger ones get 552.
     #[arg(long, value_name = "BYTES", default_value_t = 25 * 1024 * 1024)]
     pub max_size: usize,
     /// Seconds a client may take to send one line; a slower one is cut off.
     #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=3600))]
     pub idle_timeout: u32,
+    /// With --require-auth, seconds a client may take from connecting to logging in.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub login_timeout: u32,
 }
 
 #[derive(Args, Debug)]

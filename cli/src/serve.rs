@@ -3,27 +3,29 @@
 //! 250 only once it is on disk; a worker then delivers what is due through the account,
 //! inside the sandbox, as `sendbox queue run` does.
 //!
-//! The SMTP commands are parsed by the `mailin` server library; this file bounds what an
-//! untrusted client can make it do: the line length, the message size, the number of
-//! connections, the recipients per message, and the time each line and the TLS handshake
-//! may take (so that a client that trickles bytes is cut off).
+//! The dialogue, and every rule that bounds what a client can make it do (the framing
+//! that closes SMTP smuggling, the line length, the time per line and before a login, the
+//! message size, the recipients, failed logins), is `sendbox_proto::server`, free of I/O.
+//! This file carries it over a socket: a thread per client, the TLS handshake within the
+//! time of a line, and a limited number of connections, where a new client may take the
+//! place of one that has not shown it is there to send mail.
 //!
 //! On loopback TLS is optional. With `--tls-cert` and `--tls-key` it offers STARTTLS (with
 //! rustls) and takes a login or a message only after it. Beyond loopback it listens only
 //! with TLS and `--require-auth`: nothing then crosses the network in the clear, and no one
 //! else on it can relay through the account.
 
-use std::io::{self, BufRead as _, BufReader, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Shutdown, TcpListener, TcpStream};
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mailin::{Action, AuthMechanism, Handler, Response, Session, SessionBuilder};
 use rustls::pki_types::pem::{self, PemObject as _};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
+use sendbox_proto::server::{self, Answer, Event, Incoming, Login, Server};
 use tokio::sync::Notify;
 
 use crate::args::ServeArgs;
@@ -31,20 +33,10 @@ use crate::config::Account;
 use crate::outbox::{self, Outbox};
 use crate::{Stop, exit, queue};
 
-/// The longest command or content line read (RFC 5321 allows 1000 octets; some
-/// programs write longer content lines, which the component re-encodes anyway).
-const MAX_LINE: usize = 8192;
 /// Recipients per message (RFC 5321 4.5.3.1.8: a server must take at least 100).
 const MAX_RECIPIENTS: usize = 100;
 /// How often the worker looks for retries that have come due.
 const RETRY_POLL: Duration = Duration::from_secs(60);
-
-/// What bounds a client.
-#[derive(Clone, Copy, Debug)]
-struct Limits {
-    max_size: usize,
-    line_time: Duration,
-}
 
 pub async fn run(args: ServeArgs) -> Result<u8, Stop> {
     beyond_loopback(&args)?;
@@ -73,7 +65,10 @@ pub async fn run(args: ServeArgs) -> Result<u8, Stop> {
                 )
             })?;
             let password = crate::config::secret_from_env(var).map_err(|m| Stop(exit::USAGE, m))?;
-            Some((user.clone(), password))
+            Some(Login {
+                user: user.clone(),
+                password,
+            })
         }
         None => None,
     };
@@ -84,10 +79,6 @@ pub async fn run(args: ServeArgs) -> Result<u8, Stop> {
             format!("cannot listen on {}: {e}", args.listen),
         )
     })?;
-    let limits = Limits {
-        max_size: args.max_size,
-        line_time: Duration::from_secs(args.idle_timeout.into()),
-    };
     let wake = Arc::new(Notify::new());
     println!(
         "sendbox serve: listening on {}{}, relaying through account {} (outbox {})",
@@ -97,19 +88,22 @@ pub async fn run(args: ServeArgs) -> Result<u8, Stop> {
         outbox.root().display()
     );
     let listening = Listening {
-        builder: session_builder(login.is_some(), tls.is_some()),
+        dialogue: server::ServerConfig {
+            hostname: "sendbox-serve".to_owned(),
+            max_message: args.max_size,
+            max_recipients: MAX_RECIPIENTS,
+            starttls: tls.is_some(),
+            login,
+            line_ms: args.idle_timeout * 1000,
+            login_ms: args.login_timeout * 1000,
+        },
         tls,
-        template: Relay {
+        relay: Arc::new(Relay {
             outbox: outbox.clone(),
             account: account.clone(),
-            login: login.map(Arc::new),
-            limits,
             wake: wake.clone(),
-            user: None,
-            current: None,
-        },
-        connections: Arc::new(AtomicUsize::new(0)),
-        max_connections: args.max_connections,
+        }),
+        slots: Arc::new(Slots::new(args.max_connections.into())),
     };
     std::thread::spawn(move || listening.accept(listener));
     // The worker: what was just accepted at once, retries when they come due.
@@ -202,30 +196,11 @@ fn unusable(option: &str, path: &Path, holds: &str, error: pem::Error) -> Stop {
     }
 }
 
-fn session_builder(auth: bool, tls: bool) -> SessionBuilder {
-    let mut builder = SessionBuilder::new("sendbox-serve");
-    if tls {
-        builder.enable_start_tls();
-    }
-    if auth {
-        builder
-            .enable_auth(AuthMechanism::Plain)
-            .enable_auth(AuthMechanism::Login);
-        if !tls {
-            // Loopback only (`beyond_loopback`): nothing crosses a network, so a login
-            // without TLS is safe here. With TLS, mailin offers AUTH only after STARTTLS.
-            builder.insecure_enable_plaintext_auth();
-        }
-    }
-    builder
-}
-
 struct Listening {
-    builder: SessionBuilder,
+    dialogue: server::ServerConfig,
     tls: Option<Arc<ServerConfig>>,
-    template: Relay,
-    connections: Arc<AtomicUsize>,
-    max_connections: usize,
+    relay: Arc<Relay>,
+    slots: Arc<Slots>,
 }
 
 impl Listening {
@@ -236,49 +211,124 @@ impl Listening {
                 std::thread::sleep(Duration::from_millis(100));
                 continue;
             };
-            let open = self.connections.fetch_add(1, Ordering::SeqCst);
-            let connections = self.connections.clone();
-            if open >= self.max_connections {
-                let _ = stream.write_all(b"421 4.7.0 too many connections, try again later\r\n");
-                connections.fetch_sub(1, Ordering::SeqCst);
-                continue;
-            }
-            let builder = self.builder.clone();
+            let slot = match self.slots.admit(&stream) {
+                Ok(slot) => slot,
+                Err(refusal) => {
+                    let _ = stream.write_all(refusal.as_bytes());
+                    continue;
+                }
+            };
+            let dialogue = self.dialogue.clone();
             let tls = self.tls.clone();
-            let relay = self.template.clone();
+            let relay = self.relay.clone();
+            let slots = self.slots.clone();
             std::thread::spawn(move || {
-                let _ = converse(stream, &builder, tls, relay);
-                connections.fetch_sub(1, Ordering::SeqCst);
+                let _ = converse(stream, dialogue, tls, &relay, &slot);
+                slots.release(&slot);
             });
         }
     }
 }
 
-/// One client: the greeting, then a line at a time through mailin, each line read within
-/// the time limit and the length limit; with `tls`, STARTTLS first, then the same over TLS.
+/// The connections open, and the rule for taking a new one: within the limit, at most
+/// half of it for one address beyond loopback (as Postfix's anvil, which also spares
+/// `mynetworks`), and when full, in place of the oldest client that has not shown it is
+/// there to send mail, so that idle clients cannot lock out those with work.
+struct Slots {
+    max: usize,
+    open: Mutex<Vec<Arc<Slot>>>,
+}
+
+/// One connection's place.
+struct Slot {
+    client: IpAddr,
+    opened: Instant,
+    /// The client has logged in, or (without a login) begun a message.
+    proven: AtomicBool,
+    /// To close it from the accepting thread, when another client takes its place.
+    socket: TcpStream,
+}
+
+impl Slots {
+    fn new(max: usize) -> Slots {
+        Slots {
+            max,
+            open: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn admit(&self, stream: &TcpStream) -> Result<Arc<Slot>, &'static str> {
+        let client = stream
+            .peer_addr()
+            .map_err(|_| "421 4.3.0 cannot serve this connection\r\n")?
+            .ip();
+        let socket = stream
+            .try_clone()
+            .map_err(|_| "421 4.3.0 cannot serve this connection now\r\n")?;
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let from_client = open.iter().filter(|slot| slot.client == client).count();
+        if !client.is_loopback() && from_client >= (self.max / 2).max(1) {
+            return Err("421 4.7.0 too many connections from your address, try again later\r\n");
+        }
+        if open.len() >= self.max {
+            let idle = open
+                .iter()
+                .enumerate()
+                .filter(|(_, slot)| !slot.proven.load(Ordering::SeqCst))
+                .min_by_key(|(_, slot)| slot.opened)
+                .map(|(at, _)| at);
+            let Some(idle) = idle else {
+                return Err("421 4.7.0 too many connections, try again later\r\n");
+            };
+            let _ = open.swap_remove(idle).socket.shutdown(Shutdown::Both);
+        }
+        let slot = Arc::new(Slot {
+            client,
+            opened: Instant::now(),
+            proven: AtomicBool::new(false),
+            socket,
+        });
+        open.push(slot.clone());
+        Ok(slot)
+    }
+
+    fn release(&self, slot: &Arc<Slot>) {
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        open.retain(|other| !Arc::ptr_eq(other, slot));
+    }
+}
+
+/// One client: the dialogue in the clear, then, after STARTTLS, the handshake within one
+/// line's time and the dialogue over TLS.
 fn converse(
     stream: TcpStream,
-    builder: &SessionBuilder,
+    dialogue: server::ServerConfig,
     tls: Option<Arc<ServerConfig>>,
-    relay: Relay,
+    relay: &Relay,
+    slot: &Slot,
 ) -> io::Result<()> {
-    let line_time = relay.limits.line_time;
-    let peer: SocketAddr = stream.peer_addr()?;
+    let line_time = Duration::from_millis(dialogue.line_ms.into());
     stream.set_nodelay(true)?;
     // A client that does not read its replies is cut off too, rather than holding a
     // connection for ever once the buffers are full.
     stream.set_write_timeout(Some(line_time))?;
-    let mut session = builder.build(peer.ip(), relay);
+    let clock = Clock(Instant::now());
+    let mut server = Server::new(dialogue, clock.now());
     let mut plain = Deadline {
         socket: stream,
         at: Instant::now(),
     };
-    reply(&mut plain, &session.greeting())?;
-    let Some(tls) = tls else {
-        dialogue(&mut session, plain, line_time, false)?;
+    if talk(&mut server, &mut plain, relay, &clock, slot)? == Ended::Closed {
         return Ok(());
-    };
-    let Some(plain) = dialogue(&mut session, plain, line_time, true)? else {
+    }
+    let Some(tls) = tls else {
+        // The dialogue offers STARTTLS only with a certificate.
         return Ok(());
     };
     let connection = ServerConnection::new(tls).map_err(io::Error::other)?;
@@ -288,85 +338,70 @@ fn converse(
     while stream.conn.is_handshaking() {
         stream.conn.complete_io(&mut stream.sock)?;
     }
-    session.tls_active();
-    dialogue(&mut session, stream, line_time, false)?;
+    talk(&mut server, &mut stream, relay, &clock, slot)?;
     Ok(())
 }
 
-/// Reads lines and answers them until the client or a limit ends the connection (`None`).
-/// With `before_tls` (STARTTLS offered and not done yet), only EHLO, NOOP, QUIT and
-/// STARTTLS are taken, and STARTTLS hands the stream back, to go on over TLS.
-fn dialogue<S: Connection>(
-    session: &mut Session<Relay>,
-    stream: S,
-    line_time: Duration,
-    before_tls: bool,
-) -> io::Result<Option<S>> {
-    let mut reader = BufReader::new(stream);
-    loop {
-        let line = match read_line(&mut reader, line_time) {
-            Ok(Some(line)) => line,
-            Ok(None) => return Ok(None),
-            Err(LineError::TooLong) => {
-                send(reader.get_mut(), b"500 5.5.2 line too long, closing\r\n")?;
-                return Ok(None);
-            }
-            Err(LineError::TooSlow) => {
-                send(reader.get_mut(), b"421 4.4.2 too slow, closing\r\n")?;
-                return Ok(None);
-            }
-            Err(LineError::Io(e)) => return Err(e),
-        };
-        if before_tls && !allowed_before_tls(&line) {
-            // Not left to mailin: it would take MAIL from a client that need not log in,
-            // and answer 503 rather than 530 to the rest.
-            let refusal = Response::custom(530, "5.7.0 Must issue a STARTTLS command first".into());
-            reply(reader.get_mut(), &refusal)?;
-            continue;
-        }
-        let response = session.process(&line);
-        match response.action {
-            Action::NoReply => {}
-            Action::Reply => reply(reader.get_mut(), &response)?,
-            Action::UpgradeTls if before_tls => {
-                reply(reader.get_mut(), &response)?;
-                // What the client sent after STARTTLS stays in the buffer, dropped here: it
-                // came in the clear, and must not pass for what came over TLS.
-                return Ok(Some(reader.into_inner()));
-            }
-            Action::UpgradeTls => {
-                // STARTTLS when there is no certificate, or a second time (mailin lets it
-                // through once AUTH is enabled): refused rather than mailin's 220, and the
-                // connection closed, as mailin now waits for a handshake.
-                send(
-                    reader.get_mut(),
-                    b"502 5.5.1 STARTTLS is not available here, closing\r\n",
-                )?;
-                return Ok(None);
-            }
-            Action::Close => {
-                reply(reader.get_mut(), &response)?;
-                return Ok(None);
-            }
-        }
+/// The connection's own clock, as the dialogue takes time: from when it opened.
+struct Clock(Instant);
+
+impl Clock {
+    fn now(&self) -> sendbox_proto::Instant {
+        let nanos = u64::try_from(self.0.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        sendbox_proto::Instant::from_nanos(nanos)
+    }
+
+    fn at(&self, instant: sendbox_proto::Instant) -> Instant {
+        self.0 + Duration::from_nanos(instant.as_nanos())
     }
 }
 
-/// RFC 3207 section 4: while TLS is required, the only commands a client may give.
-fn allowed_before_tls(line: &[u8]) -> bool {
-    let verb = line
-        .split(|b| b.is_ascii_whitespace())
-        .next()
-        .unwrap_or_default();
-    [&b"EHLO"[..], b"STARTTLS", b"NOOP", b"QUIT"]
-        .iter()
-        .any(|allowed| verb.eq_ignore_ascii_case(allowed))
+#[derive(PartialEq, Eq)]
+enum Ended {
+    Closed,
+    StartTls,
 }
 
-/// Writes a reply in one piece: mailin writes its parts one by one, and a reply in four
-/// segments waits on the client's delayed acknowledgement.
-fn reply(writer: &mut impl Write, response: &Response) -> io::Result<()> {
-    send(writer, &response.buffer()?)
+/// Carries the dialogue over `stream` until it closes or asks for TLS: sends what it says,
+/// keeps the messages it hands over, and reads until its next deadline.
+fn talk<S: Connection>(
+    server: &mut Server,
+    stream: &mut S,
+    relay: &Relay,
+    clock: &Clock,
+    slot: &Slot,
+) -> io::Result<Ended> {
+    let mut buffer = vec![0; 16 * 1024];
+    loop {
+        while let Some(event) = server.poll(clock.now()) {
+            // Before the reply goes out, so that a client that has it is counted proven.
+            if server.is_proven() {
+                slot.proven.store(true, Ordering::SeqCst);
+            }
+            match event {
+                Event::Send(bytes) => send(stream, &bytes)?,
+                Event::StartTls => return Ok(Ended::StartTls),
+                Event::Message(incoming) => server.answer(relay.keep(incoming), clock.now()),
+                Event::Close => return Ok(Ended::Closed),
+            }
+        }
+        let Some(deadline) = server.deadline() else {
+            return Ok(Ended::Closed);
+        };
+        stream.socket().at = clock.at(deadline);
+        match stream.read(&mut buffer) {
+            Ok(0) => return Ok(Ended::Closed),
+            Ok(read) => server.receive(&buffer[..read]),
+            // The deadline passed: the next poll says what that means.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+                ) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Writes `bytes` whole (over TLS, as one record) and sends them at once.
@@ -374,7 +409,6 @@ fn send(writer: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
     writer.write_all(bytes)?;
     writer.flush()
 }
-
 /// A client's socket, whose reads all end by one deadline: neither a line nor the TLS
 /// handshake can be stretched by trickling bytes, however many reads it takes.
 struct Deadline {
@@ -426,142 +460,16 @@ impl Connection for StreamOwned<ServerConnection, Deadline> {
     }
 }
 
-enum LineError {
-    TooLong,
-    TooSlow,
-    Io(io::Error),
-}
-
-/// A line, CRLF included, read within `time`; `None` when the client closed.
-fn read_line<S: Connection>(
-    reader: &mut BufReader<S>,
-    time: Duration,
-) -> Result<Option<Vec<u8>>, LineError> {
-    reader.get_mut().socket().at = Instant::now() + time;
-    let mut line = Vec::new();
-    loop {
-        let buffer = match reader.fill_buf() {
-            Ok(buffer) => buffer,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Err(LineError::TooSlow);
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(LineError::Io(e)),
-        };
-        if buffer.is_empty() {
-            return Ok(None);
-        }
-        let (taken, complete) = match buffer.iter().position(|&b| b == b'\n') {
-            Some(end) => (end + 1, true),
-            None => (buffer.len(), false),
-        };
-        line.extend_from_slice(&buffer[..taken]);
-        reader.consume(taken);
-        if line.len() > MAX_LINE {
-            return Err(LineError::TooLong);
-        }
-        if complete {
-            return Ok(Some(line));
-        }
-    }
-}
-
-/// The mailin handler: collects a message and puts it in the outbox.
-#[derive(Clone)]
+/// Where messages go: the outbox, for the account; the worker is woken for each.
 struct Relay {
     outbox: Outbox,
     account: Account,
-    /// The user and password clients must log in with, if any.
-    login: Option<Arc<(String, String)>>,
-    limits: Limits,
     wake: Arc<Notify>,
-    user: Option<String>,
-    current: Option<Incoming>,
-}
-
-#[derive(Clone, Default)]
-struct Incoming {
-    sender: String,
-    recipients: Vec<String>,
-    data: Vec<u8>,
-    too_big: bool,
 }
 
 impl Relay {
-    fn login(&mut self, user: &str, password: &str) -> Response {
-        match &self.login {
-            Some(login)
-                if login.0 == user && constant_time_eq(login.1.as_bytes(), password.as_bytes()) =>
-            {
-                self.user = Some(user.to_owned());
-                mailin::response::AUTH_OK
-            }
-            _ => mailin::response::INVALID_CREDENTIALS,
-        }
-    }
-}
-
-/// A refusal of the message at its end, and the end of the connection: mailin keeps a
-/// session in its DATA state after an error reply there, and would take the client's
-/// next commands for message content.
-fn refused_and_closed(code: u16, text: String) -> Response {
-    let mut response = Response::custom(code, text);
-    response.action = Action::Close;
-    response
-}
-
-/// Compares without stopping at the first difference, so that timing says nothing.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-impl Handler for Relay {
-    fn mail(&mut self, _ip: IpAddr, _domain: &str, from: &str) -> Response {
-        self.current = Some(Incoming {
-            sender: from.to_owned(),
-            ..Incoming::default()
-        });
-        mailin::response::OK
-    }
-
-    fn rcpt(&mut self, to: &str) -> Response {
-        let Some(current) = &mut self.current else {
-            return mailin::response::TRANSACTION_FAILED;
-        };
-        if current.recipients.len() >= MAX_RECIPIENTS {
-            return Response::custom(452, "4.5.3 too many recipients".to_owned());
-        }
-        current.recipients.push(to.to_owned());
-        mailin::response::OK
-    }
-
-    fn data(&mut self, buf: &[u8]) -> io::Result<()> {
-        if let Some(current) = &mut self.current {
-            if current.data.len() + buf.len() > self.limits.max_size {
-                current.too_big = true;
-                current.data = Vec::new();
-            } else if !current.too_big {
-                current.data.extend_from_slice(buf);
-            }
-        }
-        Ok(())
-    }
-
-    fn data_end(&mut self) -> Response {
-        let Some(incoming) = self.current.take() else {
-            return mailin::response::TRANSACTION_FAILED;
-        };
-        if incoming.too_big {
-            return refused_and_closed(
-                552,
-                format!("5.3.4 message over {} bytes", self.limits.max_size),
-            );
-        }
+    /// Keeps a message in the outbox: `Kept` only once it is synced to disk.
+    fn keep(&self, incoming: Incoming) -> Answer {
         let envelope = outbox::Envelope {
             account: Some(self.account.name.clone()),
             sender: Some(incoming.sender),
@@ -575,25 +483,17 @@ impl Handler for Relay {
             require_tls: false,
             accepted_at: outbox::now(),
         };
-        match self.outbox.accept(&envelope, &incoming.data) {
+        match self.outbox.accept(&envelope, &incoming.content) {
             Ok(locked) => {
                 let id = locked.id.clone();
                 drop(locked); // now the worker may take it
                 self.wake.notify_one();
-                Response::custom(250, format!("2.0.0 queued as {id}"))
+                Answer::Kept(id)
             }
             Err(e) => {
                 eprintln!("sendbox serve: {}", e.message);
-                refused_and_closed(451, "4.3.0 cannot queue the message now".to_owned())
+                Answer::NotNow("cannot queue the message now".to_owned())
             }
         }
-    }
-
-    fn auth_plain(&mut self, _authorization_id: &str, user: &str, password: &str) -> Response {
-        self.login(user, password)
-    }
-
-    fn auth_login(&mut self, user: &str, password: &str) -> Response {
-        self.login(user, password)
     }
 }
