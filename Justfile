@@ -71,12 +71,13 @@ wasmtime:
 postfix:
     bash tests/postfix/setup.sh
 
-# Fuzz the reply parser, the dialogue and the DATA encoder, each for `seconds` (needs the
+# Fuzz the reply parser, the dialogue, the DATA encoder, the raw message's header, the
+# relay's dialogue (serve) and the outbox's queue files, each for `seconds` (needs the
 # nightly toolchain; installs cargo-fuzz). A crash fails the recipe; keep its input in
 # fuzz/regressions/<target>/ so that `cargo test` replays it.
 fuzz seconds="300":
     command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-    cd fuzz && for target in reply_parser dialogue data_encoder raw_message; do \
+    cd fuzz && for target in reply_parser dialogue data_encoder raw_message relay outbox_entry; do \
         echo "== $target"; \
         cargo +nightly fuzz run $target -- -max_total_time={{seconds}} -print_final_stats=1 2>&1 | tail -n 8; \
     done

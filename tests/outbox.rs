@@ -1,7 +1,9 @@
 //! The outbox of `sendbox sendmail` and `sendbox queue`, with real faults: Postfix stopped
 //! and started again, a runner killed with SIGKILL in the middle of DATA, a full disk, an
 //! outbox that cannot be made, two runners at once over 200 messages, and permanent
-//! refusals. The mail server is the test Postfix on 127.0.0.1:25 (`just postfix`).
+//! refusals; queue files damaged by hand, and escape sequences in what is queued. The
+//! mail server is the test Postfix on 127.0.0.1:25 (`just postfix`), or the in-process
+//! loopback server.
 
 mod support;
 
@@ -11,6 +13,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use sendbox_loopback::ServerTls;
 use support::scripted::{GREETING, ScriptedServer, Step};
 use support::*;
 
@@ -97,6 +100,27 @@ impl Setup {
         self.command(&args).output().unwrap()
     }
 
+    /// Queues a message with `subject` for bob (the server must be down) and returns its id.
+    fn queued(&self, subject: &str) -> String {
+        let before = self.messages_in("queue");
+        assert_exit(&self.sendmail(subject), 0, "queued as");
+        self.messages_in("queue")
+            .into_iter()
+            .find(|id| !before.contains(id))
+            .expect("a new message in queue/")
+    }
+
+    /// Writes `queue/NAME` (a message, or with `.state` its attempts) as a hand or a
+    /// damaged disk would.
+    fn plant(&self, name: &str, content: impl AsRef<[u8]>) {
+        std::fs::write(self.outbox().join("queue").join(name), content).unwrap();
+    }
+
+    /// The delivery log, when the config names it as [`LOGGED`] does.
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("sendbox.log")).unwrap_or_default()
+    }
+
     /// The files in `queue/` or `failed/` that are messages (not their `.state`).
     fn messages_in(&self, folder: &str) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(self.outbox().join(folder))
@@ -110,6 +134,19 @@ impl Setup {
         names.sort();
         names
     }
+}
+
+/// Lines for the end of `[queue]`: a delivery log in the test's directory.
+const LOGGED: &str = "[log]\nfile = \"sendbox.log\"";
+
+/// Output and log lines must never hold a raw escape sequence: ESC, BEL, CSI.
+#[track_caller]
+fn assert_no_raw_controls(text: &str) {
+    let raw: Vec<char> = text
+        .chars()
+        .filter(|&c| c.is_control() && c != '\n')
+        .collect();
+    assert!(raw.is_empty(), "raw {raw:?} in {text}");
 }
 
 fn message(subject: &str) -> String {
@@ -632,4 +669,211 @@ fn send_queue_keeps_the_message_as_built_until_it_is_delivered() {
         78,
         "outbox is turned off",
     );
+}
+
+#[test]
+fn damaged_entries_are_named_by_list_and_run_while_the_others_are_delivered() {
+    let setup = Setup::new(&closed_port(), &format!("retry_minutes = 0\n{LOGGED}"));
+    let garbage = setup.queued("garbage");
+    let empty = setup.queued("empty");
+    let cut = setup.queued("cut");
+    setup.queued("healthy");
+    setup.plant(&garbage, b"\x00\x1b[2Jnot an envelope\nnor a message\n");
+    setup.plant(&empty, b"");
+    let body_cut = setup.queued("body cut");
+    let whole = std::fs::read(setup.outbox().join("queue").join(&cut)).unwrap();
+    setup.plant(&cut, &whole[..40]);
+    let whole = std::fs::read(setup.outbox().join("queue").join(&body_cut)).unwrap();
+    setup.plant(&body_cut, &whole[..whole.len() - 5]);
+    let line = whole.iter().position(|&b| b == b'\n').unwrap() + 1;
+    let cut_message = format!(
+        "the message is {} bytes, but {} were written (cut or added to)",
+        whole.len() - line - 5,
+        whole.len() - line
+    );
+    let damaged = [
+        (
+            &garbage,
+            "envelope line is not valid JSON (expected value at line 1 column 1)",
+        ),
+        (&empty, "empty file"),
+        (
+            &cut,
+            "no envelope line (file ends before the first newline)",
+        ),
+        (&body_cut, cut_message.as_str()),
+    ];
+
+    // Listed every time, not only once: nothing vanishes from sight.
+    for _ in 0..2 {
+        let list = setup.queue(&["list"]);
+        assert_exit(&list, 0, "1 tries, due now  to bob@sendbox.test");
+        for (id, what) in damaged {
+            assert!(
+                text(&list).contains(&format!("{id}  DAMAGED  {what}")),
+                "{id}: {}",
+                text(&list)
+            );
+        }
+    }
+
+    // The healthy message goes; the damaged ones stay, named on stderr and in the log.
+    let server = loopback(ServerTls::None);
+    setup.point_at(
+        &format!("127.0.0.1:{}", server.port()),
+        &format!("retry_minutes = 0\n{LOGGED}"),
+    );
+    let run = setup.queue(&["run"]);
+    assert_exit(
+        &run,
+        65,
+        "1 delivered, 0 still queued, 0 failed, 4 damaged and left as they are",
+    );
+    assert_eq!(subjects(&server), ["Subject: healthy"]);
+    let log = setup.log();
+    for (id, what) in damaged {
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(
+            stderr.contains(&format!("{id} not sent, damaged: {what}")),
+            "{id}: {stderr}"
+        );
+        assert!(
+            log.contains(&format!("id={id} outcome=damaged error=\"{what}\"")),
+            "{id}: {log}"
+        );
+    }
+    let mut left: Vec<String> = damaged.iter().map(|(id, _)| id.to_string()).collect();
+    left.sort();
+    assert_eq!(setup.messages_in("queue"), left);
+    assert_exit(&setup.queue(&["run"]), 65, "4 damaged");
+}
+
+#[test]
+fn a_message_whose_state_alone_is_damaged_is_still_delivered() {
+    // The first retry is 30 minutes away: only a state read as none makes it due now.
+    let setup = Setup::new(&closed_port(), LOGGED);
+    let id = setup.queued("state damaged");
+    setup.plant(&format!("{id}.state"), "{\"count\": 1, \"last_at\"");
+    let what = "state file is not valid JSON (EOF while parsing an object at line 1 column 22)";
+
+    let list = setup.queue(&["list"]);
+    assert_exit(&list, 0, &format!("{id}  queued "));
+    assert!(
+        text(&list).contains("tries unknown, due now  to bob@sendbox.test")
+            && text(&list).contains(&format!(
+                "DAMAGED  {what}; counted as never tried, so due now"
+            )),
+        "{}",
+        text(&list)
+    );
+
+    let server = loopback(ServerTls::None);
+    setup.point_at(&format!("127.0.0.1:{}", server.port()), LOGGED);
+    let run = setup.queue(&["run"]);
+    assert_exit(&run, 65, "1 delivered, 0 still queued, 0 failed");
+    assert!(
+        String::from_utf8_lossy(&run.stderr).contains(&format!("{id}: {what}")),
+        "{}",
+        text(&run)
+    );
+    assert_eq!(subjects(&server), ["Subject: state damaged"]);
+    assert!(setup.messages_in("queue").is_empty());
+    assert!(
+        !setup
+            .outbox()
+            .join("queue")
+            .join(format!("{id}.state"))
+            .exists()
+    );
+    let log = setup.log();
+    let line = |outcome: &str| {
+        log.lines()
+            .any(|l| l.contains(&format!("id={id} ")) && l.contains(outcome))
+    };
+    assert!(
+        line(&format!(
+            "outcome=damaged error=\"{what}; counted as never tried, so due now\""
+        )) && line("outcome=delivered"),
+        "{log}"
+    );
+}
+
+#[test]
+fn queue_show_and_remove_work_on_a_damaged_entry() {
+    let setup = Setup::new(&closed_port(), "");
+    let id = setup.queued("to be cut");
+    let whole = std::fs::read(setup.outbox().join("queue").join(&id)).unwrap();
+    // Cut inside the envelope line, ending in an escape sequence.
+    let mut cut = whole[..30].to_vec();
+    cut.extend_from_slice(b"\x1b[2J");
+    setup.plant(&id, &cut);
+
+    let show = setup.queue(&["show", &id]);
+    assert_exit(
+        &show,
+        0,
+        "# DAMAGED  no envelope line (file ends before the first newline)",
+    );
+    let shown = String::from_utf8(show.stdout.clone()).unwrap();
+    assert!(shown.contains("# 1 attempts; last: "), "{shown}");
+    let readable = format!("{}\\x1b[2J", String::from_utf8_lossy(&whole[..30]));
+    assert!(shown.contains(&readable), "{readable} not in {shown}");
+    assert_no_raw_controls(&shown);
+
+    assert_exit(&setup.queue(&["remove", &id]), 0, "");
+    assert!(setup.messages_in("queue").is_empty());
+    assert!(
+        !setup
+            .outbox()
+            .join("queue")
+            .join(format!("{id}.state"))
+            .exists(),
+        "its state was left behind"
+    );
+    assert_exit(&setup.queue(&["list"]), 0, "is empty");
+}
+
+#[test]
+fn escape_sequences_in_a_queued_envelope_are_escaped_in_list_run_and_the_log() {
+    let setup = Setup::new(&closed_port(), &format!("retry_minutes = 0\n{LOGGED}"));
+    assert_exit(&setup.queue(&["list"]), 0, "is empty");
+    // As an SMTP client could have handed it over; sendmail would refuse such addresses.
+    let accepted_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let id = format!("{accepted_at}.000000000.1.0");
+    setup.plant(
+        &id,
+        format!(
+            "{{\"account\":null,\"sender\":\"eve\\u001b]0;owned\\u0007@sendbox.test\",\
+             \"recipients\":[\"bob\\u001b[31m@sendbox.test\"],\"recipients_from_headers\":false,\
+             \"qualify_domain\":null,\"dsn_notify\":null,\"dsn_ret\":null,\"dsn_envid\":null,\
+             \"keep_raw_header\":false,\"accepted_at\":{accepted_at}}}\n\
+             Subject: x\r\n\r\nbody\r\n"
+        ),
+    );
+    setup.plant(
+        &format!("{id}.state"),
+        r#"{"count":1,"last_at":0,"next_at":0,"last_error":"421 \u001b[2J\u009b1m busy"}"#,
+    );
+
+    let list = setup.queue(&["list"]);
+    assert_exit(&list, 0, r"1 tries, due now  to bob\x1b[31m@sendbox.test");
+    assert_exit(&list, 0, r"last: 421 \x1b[2J\u{9b}1m busy");
+    let show = setup.queue(&["show", &id]);
+    assert_exit(&show, 0, r"last: 421 \x1b[2J\u{9b}1m busy");
+    let run = setup.queue(&["run"]);
+    assert_exit(&run, 0, &format!("{id} still queued"));
+    let log = setup.log();
+    assert!(
+        log.contains(&format!(
+            r"id={id} account=- from=<eve\x1b]0;owned\x07@sendbox.test> to=bob\x1b[31m@sendbox.test outcome=deferred"
+        )),
+        "{log}"
+    );
+    for output in [&list, &show, &run] {
+        assert_no_raw_controls(&text(output));
+    }
+    assert_no_raw_controls(&log);
 }

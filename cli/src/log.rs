@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use syslog::{Facility, Formatter3164};
 
+use crate::escape::{escaped, quoted};
 use crate::outbox;
 
 /// `[log]` in the config file.
@@ -31,26 +32,43 @@ pub enum Logged<'a> {
 /// Logs one attempt where the settings say. A log that cannot be written is reported on
 /// stderr and does not stop the delivery.
 pub fn attempt(settings: &LogSettings, id: &str, envelope: &outbox::Envelope, outcome: Logged) {
-    if settings.file.is_none() && settings.syslog.is_none() {
-        return;
-    }
-    let (word, detail, failed) = match outcome {
-        Logged::Delivered { reply } => ("delivered", reply, false),
-        Logged::Queued { reason } => ("deferred", reason, false),
-        Logged::Failed { reason } => ("failed", reason, true),
+    let (word, field, detail) = match outcome {
+        Logged::Delivered { reply } => ("delivered", "reply", reply),
+        Logged::Queued { reason } => ("deferred", "error", reason),
+        Logged::Failed { reason } => ("failed", "error", reason),
     };
     let line = format!(
-        "id={id} account={} from=<{}> to={} outcome={word} {}={}",
-        envelope.account.as_deref().unwrap_or("-"),
-        envelope.sender.as_deref().unwrap_or(""),
-        envelope.recipient_list(","),
-        if word == "delivered" {
-            "reply"
-        } else {
-            "error"
-        },
+        "id={id} {} outcome={word} {field}={}",
+        envelope_fields(envelope),
         quoted(detail)
     );
+    write(settings, &line, word == "failed");
+}
+
+/// Logs a queued or failed message whose file or state is damaged (`what`), with its
+/// envelope when that much is readable.
+pub fn damaged(settings: &LogSettings, id: &str, envelope: Option<&outbox::Envelope>, what: &str) {
+    let envelope = envelope.map(|e| format!("{} ", envelope_fields(e)));
+    let line = format!(
+        "id={id} {}outcome=damaged error={}",
+        envelope.unwrap_or_default(),
+        quoted(what)
+    );
+    write(settings, &line, true);
+}
+
+fn envelope_fields(envelope: &outbox::Envelope) -> String {
+    format!(
+        "account={} from=<{}> to={}",
+        escaped(envelope.account.as_deref().unwrap_or("-")),
+        escaped(envelope.sender.as_deref().unwrap_or("")),
+        escaped(envelope.recipient_list(","))
+    )
+}
+
+/// Writes one line to the file and to syslog, as the settings say; `error` makes it an
+/// error for syslog rather than information.
+fn write(settings: &LogSettings, line: &str, error: bool) {
     if let Some(path) = &settings.file {
         let time = time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
@@ -73,48 +91,14 @@ pub fn attempt(settings: &LogSettings, id: &str, envelope: &outbox::Envelope, ou
             pid: std::process::id(),
         };
         let logged = syslog::unix_custom(formatter, socket).and_then(|mut logger| {
-            if failed {
-                logger.err(&line)
+            if error {
+                logger.err(line)
             } else {
-                logger.info(&line)
+                logger.info(line)
             }
         });
         if let Err(e) = logged {
             eprintln!("sendbox: cannot log to syslog at {}: {e}", socket.display());
         }
-    }
-}
-
-/// `text` in double quotes, with quotes, backslashes and line breaks escaped, so that
-/// one attempt is always one line.
-fn quoted(text: &str) -> String {
-    let mut out = String::from("\"");
-    for c in text.chars() {
-        match c {
-            '"' | '\\' => {
-                out.push('\\');
-                out.push(c);
-            }
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            c if c.is_control() => out.push('?'),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_line_stays_one_line() {
-        assert_eq!(
-            quoted("550 5.1.1 \"no\"\nsecond"),
-            r#""550 5.1.1 \"no\"\nsecond""#
-        );
-        assert_eq!(quoted("a\u{1b}b\\"), r#""a?b\\""#);
     }
 }

@@ -9,6 +9,7 @@ mod compose;
 mod config;
 mod demo;
 mod dsn;
+mod escape;
 mod exit;
 mod grant;
 mod log;

@@ -15,59 +15,14 @@
 //! locking that the path is still that file, so that two runners never both send it.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read as _, Write as _};
+use std::io::{self, BufRead as _, BufReader, Write as _};
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
+pub mod entry;
 
-/// What the outbox keeps with a message: where it goes and how, as sendmail was told.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct Envelope {
-    /// The account of the configuration file to send through; `None` for the default one.
-    pub account: Option<String>,
-    /// The envelope sender; `Some("")` for the null sender.
-    pub sender: Option<String>,
-    pub recipients: Vec<String>,
-    /// Also send to the message's To, Cc and Bcc (sendmail -t).
-    pub recipients_from_headers: bool,
-    /// The domain given to bare names such as `root`.
-    pub qualify_domain: Option<String>,
-    /// DSN requests as sendmail's -N, -R and -V give them.
-    pub dsn_notify: Option<String>,
-    pub dsn_ret: Option<String>,
-    pub dsn_envid: Option<String>,
-    pub keep_raw_header: bool,
-    /// REQUIRETLS (RFC 8689), as `sendbox send --queue --require-tls` asks.
-    #[serde(default)]
-    pub require_tls: bool,
-    /// When the outbox accepted it, in seconds since the Unix epoch.
-    pub accepted_at: u64,
-}
-
-impl Envelope {
-    /// The recipients, `separator`-joined, with `(header)` standing for those `-t` takes
-    /// from the message's To, Cc and Bcc.
-    pub fn recipient_list(&self, separator: &str) -> String {
-        let mut list = self.recipients.clone();
-        if self.recipients_from_headers {
-            list.push("(header)".to_owned());
-        }
-        list.join(separator)
-    }
-}
-
-/// The delivery attempts of a message so far.
-#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
-pub struct Attempts {
-    pub count: u32,
-    /// When the last one ended, and when the next is due (seconds since the epoch).
-    pub last_at: u64,
-    pub next_at: u64,
-    /// What went wrong the last time, as the user sees it (never a secret).
-    pub last_error: Option<String>,
-}
+pub use entry::{Attempts, Damage, Envelope};
 
 /// A failure of the outbox itself, with the sysexits code it means for sendmail.
 #[derive(Debug)]
@@ -89,6 +44,22 @@ fn cannot_write(what: &Path, e: io::Error) -> OutboxError {
         code: crate::exit::IOERR,
         message: format!("cannot write {} to disk: {e}", what.display()),
     }
+}
+
+/// A queued or failed message as [`Outbox::peek`] reads it: its envelope unless its file
+/// is damaged, and its attempts unless its state is.
+#[derive(Debug)]
+pub struct Peeked {
+    pub envelope: Result<Envelope, Damage>,
+    pub attempts: Result<Attempts, Damage>,
+}
+
+/// A queued or failed message as it lies on disk, damaged or not.
+#[derive(Debug)]
+pub struct Stored {
+    /// The whole file: the envelope line, then the message.
+    pub bytes: Vec<u8>,
+    pub attempts: Result<Attempts, Damage>,
 }
 
 /// One outbox directory.
@@ -191,9 +162,8 @@ impl Outbox {
             .map_err(|e| cannot_create(&tmp, e))?;
         let written = (|| {
             file.try_lock().map_err(io::Error::other)?;
-            let mut line = serde_json::to_vec(envelope)?;
-            line.push(b'\n');
-            file.write_all(&line)?;
+            // The envelope line alone, so that the message is written without a copy.
+            file.write_all(&entry::encode_line(envelope, message.len())?)?;
             file.write_all(message)?;
             file.sync_all()?;
             fs::rename(&tmp, self.queue().join(&id))?;
@@ -221,28 +191,54 @@ impl Outbox {
         ids_in(&self.failed())
     }
 
-    /// The envelope and attempts of a queued message, without locking it.
-    pub fn peek(&self, id: &str) -> io::Result<(Envelope, Attempts)> {
-        let path = self.queue().join(checked(id)?);
-        let envelope = read_envelope(&mut BufReader::new(File::open(&path)?))?;
-        Ok((envelope, read_state(&self.queue(), id)?))
+    /// The envelope and attempts of a queued message, without locking it. An error is
+    /// the file's (gone, unreadable); what is wrong inside it is in the answer.
+    pub fn peek(&self, id: &str) -> io::Result<Peeked> {
+        peek_in(&self.queue(), checked(id)?)
     }
 
-    /// Why a message was given up on.
-    pub fn failure(&self, id: &str) -> io::Result<(Envelope, Attempts)> {
-        let path = self.failed().join(checked(id)?);
-        let envelope = read_envelope(&mut BufReader::new(File::open(&path)?))?;
-        Ok((envelope, read_state(&self.failed(), id)?))
+    /// The envelope and attempts of a message given up on (why is its last error).
+    pub fn failure(&self, id: &str) -> io::Result<Peeked> {
+        peek_in(&self.failed(), checked(id)?)
     }
 
-    /// The whole queued (or failed) file: the envelope line, then the message.
-    pub fn raw(&self, id: &str) -> io::Result<Vec<u8>> {
+    /// The whole queued (or else failed) file and its attempts, damaged or not.
+    pub fn stored(&self, id: &str) -> io::Result<Stored> {
         let id = checked(id)?;
-        fs::read(self.queue().join(id)).or_else(|_| fs::read(self.failed().join(id)))
+        for dir in [self.queue(), self.failed()] {
+            match fs::read(dir.join(id)) {
+                Ok(bytes) => {
+                    let attempts = read_state(&dir, id)?;
+                    return Ok(Stored { bytes, attempts });
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Err(io::ErrorKind::NotFound.into())
     }
 
-    /// Locks a queued message, or `None` when another runner has it or it is gone.
+    /// Locks a queued message, or `None` when another runner has it or it is gone. A
+    /// damaged file is an error (`InvalidData`) whose inner error is its [`Damage`].
     pub fn lock(&self, id: &str) -> io::Result<Option<Locked>> {
+        let Some(mut file) = self.lock_file(id)? else {
+            return Ok(None);
+        };
+        let envelope = read_head(&mut file)?
+            .map_err(|damage| io::Error::new(io::ErrorKind::InvalidData, damage))?;
+        Ok(Some(Locked {
+            id: id.to_owned(),
+            envelope,
+            // The state is advice and the message the truth: a damaged state counts as no
+            // attempt yet, and the next attempt's record replaces it.
+            attempts: read_state(&self.queue(), id)?.unwrap_or_default(),
+            _lock: file,
+        }))
+    }
+
+    /// Locks a queued file without reading it: `None` when another runner has it or it is
+    /// gone.
+    fn lock_file(&self, id: &str) -> io::Result<Option<File>> {
         let path = self.queue().join(checked(id)?);
         let file = match File::open(&path) {
             Ok(file) => file,
@@ -256,36 +252,24 @@ impl Outbox {
         }
         // Delivered and removed (or rewritten) by another runner between open and lock.
         match fs::metadata(&path) {
-            Ok(now) if now.ino() == file.metadata()?.ino() => {}
-            Ok(_) => return Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
+            Ok(now) if now.ino() == file.metadata()?.ino() => Ok(Some(file)),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
         }
-        let envelope = read_envelope(&mut BufReader::new(&file))?;
-        Ok(Some(Locked {
-            id: id.to_owned(),
-            envelope,
-            attempts: read_state(&self.queue(), id)?,
-            _lock: file,
-        }))
     }
 
     /// The message of a locked entry (without its envelope line).
     pub fn message(&self, locked: &Locked) -> io::Result<Vec<u8>> {
-        let mut reader = BufReader::new(File::open(self.queue().join(&locked.id))?);
-        let mut line = Vec::new();
-        reader.read_until(b'\n', &mut line)?;
-        let mut message = Vec::new();
-        reader.read_to_end(&mut message)?;
-        Ok(message)
+        let bytes = fs::read(self.queue().join(&locked.id))?;
+        let entry = entry::decode(&bytes)
+            .map_err(|damage| io::Error::new(io::ErrorKind::InvalidData, damage))?;
+        Ok(entry.message.to_vec())
     }
 
     /// Delivered: out of the queue for good.
     pub fn delivered(&self, locked: Locked) -> io::Result<()> {
-        let queue = self.queue();
-        remove_if_present(&queue.join(format!("{}.state", locked.id)))?;
-        fs::remove_file(queue.join(&locked.id))?;
-        sync_dir(&queue)
+        remove_entry(&self.queue(), &locked.id)
     }
 
     /// Not delivered yet: records the attempt, keeps it queued.
@@ -293,7 +277,7 @@ impl Outbox {
         write_durably(
             &self.root.join("tmp"),
             &self.queue().join(format!("{}.state", locked.id)),
-            &serde_json::to_vec(&attempts)?,
+            &entry::encode_state(&attempts)?,
         )?;
         locked.attempts = attempts;
         Ok(())
@@ -306,9 +290,7 @@ impl Outbox {
         let mut envelope = locked.envelope.clone();
         envelope.recipients = recipients;
         envelope.recipients_from_headers = false;
-        let mut content = serde_json::to_vec(&envelope)?;
-        content.push(b'\n');
-        content.extend_from_slice(&message);
+        let content = entry::encode(&envelope, &message)?;
         write_durably(
             &self.root.join("tmp"),
             &self.queue().join(&locked.id),
@@ -324,7 +306,7 @@ impl Outbox {
         write_durably(
             &self.root.join("tmp"),
             &failed.join(format!("{}.state", locked.id)),
-            &serde_json::to_vec(&attempts)?,
+            &entry::encode_state(&attempts)?,
         )?;
         fs::rename(queue.join(&locked.id), failed.join(&locked.id))?;
         sync_dir(&failed)?;
@@ -332,18 +314,16 @@ impl Outbox {
         sync_dir(&queue)
     }
 
-    /// Removes a queued or failed message; refused while a runner is delivering it.
+    /// Removes a queued or failed message, damaged or not; refused while a runner is
+    /// delivering it.
     pub fn remove(&self, id: &str) -> io::Result<bool> {
-        if let Some(locked) = self.lock(id)? {
-            self.delivered(locked)?;
+        if let Some(_locked) = self.lock_file(id)? {
+            remove_entry(&self.queue(), id)?;
             return Ok(true);
         }
         let failed = self.failed();
-        let path = failed.join(checked(id)?);
-        if path.exists() {
-            remove_if_present(&failed.join(format!("{id}.state")))?;
-            fs::remove_file(path)?;
-            sync_dir(&failed)?;
+        if failed.join(checked(id)?).exists() {
+            remove_entry(&failed, id)?;
             return Ok(true);
         }
         if self.queue().join(id).exists() {
@@ -399,18 +379,36 @@ fn ids_in(dir: &Path) -> io::Result<Vec<String>> {
     Ok(ids)
 }
 
-fn read_envelope(reader: &mut impl BufRead) -> io::Result<Envelope> {
-    let mut line = Vec::new();
-    reader.read_until(b'\n', &mut line)?;
-    Ok(serde_json::from_slice(&line)?)
+fn peek_in(dir: &Path, id: &str) -> io::Result<Peeked> {
+    Ok(Peeked {
+        envelope: read_head(&mut File::open(dir.join(id))?)?,
+        attempts: read_state(dir, id)?,
+    })
 }
 
-fn read_state(dir: &Path, id: &str) -> io::Result<Attempts> {
+/// The envelope of a queued file from its first line, the message's length checked
+/// against the file's size: the message itself is not read.
+fn read_head(file: &mut File) -> io::Result<Result<Envelope, Damage>> {
+    let length = file.metadata()?.len();
+    let mut line = Vec::new();
+    BufReader::new(file).read_until(b'\n', &mut line)?;
+    Ok(entry::decode_head(&line, length))
+}
+
+/// The attempts kept in `dir/ID.state`; none yet when there is no such file.
+fn read_state(dir: &Path, id: &str) -> io::Result<Result<Attempts, Damage>> {
     match fs::read(dir.join(format!("{id}.state"))) {
-        Ok(bytes) => Ok(serde_json::from_slice(&bytes)?),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Attempts::default()),
+        Ok(bytes) => Ok(entry::decode_state(&bytes)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Ok(Attempts::default())),
         Err(e) => Err(e),
     }
+}
+
+/// Removes a message and its state from `dir`.
+fn remove_entry(dir: &Path, id: &str) -> io::Result<()> {
+    remove_if_present(&dir.join(format!("{id}.state")))?;
+    fs::remove_file(dir.join(id))?;
+    sync_dir(dir)
 }
 
 /// Replaces `path` with `content` so that a crash leaves the old or the new, whole.
@@ -480,7 +478,10 @@ mod tests {
             outbox.message(&locked).unwrap(),
             b"Subject: x\r\n\r\nbody\r\n"
         );
-        assert_eq!(outbox.peek(&locked.id).unwrap().0, envelope());
+        assert_eq!(
+            outbox.peek(&locked.id).unwrap().envelope.unwrap(),
+            envelope()
+        );
         let id = locked.id.clone();
         drop(locked);
         let again = outbox.lock(&id).unwrap().expect("free once dropped");
@@ -511,17 +512,56 @@ mod tests {
             .unwrap();
         let id = locked.id.clone();
         drop(locked);
-        let (queued, state) = outbox.peek(&id).unwrap();
-        assert_eq!(queued.recipients, ["carol@example.org"]);
-        assert_eq!(state, attempts);
+        let peeked = outbox.peek(&id).unwrap();
+        assert_eq!(peeked.envelope.unwrap().recipients, ["carol@example.org"]);
+        assert_eq!(peeked.attempts.unwrap(), attempts);
         let locked = outbox.lock(&id).unwrap().unwrap();
         assert_eq!(outbox.message(&locked).unwrap(), b"m");
         outbox.give_up(locked, attempts.clone()).unwrap();
         assert!(outbox.ids().unwrap().is_empty());
         assert_eq!(outbox.failed_ids().unwrap(), std::slice::from_ref(&id));
-        assert_eq!(outbox.failure(&id).unwrap().1, attempts);
+        assert_eq!(outbox.failure(&id).unwrap().attempts.unwrap(), attempts);
         assert!(outbox.remove(&id).unwrap());
         assert!(outbox.failed_ids().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_damaged_entry_says_why_and_can_be_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(&dir.path().join("outbox")).unwrap();
+        let id = outbox.accept(&envelope(), b"m").unwrap().id;
+        let file = outbox.root().join("queue").join(&id);
+        let whole = fs::read(&file).unwrap();
+        fs::write(&file, &whole[..10]).unwrap();
+
+        let damage = outbox.peek(&id).unwrap().envelope.unwrap_err();
+        assert!(matches!(damage, Damage::NoEnvelopeLine), "{damage}");
+        let error = outbox.lock(&id).unwrap_err();
+        assert!(error.get_ref().is_some_and(|e| e.is::<Damage>()), "{error}");
+        assert_eq!(outbox.stored(&id).unwrap().bytes, &whole[..10]);
+        assert!(outbox.remove(&id).unwrap());
+        assert!(outbox.ids().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_damaged_state_counts_as_no_attempt_and_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(&dir.path().join("outbox")).unwrap();
+        let id = outbox.accept(&envelope(), b"m").unwrap().id;
+        let state = outbox.root().join("queue").join(format!("{id}.state"));
+        fs::write(&state, "{\"count\": 3, \"last").unwrap();
+
+        let peeked = outbox.peek(&id).unwrap();
+        assert_eq!(peeked.envelope.unwrap(), envelope());
+        assert!(matches!(peeked.attempts, Err(Damage::StateNotJson(_))));
+        let mut locked = outbox.lock(&id).unwrap().unwrap();
+        assert_eq!(locked.attempts, Attempts::default());
+        let attempts = Attempts {
+            count: 1,
+            ..Attempts::default()
+        };
+        outbox.retry_later(&mut locked, attempts.clone()).unwrap();
+        assert_eq!(outbox.peek(&id).unwrap().attempts.unwrap(), attempts);
     }
 
     #[test]

@@ -11,15 +11,22 @@
 //!   resolution failing, a refused login that the user may fix): queued, retried after
 //!   `retry_minutes`, doubled after each failure up to 4 hours, and moved to `failed/`
 //!   once it has been queued for `give_up_days`.
+//!
+//! A message whose file is damaged (cut short, overwritten) or cannot be read is never
+//! skipped in silence: `list` names it, `run` names it on stderr and in the log, leaves it
+//! where it is and exits 65 (74 if unreadable) after delivering the others. A damaged
+//! state file loses only advice: the message is sent as if never tried.
 
 use std::collections::BTreeMap;
+use std::io;
 
 use sendbox::mailer::format_reply;
 use sendbox::{Delivery, Error, Message, SendOptions, Session};
 
 use crate::config::{Account, Config, QueueSettings};
+use crate::escape::escaped;
 use crate::log::{self, Logged};
-use crate::outbox::{self, Attempts, Locked, Outbox};
+use crate::outbox::{self, Attempts, Damage, Locked, Outbox, Peeked};
 use crate::{Stop, dsn, exit};
 
 /// The longest wait between two attempts.
@@ -199,7 +206,7 @@ pub fn request(queued: &outbox::Envelope) -> Result<(sendbox::Envelope, SendOpti
 }
 
 /// A failure to read or write the outbox, as the user sees it.
-fn io_error(outbox: &Outbox) -> impl Fn(std::io::Error) -> Stop + Copy + '_ {
+fn io_error(outbox: &Outbox) -> impl Fn(io::Error) -> Stop + Copy + '_ {
     |e| {
         Stop(
             exit::IOERR,
@@ -213,21 +220,115 @@ pub fn open(settings: &QueueSettings) -> Result<Outbox, Stop> {
     Outbox::open(&settings.dir).map_err(|e| Stop(e.code, e.message))
 }
 
+/// What a run did, for its summary and its exit code.
+#[derive(Default)]
+struct Counts {
+    delivered: usize,
+    queued: usize,
+    failed: usize,
+    /// Left where they are, not sent: their file is damaged or cannot be read.
+    damaged: usize,
+    /// 0, or what the damage met means: 65 for a damaged file or state, 74 for a file
+    /// that cannot be read.
+    code: u8,
+}
+
+/// What is wrong with a queued message or its state.
+enum Problem<'a> {
+    /// Its file is not what the outbox writes: it is not sent.
+    Damaged(&'a dyn std::fmt::Display),
+    /// Its file cannot be read (permissions, a directory in its place, I/O): not sent.
+    Unreadable(&'a io::Error),
+    /// Its state is damaged: it counts as never tried, so it is sent now.
+    DamagedState(&'a Damage),
+}
+
+impl Counts {
+    /// Names a problem on stderr and in the log, and counts it for the exit code: a
+    /// damaged entry is never skipped in silence.
+    fn problem(
+        &mut self,
+        config: &Config,
+        id: &str,
+        envelope: Option<&outbox::Envelope>,
+        problem: Problem,
+    ) {
+        let (what, code) = match problem {
+            Problem::Damaged(damage) => {
+                self.damaged += 1;
+                eprintln!(
+                    "sendbox: {id} not sent, damaged: {}; `sendbox queue show {id}` shows \
+                     what is left, `sendbox queue remove {id}` removes it",
+                    escaped(damage.to_string())
+                );
+                (damage.to_string(), exit::DATAERR)
+            }
+            Problem::Unreadable(e) => {
+                self.damaged += 1;
+                let what = format!("cannot be read: {e}");
+                eprintln!("sendbox: {id} not sent, {}", escaped(&what));
+                (what, exit::IOERR)
+            }
+            Problem::DamagedState(damage) => {
+                let what = format!("{damage}; counted as never tried, so due now");
+                eprintln!("sendbox: {id}: {}", escaped(&what));
+                (what, exit::DATAERR)
+            }
+        };
+        log::damaged(&config.log, id, envelope, &what);
+        self.code = exit::combine([self.code, code]);
+    }
+
+    /// Names what locking or reading a message found wrong: its damage, or the error.
+    fn unusable(&mut self, config: &Config, id: &str, error: &io::Error) {
+        let problem = match error.get_ref() {
+            Some(inner) if inner.is::<Damage>() => Problem::Damaged(error),
+            _ => Problem::Unreadable(error),
+        };
+        self.problem(config, id, None, problem);
+    }
+
+    fn add(&mut self, other: Counts) {
+        self.delivered += other.delivered;
+        self.queued += other.queued;
+        self.failed += other.failed;
+        self.damaged += other.damaged;
+        self.code = exit::combine([self.code, other.code]);
+    }
+}
+
 /// `queue run` (only what is due) and `queue flush` (everything): one session per account.
 pub async fn run(config: &Config, everything: bool) -> Result<u8, Stop> {
     let outbox = open(&config.queue)?;
     let io = io_error(&outbox);
     let now = outbox::now();
+    let mut counts = Counts::default();
     let mut by_account: BTreeMap<Option<String>, Vec<String>> = BTreeMap::new();
     for id in outbox.ids().map_err(io)? {
-        let Ok((envelope, attempts)) = outbox.peek(&id) else {
-            continue; // delivered meanwhile by another runner
+        let peeked = match outbox.peek(&id) {
+            Ok(peeked) => peeked,
+            // Delivered meanwhile by another runner.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                counts.problem(config, &id, None, Problem::Unreadable(&e));
+                continue;
+            }
         };
+        let envelope = match peeked.envelope {
+            Ok(envelope) => envelope,
+            Err(damage) => {
+                counts.problem(config, &id, None, Problem::Damaged(&damage));
+                continue;
+            }
+        };
+        let attempts = peeked.attempts.unwrap_or_else(|damage| {
+            counts.problem(config, &id, Some(&envelope), Problem::DamagedState(&damage));
+            Attempts::default()
+        });
         if everything || attempts.next_at <= now {
             by_account.entry(envelope.account).or_default().push(id);
         }
     }
-    let (mut delivered, mut queued, mut failed) = (0, 0, 0);
     for (name, ids) in by_account {
         let label = name.as_deref().unwrap_or("the default account").to_owned();
         let account = match config.account(name.as_deref()) {
@@ -237,40 +338,56 @@ pub async fn run(config: &Config, everything: bool) -> Result<u8, Stop> {
                     "sendbox: {} message(s) left queued: no account to send them with",
                     ids.len()
                 );
-                queued += ids.len();
+                counts.queued += ids.len();
                 continue;
             }
             Err(problem) => {
-                eprintln!("sendbox: {} message(s) left queued: {problem}", ids.len());
-                queued += ids.len();
+                eprintln!(
+                    "sendbox: {} message(s) left queued: {}",
+                    ids.len(),
+                    escaped(&problem)
+                );
+                counts.queued += ids.len();
                 continue;
             }
         };
-        let counts = run_account(&outbox, account, &ids, config).await?;
-        if counts.2 + counts.1 > 0 {
+        let done = run_account(&outbox, account, &ids, config).await?;
+        if done.failed + done.queued > 0 {
             eprintln!(
-                "sendbox: account {label}: {} delivered, {} still queued, {} failed",
-                counts.0, counts.1, counts.2
+                "sendbox: account {}: {} delivered, {} still queued, {} failed",
+                escaped(&label),
+                done.delivered,
+                done.queued,
+                done.failed
             );
         }
-        delivered += counts.0;
-        queued += counts.1;
-        failed += counts.2;
+        counts.add(done);
     }
-    if delivered + queued + failed > 0 {
-        println!("{delivered} delivered, {queued} still queued, {failed} failed");
+    let Counts {
+        delivered,
+        queued,
+        failed,
+        damaged,
+        code,
+    } = counts;
+    if delivered + queued + failed + damaged > 0 {
+        let damaged = match damaged {
+            0 => String::new(),
+            n => format!(", {n} damaged and left as they are"),
+        };
+        println!("{delivered} delivered, {queued} still queued, {failed} failed{damaged}");
     }
-    Ok(exit::OK)
+    Ok(code)
 }
 
-/// Delivers `ids` through one account's session: (delivered, still queued, failed).
+/// Delivers `ids` through one account's session.
 async fn run_account(
     outbox: &Outbox,
     account: &Account,
     ids: &[String],
     config: &Config,
-) -> Result<(usize, usize, usize), Stop> {
-    let mut counts = (0, 0, 0);
+) -> Result<Counts, Stop> {
+    let mut counts = Counts::default();
     let mailer = match crate::mailer(
         &Default::default(),
         Some(account),
@@ -280,21 +397,32 @@ async fn run_account(
     {
         Ok(mailer) => mailer,
         Err(Stop(_, problem)) => {
-            eprintln!("sendbox: account {}: {problem}; left queued", account.name);
-            counts.1 = ids.len();
+            eprintln!(
+                "sendbox: account {}: {}; left queued",
+                escaped(&account.name),
+                escaped(&problem)
+            );
+            counts.queued = ids.len();
             return Ok(counts);
         }
     };
     let mut session: Option<Session> = None;
     for (done, id) in ids.iter().enumerate() {
-        let locked = match outbox.lock(id) {
-            Ok(Some(locked)) => locked,
+        // Damaged or unreadable since it was peeked at: named, and the others go on.
+        let (locked, message) = match outbox.lock(id) {
+            Ok(Some(locked)) => match outbox.message(&locked) {
+                Ok(message) => (locked, message),
+                Err(e) => {
+                    counts.unusable(config, id, &e);
+                    continue;
+                }
+            },
             Ok(None) => continue, // another runner has it, or delivered it
-            Err(e) => return Err(Stop(exit::IOERR, format!("outbox: {id}: {e}"))),
+            Err(e) => {
+                counts.unusable(config, id, &e);
+                continue;
+            }
         };
-        let message = outbox
-            .message(&locked)
-            .map_err(|e| Stop(exit::IOERR, format!("outbox: {id}: {e}")))?;
         let attempt = match request(&locked.envelope) {
             Err(problem) => Attempt::Failed {
                 permanent: true,
@@ -310,7 +438,7 @@ async fn run_account(
                             // the rest wait for the next run untouched.
                             let outcome = settle(outbox, locked, Err(error).into(), config)?;
                             tally(&mut counts, id, &outcome);
-                            counts.1 += ids.len() - done - 1;
+                            counts.queued += ids.len() - done - 1;
                             return Ok(counts);
                         }
                     }
@@ -334,30 +462,35 @@ async fn run_account(
     Ok(counts)
 }
 
-fn tally(counts: &mut (usize, usize, usize), id: &str, outcome: &Outcome) {
+fn tally(counts: &mut Counts, id: &str, outcome: &Outcome) {
     match outcome {
         Outcome::Delivered(delivery) => {
             for refused in &delivery.refused {
                 eprintln!(
                     "sendbox: {id}: recipient {} refused: {}",
-                    refused.address,
-                    format_reply(&refused.reply)
+                    escaped(&refused.address),
+                    escaped(format_reply(&refused.reply))
                 );
             }
-            counts.0 += 1;
+            counts.delivered += 1;
         }
         Outcome::Queued(reason) => {
-            eprintln!("sendbox: {id} still queued: {reason}");
-            counts.1 += 1;
+            eprintln!("sendbox: {id} still queued: {}", escaped(reason));
+            counts.queued += 1;
         }
         Outcome::Failed(_, reason) => {
-            eprintln!("sendbox: {id} failed, moved to failed/: {reason}");
-            counts.2 += 1;
+            eprintln!(
+                "sendbox: {id} failed, moved to failed/: {}",
+                escaped(reason)
+            );
+            counts.failed += 1;
         }
     }
 }
 
-/// `queue list`: the queued messages, then those given up on.
+/// `queue list`: the queued messages, then those given up on. A damaged message is a
+/// row that says what is wrong; like mailq, `list` exits 0 whatever the queue holds, and
+/// `run` is what fails on damage.
 pub fn list(config: &Config) -> Result<u8, Stop> {
     let outbox = open(&config.queue)?;
     let io = io_error(&outbox);
@@ -369,62 +502,111 @@ pub fn list(config: &Config) -> Result<u8, Stop> {
         return Ok(exit::OK);
     }
     for id in &queued {
-        let Ok((envelope, attempts)) = outbox.peek(id) else {
+        let Some(Peeked { envelope, attempts }) = listed(id, outbox.peek(id)) else {
             continue;
         };
-        let next = if attempts.count == 0 {
-            "not tried yet".to_owned()
-        } else if attempts.next_at <= now {
-            format!("{} tries, due now", attempts.count)
-        } else {
-            format!(
+        let envelope = match envelope {
+            Ok(envelope) => envelope,
+            Err(damage) => {
+                damaged_row(id, "", &damage);
+                continue;
+            }
+        };
+        let next = match &attempts {
+            Err(_) => "tries unknown, due now".to_owned(),
+            Ok(attempts) if attempts.count == 0 => "not tried yet".to_owned(),
+            Ok(attempts) if attempts.next_at <= now => {
+                format!("{} tries, due now", attempts.count)
+            }
+            Ok(attempts) => format!(
                 "{} tries, next in {}",
                 attempts.count,
                 age(attempts.next_at - now)
-            )
+            ),
         };
         println!(
             "{id}  queued {} ago  {next}  to {}",
             age(now.saturating_sub(envelope.accepted_at)),
-            envelope.recipient_list(", ")
+            escaped(envelope.recipient_list(", "))
         );
-        if let Some(error) = &attempts.last_error {
-            println!("    last: {error}");
-        }
+        last_error(&attempts, "last: ", "; counted as never tried, so due now");
     }
     for id in &failed {
-        let Ok((envelope, attempts)) = outbox.failure(id) else {
+        let Some(Peeked { envelope, attempts }) = listed(id, outbox.failure(id)) else {
             continue;
         };
-        println!("{id}  FAILED  to {}", envelope.recipient_list(", "));
-        if let Some(error) = &attempts.last_error {
-            println!("    {error}");
+        match envelope {
+            Ok(envelope) => println!(
+                "{id}  FAILED  to {}",
+                escaped(envelope.recipient_list(", "))
+            ),
+            Err(damage) => damaged_row(id, "FAILED  ", &damage),
         }
+        last_error(&attempts, "", "");
     }
     Ok(exit::OK)
 }
 
-/// `queue show ID`: the envelope, the attempts and the message as queued.
+/// What `list` shows of a message: `None` for one gone meanwhile (delivered, removed);
+/// one that cannot be read is a row saying why.
+fn listed(id: &str, peeked: io::Result<Peeked>) -> Option<Peeked> {
+    match peeked {
+        Ok(peeked) => Some(peeked),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => {
+            println!("{id}  UNREADABLE  {}", escaped(e.to_string()));
+            None
+        }
+    }
+}
+
+fn damaged_row(id: &str, status: &str, damage: &Damage) {
+    println!("{id}  {status}DAMAGED  {}", escaped(damage.to_string()));
+    println!(
+        "    not sent: `sendbox queue show {id}` shows what is left, \
+         `sendbox queue remove {id}` removes it"
+    );
+}
+
+/// The line under a row: the last error (after `label`), or what is wrong with the state
+/// (then `consequence`).
+fn last_error(attempts: &Result<Attempts, Damage>, label: &str, consequence: &str) {
+    match attempts {
+        Ok(Attempts {
+            last_error: Some(error),
+            ..
+        }) => println!("    {label}{}", escaped(error)),
+        Ok(_) => {}
+        Err(damage) => println!("    DAMAGED  {}{consequence}", escaped(damage.to_string())),
+    }
+}
+
+/// `queue show ID`: what is readable of a message, each line escaped: what is wrong with
+/// it, its attempts, the envelope line and the message.
 pub fn show(config: &Config, id: &str) -> Result<u8, Stop> {
     let outbox = open(&config.queue)?;
-    let raw = outbox.raw(id).map_err(|e| match e.kind() {
-        std::io::ErrorKind::InvalidInput => Stop(exit::USAGE, e.to_string()),
-        _ => Stop(exit::NOINPUT, format!("no message {id} in the outbox")),
+    let stored = outbox.stored(id).map_err(|e| match e.kind() {
+        io::ErrorKind::InvalidInput => Stop(exit::USAGE, e.to_string()),
+        io::ErrorKind::NotFound => Stop(exit::NOINPUT, format!("no message {id} in the outbox")),
+        _ => Stop(exit::IOERR, format!("cannot read {id}: {e}")),
     })?;
-    let state = outbox.peek(id).or_else(|_| outbox.failure(id));
-    if let Ok((_, attempts)) = state
-        && attempts.count > 0
-    {
-        println!(
+    if let Err(damage) = outbox::entry::decode(&stored.bytes) {
+        println!("# DAMAGED  {}", escaped(damage.to_string()));
+    }
+    match &stored.attempts {
+        Ok(attempts) if attempts.count > 0 => println!(
             "# {} attempts; last: {}",
             attempts.count,
-            attempts.last_error.as_deref().unwrap_or("-")
-        );
+            escaped(attempts.last_error.as_deref().unwrap_or("-"))
+        ),
+        Ok(_) => {}
+        Err(damage) => println!("# DAMAGED  {}", escaped(damage.to_string())),
     }
-    use std::io::Write as _;
-    std::io::stdout()
-        .write_all(&raw)
-        .map_err(|e| Stop(exit::IOERR, e.to_string()))?;
+    // Line by line, so that the message reads as one; CRLF is its usual line ending.
+    for line in stored.bytes.split_inclusive(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        println!("{}", escaped(line.strip_suffix(b"\r").unwrap_or(line)));
+    }
     Ok(exit::OK)
 }
 
