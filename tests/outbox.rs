@@ -877,3 +877,55 @@ fn escape_sequences_in_a_queued_envelope_are_escaped_in_list_run_and_the_log() {
     }
     assert_no_raw_controls(&log);
 }
+
+#[test]
+#[ignore = "needs root, to run sendmail as nobody (run .ci/run)"]
+fn a_daemon_without_a_home_gets_the_system_spool_and_no_home_is_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("nonexistent");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!("default = \"main\"\n[accounts.main]\nserver = \"{}\"\ntls = \"none\"\nfrom = \"cron@sendbox.test\"\n", closed_port()),
+    )
+    .unwrap();
+    for path in [dir.path(), &config] {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = if path.is_dir() { 0o755 } else { 0o644 };
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let mut command = Command::new("runuser");
+    command
+        .args(["-u", "nobody", "--", "env", "-i"])
+        .arg(format!("HOME={}", home.display()))
+        .arg(format!("SENDBOX_CONFIG={}", config.display()))
+        .arg(sendbox_bin())
+        .args(["sendmail", "bob@sendbox.test"]);
+    let output = run_piped(command, b"Subject: from a daemon\n\nhi\n");
+    assert!(!home.exists(), "a home was made: {}", text(&output));
+    let spool = Path::new("/var/spool/sendbox");
+    // 65534: nobody, on Debian.
+    let mine = spool.join("65534");
+    if spool.exists() {
+        // Made by an administrator (contrib/sendbox.tmpfiles): the message waits there.
+        assert_exit(&output, 0, "");
+        assert!(mine.join("queue").is_dir(), "{}", text(&output));
+        let _ = std::fs::remove_dir_all(&mine);
+    } else {
+        assert_exit(
+            &output,
+            73,
+            &format!("cannot create the outbox {}", mine.display()),
+        );
+        assert!(
+            text(&output).contains("contrib/sendbox.tmpfiles"),
+            "{}",
+            text(&output)
+        );
+        assert!(
+            text(&output).contains("`dir` under `[queue]`"),
+            "{}",
+            text(&output)
+        );
+    }
+}

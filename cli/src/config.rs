@@ -218,11 +218,10 @@ impl Default for QueueSettings {
     fn default() -> Self {
         QueueSettings {
             enabled: true,
-            // A daemon without a home gets its own folder in the system's spool, which an
-            // administrator makes once (mode 1733, as contrib/sendbox.tmpfiles does).
-            dir: dirs::data_local_dir().map_or_else(
-                || Path::new(SYSTEM_SPOOL).join(rustix::process::geteuid().as_raw().to_string()),
-                |d| d.join("sendbox").join("outbox"),
+            dir: default_outbox(
+                dirs::home_dir(),
+                dirs::data_local_dir(),
+                rustix::process::geteuid().as_raw(),
             ),
             retry_secs: 30 * 60,
             give_up_secs: 5 * 24 * 60 * 60,
@@ -421,7 +420,20 @@ fn locate(
 }
 
 /// Where users without a home directory keep their outbox, one folder each.
-const SYSTEM_SPOOL: &str = "/var/spool/sendbox";
+pub const SYSTEM_SPOOL: &str = "/var/spool/sendbox";
+
+/// The outbox when the config names none: in the user's data directory when the user has
+/// a home (or that directory exists already), else, for a daemon (no home, or one that
+/// does not exist, such as nobody's `/nonexistent`), its own folder in the system's spool,
+/// which an administrator makes once (mode 1733, as contrib/sendbox.tmpfiles does). A
+/// home directory is never made.
+fn default_outbox(home: Option<PathBuf>, data_dir: Option<PathBuf>, uid: u32) -> PathBuf {
+    let has_home = home.is_some_and(|home| home.is_dir());
+    match data_dir {
+        Some(data) if has_home || data.is_dir() => data.join("sendbox").join("outbox"),
+        _ => Path::new(SYSTEM_SPOOL).join(uid.to_string()),
+    }
+}
 
 /// The system-wide file, for daemons that have no home directory.
 const SYSTEM_FILE: &str = "/etc/sendbox/config.toml";
@@ -997,5 +1009,30 @@ mod tests {
         assert_eq!(line_column("ab\ncé\nx", 3), (2, 1));
         assert_eq!(line_column("ab\ncé\nx", 7), (3, 1));
         assert_eq!(line_column("ab\ncé\nx", 6), (2, 3));
+    }
+
+    #[test]
+    fn a_user_whose_home_is_missing_gets_the_system_spool_and_no_home_is_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        let data = home.join(".local/share");
+        let spool = Path::new(SYSTEM_SPOOL).join("65534");
+        // nobody's /nonexistent, or HOME unset.
+        assert_eq!(
+            default_outbox(Some(home.clone()), Some(data.clone()), 65534),
+            spool
+        );
+        assert_eq!(default_outbox(None, None, 65534), spool);
+        assert!(!home.exists(), "a home was made");
+        std::fs::create_dir(&home).unwrap();
+        assert_eq!(
+            default_outbox(Some(home), Some(data.clone()), 1000),
+            data.join("sendbox/outbox")
+        );
+        // XDG_DATA_HOME pointing at a folder that exists, whatever the home.
+        assert_eq!(
+            default_outbox(None, Some(dir.path().to_owned()), 1000),
+            dir.path().join("sendbox/outbox")
+        );
     }
 }

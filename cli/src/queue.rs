@@ -215,9 +215,29 @@ fn io_error(outbox: &Outbox) -> impl Fn(io::Error) -> Stop + Copy + '_ {
     }
 }
 
-/// The outbox the configuration names.
+/// The outbox the configuration names. One that cannot be made says where else to put it.
 pub fn open(settings: &QueueSettings) -> Result<Outbox, Stop> {
-    Outbox::open(&settings.dir).map_err(|e| Stop(e.code, e.message))
+    Outbox::open(&settings.dir).map_err(|e| {
+        if e.code != exit::CANTCREAT {
+            return Stop(e.code, e.message);
+        }
+        let spool = match settings.dir.starts_with(crate::config::SYSTEM_SPOOL) {
+            true => format!(
+                "; a user without a home keeps it in {}/UID, which needs {} made once by an \
+                 administrator (mode 1733: contrib/sendbox.tmpfiles)",
+                crate::config::SYSTEM_SPOOL,
+                crate::config::SYSTEM_SPOOL
+            ),
+            false => String::new(),
+        };
+        Stop(
+            e.code,
+            format!(
+                "{}\n  name a folder of your own with `dir` under `[queue]` in the config file{spool}",
+                e.message
+            ),
+        )
+    })
 }
 
 /// What a run did, for its summary and its exit code.
