@@ -609,6 +609,37 @@ fn sendmail_sends_local_names_to_their_aliases() {
 }
 
 #[test]
+fn aliases_are_followed_like_etc_aliases_and_pipes_are_refused_not_sent() {
+    let setup = Setup::new(&closed_port(), "");
+    std::fs::write(
+        setup.dir.path().join("aliases"),
+        "# as Debian ships it\npostmaster: root\nroot: admin@sendbox.test\n\
+         backup: |/usr/local/bin/handle\n",
+    )
+    .unwrap();
+    let config = std::fs::read_to_string(setup.config()).unwrap();
+    std::fs::write(setup.config(), format!("aliases = \"aliases\"\n{config}")).unwrap();
+    assert_exit(
+        &setup.sendmail_to(&["postmaster"], "for the postmaster"),
+        0,
+        "queued as",
+    );
+    let id = &setup.messages_in("queue")[0];
+    assert_exit(
+        &setup.queue(&["show", id]),
+        0,
+        r#""recipients":["admin@sendbox.test"]"#,
+    );
+    let refused = setup.sendmail_to(&["backup"], "for a pipe");
+    assert_exit(
+        &refused,
+        78,
+        "aliases:4: backup goes to `|/usr/local/bin/handle`, a pipe",
+    );
+    assert_eq!(setup.messages_in("queue").len(), 1, "{}", text(&refused));
+}
+
+#[test]
 #[ignore = "needs Postfix on loopback: run .ci/run, or `just postfix` as root"]
 fn send_queue_keeps_the_message_as_built_until_it_is_delivered() {
     let _turn = postfix_turn();

@@ -1,20 +1,38 @@
-//! The aliases file, as msmtp reads it: local names such as `root` or `cron`, which cron
-//! and daemons send to, mapped to real addresses.
+//! The aliases file: local names such as `root` or `cron`, which cron and daemons send
+//! to, mapped to real addresses. The subset of aliases(5) that a null client can honour:
 //!
 //! ```text
-//! # comment
+//! # comment (a line starting with #, or # after a space)
 //! root: admin@example.org
-//! cron: ops@example.org, alice@example.org
-//! default: admin@example.org      # any other local name
+//! postmaster: root                  # a name: followed to its own aliases
+//! cron: ops@example.org,
+//!     alice@example.org             # a line starting with a space continues the entry
+//! default: admin@example.org        # any other local name (msmtp's extension)
 //! ```
+//!
+//! A name that is aliased to itself (`root: root, backup@example.org`) stays a local name
+//! there, as sendmail does. What only a local delivery agent can do, a pipe (`|command`),
+//! a file (`/path`) or `:include:`, is refused with the file and line when a recipient
+//! reaches it: never turned into an address. A longer loop is refused the same way.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// How deep a chain of names may go (sendmail's `MAXALIASDEPTH` is 10).
+const MAX_DEPTH: usize = 10;
 
 /// The aliases of one file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Aliases {
-    map: BTreeMap<String, Vec<String>>,
+    file: PathBuf,
+    map: BTreeMap<String, Entry>,
+}
+
+/// One `name: target, ...` entry and the line it starts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    line: usize,
+    targets: Vec<String>,
 }
 
 impl Aliases {
@@ -22,50 +40,145 @@ impl Aliases {
     pub fn load(path: &Path) -> Result<Aliases, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read the aliases file {}: {e}", path.display()))?;
-        Self::parse(&text)
+        Self::parse(path, &text)
             .map_err(|(line, problem)| format!("{}:{line}: {problem}", path.display()))
     }
 
-    fn parse(text: &str) -> Result<Aliases, (usize, String)> {
+    fn parse(file: &Path, text: &str) -> Result<Aliases, (usize, String)> {
         let mut map = BTreeMap::new();
-        for (index, line) in text.lines().enumerate() {
-            let line = line.split('#').next().unwrap_or_default().trim();
-            if line.is_empty() {
+        // Each entry's first line and its text, continuation lines joined.
+        let mut entries: Vec<(usize, String)> = Vec::new();
+        for (index, raw) in text.lines().enumerate() {
+            let line = uncommented(raw);
+            if line.trim().is_empty() {
                 continue;
             }
-            let (name, targets) = line
-                .split_once(':')
-                .ok_or((index + 1, "not `name: address, ...`".to_owned()))?;
-            let name = name.trim().to_ascii_lowercase();
+            match entries.last_mut() {
+                Some((_, entry)) if raw.starts_with([' ', '\t']) => {
+                    entry.push(' ');
+                    entry.push_str(line.trim());
+                }
+                _ => entries.push((index + 1, line.trim().to_owned())),
+            }
+        }
+        for (line, entry) in entries {
+            let malformed = || (line, "not `name: address, ...`".to_owned());
+            let (name, targets) = entry.split_once(':').ok_or_else(malformed)?;
+            let name = unquoted(name.trim()).to_ascii_lowercase();
             let targets: Vec<String> = targets
                 .split(',')
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-                .map(str::to_owned)
+                .map(|target| unquoted(target.trim()).to_owned())
+                .filter(|target| !target.is_empty())
                 .collect();
-            if name.is_empty() || name.contains('@') || targets.is_empty() {
-                return Err((index + 1, "not `name: address, ...`".to_owned()));
+            if name.is_empty() || name.contains(['@', ' ']) || targets.is_empty() {
+                return Err(malformed());
             }
-            map.insert(name, targets);
+            map.insert(name, Entry { line, targets });
         }
-        Ok(Aliases { map })
+        Ok(Aliases {
+            file: file.to_owned(),
+            map,
+        })
     }
 
-    /// The recipients with each local name (no `@`) replaced by its addresses, or by the
-    /// `default` ones; other addresses, and names without an alias, stay as they are.
-    /// One level only: an alias's addresses are not looked up again.
-    pub fn expand(&self, recipients: &[String]) -> Vec<String> {
+    /// The recipients with each local name (no `@`) replaced by its addresses, followed
+    /// through names that are aliases too, or by the `default` ones; other addresses,
+    /// and names without an alias, stay as they are.
+    pub fn expand(&self, recipients: &[String]) -> Result<Vec<String>, String> {
         let mut expanded = Vec::new();
         for recipient in recipients {
-            let local = !recipient.contains('@');
-            let name = recipient.to_ascii_lowercase();
-            match self.map.get(&name).or_else(|| self.map.get("default")) {
-                Some(targets) if local => expanded.extend(targets.iter().cloned()),
-                _ => expanded.push(recipient.clone()),
-            }
+            self.expand_one(recipient, &mut Vec::new(), &mut expanded)?;
         }
-        expanded
+        Ok(expanded)
     }
+
+    /// Expands `recipient`, reached through the names in `path`, into `out`.
+    fn expand_one(
+        &self,
+        recipient: &str,
+        path: &mut Vec<String>,
+        out: &mut Vec<String>,
+    ) -> Result<(), String> {
+        if recipient.contains('@') {
+            out.push(recipient.to_owned());
+            return Ok(());
+        }
+        let name = recipient.to_ascii_lowercase();
+        let Some((key, entry)) = self
+            .map
+            .get_key_value(&name)
+            .or_else(|| self.map.get_key_value("default"))
+        else {
+            out.push(recipient.to_owned());
+            return Ok(());
+        };
+        if path.last() == Some(&name) {
+            // `root: root, ...`: the name itself, as a local recipient.
+            out.push(recipient.to_owned());
+            return Ok(());
+        }
+        if path.contains(&name) || path.len() >= MAX_DEPTH {
+            path.push(name);
+            return Err(self.refusal(
+                entry.line,
+                &format!(
+                    "the aliases loop or go deeper than {MAX_DEPTH} names: {}",
+                    path.join(" -> ")
+                ),
+            ));
+        }
+        path.push(key.clone());
+        for target in &entry.targets {
+            if let Some(why) = unsupported(target) {
+                return Err(self.refusal(
+                    entry.line,
+                    &format!(
+                        "{name} goes to `{target}`, {why}, which sendbox (a null client \
+                         that only relays) cannot deliver; give an address instead"
+                    ),
+                ));
+            }
+            self.expand_one(target, path, out)?;
+        }
+        path.pop();
+        Ok(())
+    }
+
+    fn refusal(&self, line: usize, problem: &str) -> String {
+        format!("aliases {}:{line}: {problem}", self.file.display())
+    }
+}
+
+/// What a target is when only a local delivery agent could deliver it.
+fn unsupported(target: &str) -> Option<&'static str> {
+    if target.starts_with('|') {
+        Some("a pipe to a command")
+    } else if target.starts_with('/') {
+        Some("a file")
+    } else if target.to_ascii_lowercase().starts_with(":include:") {
+        Some("a list of addresses to include")
+    } else {
+        None
+    }
+}
+
+/// The line without its comment: `#` at its start, or after a space or tab.
+fn uncommented(line: &str) -> &str {
+    if line.trim_start().starts_with('#') {
+        return "";
+    }
+    let bytes = line.as_bytes();
+    match (1..bytes.len()).find(|&at| bytes[at] == b'#' && bytes[at - 1].is_ascii_whitespace()) {
+        Some(at) => &line[..at],
+        None => line,
+    }
+}
+
+/// `"text"` without its quotes (aliases(5) quotes names and targets that hold spaces).
+fn unquoted(text: &str) -> &str {
+    text.strip_prefix('"')
+        .and_then(|rest| rest.strip_suffix('"'))
+        .unwrap_or(text)
 }
 
 #[cfg(test)]
@@ -76,14 +189,20 @@ mod tests {
         list.iter().map(|s| s.to_string()).collect()
     }
 
+    fn parse(text: &str) -> Result<Aliases, (usize, String)> {
+        Aliases::parse(Path::new("/etc/aliases"), text)
+    }
+
     #[test]
     fn local_names_become_their_addresses() {
-        let aliases = Aliases::parse(
+        let aliases = parse(
             "# cron and daemons\nroot: admin@example.org\nCron: ops@example.org, alice@example.org # both\n\n",
         )
         .unwrap();
         assert_eq!(
-            aliases.expand(&strings(&["root", "cron", "www-data", "bob@example.org"])),
+            aliases
+                .expand(&strings(&["root", "cron", "www-data", "bob@example.org"]))
+                .unwrap(),
             strings(&[
                 "admin@example.org",
                 "ops@example.org",
@@ -92,18 +211,73 @@ mod tests {
                 "bob@example.org"
             ])
         );
-        let with_default = Aliases::parse("root: a@example.org\ndefault: b@example.org\n").unwrap();
+        let with_default = parse("root: a@example.org\ndefault: b@example.org\n").unwrap();
         assert_eq!(
-            with_default.expand(&strings(&["root", "nobody", "c@example.org"])),
+            with_default
+                .expand(&strings(&["root", "nobody", "c@example.org"]))
+                .unwrap(),
             strings(&["a@example.org", "b@example.org", "c@example.org"])
+        );
+    }
+
+    #[test]
+    fn chains_are_followed_and_a_name_aliased_to_itself_stays() {
+        let aliases = parse(
+            "postmaster: root\nabuse: postmaster\nroot: root, admin@example.org\n\
+             ops: \"team\",\n  carol@example.org\nteam: dave@example.org\n",
+        )
+        .unwrap();
+        assert_eq!(
+            aliases.expand(&strings(&["abuse", "ops"])).unwrap(),
+            strings(&[
+                "root",
+                "admin@example.org",
+                "dave@example.org",
+                "carol@example.org"
+            ])
+        );
+    }
+
+    #[test]
+    fn loops_and_what_only_a_local_agent_can_deliver_are_refused_naming_the_line() {
+        let aliases = parse(
+            "a: b\nb: a\nbackup: |/usr/local/bin/handle\narchive: /var/mail/archive\n\
+             list: :include:/etc/mail/list\nok: x@example.org\n",
+        )
+        .unwrap();
+        let refused = |name: &str| aliases.expand(&strings(&[name])).unwrap_err();
+        let looped = refused("a");
+        assert!(looped.starts_with("aliases /etc/aliases:1: "), "{looped}");
+        assert!(looped.contains("a -> b -> a"), "{looped}");
+        for (name, line, what) in [
+            ("backup", 3, "`|/usr/local/bin/handle`, a pipe to a command"),
+            ("archive", 4, "`/var/mail/archive`, a file"),
+            (
+                "list",
+                5,
+                "`:include:/etc/mail/list`, a list of addresses to include",
+            ),
+        ] {
+            let error = refused(name);
+            assert!(
+                error.starts_with(&format!("aliases /etc/aliases:{line}: ")),
+                "{error}"
+            );
+            assert!(error.contains(what), "{error}");
+            assert!(!error.contains("@"), "{error}");
+        }
+        // Unused entries of those kinds do not stop the others.
+        assert_eq!(
+            aliases.expand(&strings(&["ok"])).unwrap(),
+            strings(&["x@example.org"])
         );
     }
 
     #[test]
     fn bad_lines_are_named() {
         for text in ["root admin@example.org", "root:", "a@b: c@d", ": x@y"] {
-            assert_eq!(Aliases::parse(text).unwrap_err().0, 1, "{text:?}");
+            assert_eq!(parse(text).unwrap_err().0, 1, "{text:?}");
         }
-        assert_eq!(Aliases::parse("ok: a@b\n\nbad\n").unwrap_err().0, 3);
+        assert_eq!(parse("ok: a@b\n\nbad\n").unwrap_err().0, 3);
     }
 }

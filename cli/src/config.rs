@@ -929,7 +929,7 @@ mod tests {
         assert_eq!(config.log.file, Some(tmp.path().join("sendbox.log")));
         assert_eq!(config.log.syslog, Some(PathBuf::from("/dev/log")));
         assert_eq!(
-            config.aliases.expand(&["root".to_owned()]),
+            config.aliases.expand(&["root".to_owned()]).unwrap(),
             ["admin@example.org"]
         );
         let defaults = parse("").unwrap();

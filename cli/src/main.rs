@@ -185,7 +185,10 @@ async fn sendmail(args: Vec<OsString>) -> Result<u8, Stop> {
         .map(|m| m.address);
     let envelope = Envelope {
         sender: args.sender.clone().or_else(|| account_address.clone()),
-        recipients: config.aliases.expand(&recipients),
+        recipients: config
+            .aliases
+            .expand(&recipients)
+            .map_err(|m| Stop(exit::CONFIG, m))?,
         recipients_from_headers: false,
         qualify_domain: account_address
             .as_deref()
