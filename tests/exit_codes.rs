@@ -171,8 +171,18 @@ fn exit_65_for_an_invalid_address_before_connecting() {
     let files = Files::new();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let output = send_to(&files, port, "none", &["--to", "bob@exa mple.org"]);
-    assert_code(&output, 65, "bob@exa mple.org");
+    // Not RFC 5321 mailboxes: a space, two @, an empty label, a dot ending the local
+    // part, a control. (A comma separates addresses in --to.)
+    for bad in [
+        "bob@exa mple.org",
+        "bob@@example.net",
+        "bob@example..net",
+        "bob.@example.net",
+        "bob\u{1b}@example.net",
+    ] {
+        let output = send_to(&files, port, "none", &["--to", bad]);
+        assert_code(&output, 65, &format!("{bad:?}"));
+    }
     // The input was refused before any connection.
     listener.set_nonblocking(true).unwrap();
     assert!(listener.accept().is_err(), "it connected anyway");
