@@ -237,7 +237,7 @@ fn mail_sent_while_postfix_is_stopped_is_delivered_once_it_is_back() {
     assert_eq!(setup.messages_in("queue").len(), 1);
     let list = setup.queue(&["list"]);
     // The first retry is 30 minutes away (29 once a second has passed).
-    assert_exit(&list, 0, "1 tries, next in ");
+    assert_exit(&list, 0, "1 try, next in ");
     assert!(
         text(&list).contains("next in 30m") || text(&list).contains("next in 29m"),
         "{}",
@@ -738,7 +738,7 @@ fn damaged_entries_are_named_by_list_and_run_while_the_others_are_delivered() {
     // Listed every time, not only once: nothing vanishes from sight.
     for _ in 0..2 {
         let list = setup.queue(&["list"]);
-        assert_exit(&list, 0, "1 tries, due now  to bob@sendbox.test");
+        assert_exit(&list, 0, "1 try, due now  to bob@sendbox.test");
         for (id, what) in damaged {
             assert!(
                 text(&list).contains(&format!("{id}  DAMAGED  {what}")),
@@ -846,7 +846,7 @@ fn queue_show_and_remove_work_on_a_damaged_entry() {
         "# DAMAGED  no envelope line (file ends before the first newline)",
     );
     let shown = String::from_utf8(show.stdout.clone()).unwrap();
-    assert!(shown.contains("# 1 attempts; last: "), "{shown}");
+    assert!(shown.contains("# 1 attempt; last: "), "{shown}");
     let readable = format!("{}\\x1b[2J", String::from_utf8_lossy(&whole[..30]));
     assert!(shown.contains(&readable), "{readable} not in {shown}");
     assert_no_raw_controls(&shown);
@@ -890,7 +890,7 @@ fn escape_sequences_in_a_queued_envelope_are_escaped_in_list_run_and_the_log() {
     );
 
     let list = setup.queue(&["list"]);
-    assert_exit(&list, 0, r"1 tries, due now  to bob\x1b[31m@sendbox.test");
+    assert_exit(&list, 0, r"1 try, due now  to bob\x1b[31m@sendbox.test");
     assert_exit(&list, 0, r"last: 421 \x1b[2J\u{9b}1m busy");
     let show = setup.queue(&["show", &id]);
     assert_exit(&show, 0, r"last: 421 \x1b[2J\u{9b}1m busy");
@@ -959,4 +959,59 @@ fn a_daemon_without_a_home_gets_the_system_spool_and_no_home_is_made() {
             text(&output)
         );
     }
+}
+
+#[test]
+fn a_refused_login_says_when_the_message_is_tried_again_and_how_to_send_it_now() {
+    let server = loopback(ServerTls::StartTls);
+    let setup = Setup::new(&closed_port(), "");
+    let ca = setup.dir.path().join("ca.pem");
+    std::fs::write(&ca, server.ca_pem()).unwrap();
+    let account = |password: &str| {
+        let config = format!(
+            "default = \"main\"\n[accounts.main]\nserver = \"127.0.0.1:{}\"\n\
+             tls = \"starttls\"\nca = \"{}\"\nuser = \"{USER}\"\n\
+             password_env = \"RELAY_TEST_PASSWORD\"\nfrom = \"alice@sendbox.test\"\n\
+             [queue]\ndir = \"{}\"\n",
+            server.port(),
+            ca.display(),
+            setup.outbox().display()
+        );
+        std::fs::write(setup.config(), config).unwrap();
+        password.to_owned()
+    };
+    let password = account("wrong");
+    let mut command = setup.sendmail_command(&["bob@sendbox.test"]);
+    command.env("RELAY_TEST_PASSWORD", &password);
+    let output = run_piped(command, message("login refused").as_bytes());
+    assert_exit(&output, 0, "not delivered yet: AUTH failed");
+    let said = text(&output);
+    assert!(!said.contains("[permanent]"), "{said}");
+    assert!(said.contains("tries it again in 30m"), "{said}");
+    assert!(
+        said.contains("`sendbox queue flush` tries it now"),
+        "{said}"
+    );
+
+    // queue run says what it left and why, and how to send it now.
+    let run = setup.queue(&["run"]);
+    assert_exit(&run, 0, "1 message not due yet, the next in ");
+    assert!(
+        text(&run).contains("`sendbox queue flush` tries it now"),
+        "{}",
+        text(&run)
+    );
+    assert!(server.received().is_empty());
+
+    // Once the password is right, flush sends it.
+    let password = account(PASSWORD);
+    let mut flush = setup.command(&[
+        "queue",
+        "--config",
+        setup.config().to_str().unwrap(),
+        "flush",
+    ]);
+    flush.env("RELAY_TEST_PASSWORD", &password);
+    assert_exit(&flush.output().unwrap(), 0, "1 delivered");
+    assert_eq!(server.received().len(), 1);
 }

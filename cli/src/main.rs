@@ -277,10 +277,19 @@ async fn through_outbox(
             })
         }
         queue::Outcome::Queued(reason) => {
+            let next = match outbox.peek(&id).ok().and_then(|p| p.attempts.ok()) {
+                Some(attempts) => format!(
+                    "in {}",
+                    queue::age(attempts.next_at.saturating_sub(outbox::now()))
+                ),
+                None => "later".to_owned(),
+            };
             eprintln!(
-                "sendbox: queued as {id} in {}, not delivered yet: {reason}; \
-                 `sendbox queue run` retries it",
-                outbox.root().display()
+                "sendbox: queued as {id} in {}, not delivered yet: {}\n  \
+                 `sendbox queue run` (cron, the systemd timer) tries it again {next}; \
+                 `sendbox queue flush` tries it now",
+                outbox.root().display(),
+                escape::escaped(&reason)
             );
             Ok(exit::OK)
         }

@@ -68,11 +68,20 @@ impl From<Result<Delivery, Error>> for Attempt {
     fn from(result: Result<Delivery, Error>) -> Self {
         match result {
             Ok(delivery) => Attempt::Answered(delivery),
-            Err(error) => Attempt::Failed {
-                permanent: is_permanent(&error),
-                code: exit::for_error(&error),
-                reason: error.to_string(),
-            },
+            Err(error) => {
+                let permanent = is_permanent(&error);
+                let mut reason = error.to_string();
+                // The server's word may be final (a refused login), yet the outbox keeps
+                // the message for the user to fix the account: it is not "permanent".
+                if let Some(kept) = reason.strip_suffix(" [permanent]").filter(|_| !permanent) {
+                    reason = format!("{kept} [kept: fix the cause, then retry]");
+                }
+                Attempt::Failed {
+                    permanent,
+                    code: exit::for_error(&error),
+                    reason,
+                }
+            }
         }
     }
 }
@@ -324,6 +333,8 @@ pub async fn run(config: &Config, everything: bool) -> Result<u8, Stop> {
     let now = outbox::now();
     let mut counts = Counts::default();
     let mut by_account: BTreeMap<Option<String>, Vec<String>> = BTreeMap::new();
+    // When each message left for later is due.
+    let mut not_due = Vec::new();
     for id in outbox.ids().map_err(io)? {
         let peeked = match outbox.peek(&id) {
             Ok(peeked) => peeked,
@@ -347,6 +358,8 @@ pub async fn run(config: &Config, everything: bool) -> Result<u8, Stop> {
         });
         if everything || attempts.next_at <= now {
             by_account.entry(envelope.account).or_default().push(id);
+        } else {
+            not_due.push(attempts.next_at);
         }
     }
     for (name, ids) in by_account {
@@ -397,7 +410,23 @@ pub async fn run(config: &Config, everything: bool) -> Result<u8, Stop> {
         };
         println!("{delivered} delivered, {queued} still queued, {failed} failed{damaged}");
     }
+    if let Some(next) = not_due.iter().min() {
+        println!(
+            "{} not due yet, the next in {}: `sendbox queue flush` tries {} now",
+            counted(not_due.len() as u64, "message", "messages"),
+            age(next.saturating_sub(now)),
+            if not_due.len() == 1 { "it" } else { "them" }
+        );
+    }
     Ok(code)
+}
+
+/// `1 try`, `2 tries`: a count and its noun.
+fn counted(count: u64, one: &str, many: &str) -> String {
+    match count {
+        1 => format!("1 {one}"),
+        n => format!("{n} {many}"),
+    }
 }
 
 /// Delivers `ids` through one account's session.
@@ -536,11 +565,14 @@ pub fn list(config: &Config) -> Result<u8, Stop> {
             Err(_) => "tries unknown, due now".to_owned(),
             Ok(attempts) if attempts.count == 0 => "not tried yet".to_owned(),
             Ok(attempts) if attempts.next_at <= now => {
-                format!("{} tries, due now", attempts.count)
+                format!(
+                    "{}, due now",
+                    counted(attempts.count.into(), "try", "tries")
+                )
             }
             Ok(attempts) => format!(
-                "{} tries, next in {}",
-                attempts.count,
+                "{}, next in {}",
+                counted(attempts.count.into(), "try", "tries"),
                 age(attempts.next_at - now)
             ),
         };
@@ -615,8 +647,8 @@ pub fn show(config: &Config, id: &str) -> Result<u8, Stop> {
     }
     match &stored.attempts {
         Ok(attempts) if attempts.count > 0 => println!(
-            "# {} attempts; last: {}",
-            attempts.count,
+            "# {}; last: {}",
+            counted(attempts.count.into(), "attempt", "attempts"),
             escaped(attempts.last_error.as_deref().unwrap_or("-"))
         ),
         Ok(_) => {}
@@ -647,7 +679,7 @@ pub fn remove(config: &Config, id: &str) -> Result<u8, Stop> {
 }
 
 /// A duration for people: `45s`, `12m`, `3h`, `2d`.
-fn age(secs: u64) -> String {
+pub fn age(secs: u64) -> String {
     match secs {
         0..60 => format!("{secs}s"),
         60..3600 => format!("{}m", secs / 60),
