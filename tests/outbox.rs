@@ -405,6 +405,13 @@ fn a_permanent_refusal_leaves_the_queue_for_failed() {
     let flushed = setup.queue(&["flush"]);
     assert_exit(&flushed, 0, "0 delivered, 0 still queued, 1 failed");
     assert!(text(&flushed).contains("550 5.1.1"), "{}", text(&flushed));
+    // The summary once, not again on stderr for the one account.
+    assert_eq!(
+        text(&flushed).matches("still queued").count(),
+        1,
+        "{}",
+        text(&flushed)
+    );
     let failed = setup.messages_in("failed");
     assert_eq!(failed.len(), 1);
     assert!(setup.messages_in("queue").is_empty());

@@ -39,6 +39,14 @@ fn cannot_create(what: &Path, e: io::Error) -> OutboxError {
     }
 }
 
+/// An outbox that exists but is not safe to use: not the user's own, or open to others.
+fn unusable(root: &Path, why: String) -> OutboxError {
+    OutboxError {
+        code: crate::exit::CANTCREAT,
+        message: format!("cannot use the outbox {}: {why}", root.display()),
+    }
+}
+
 fn cannot_write(what: &Path, e: io::Error) -> OutboxError {
     OutboxError {
         code: crate::exit::IOERR,
@@ -115,21 +123,19 @@ impl Outbox {
         let metadata = fs::metadata(root).map_err(|e| cannot_create(root, e))?;
         let me = rustix::process::geteuid().as_raw();
         if metadata.uid() != me {
-            return Err(cannot_create(
+            return Err(unusable(
                 root,
-                io::Error::other(format!(
-                    "it belongs to user {}, not to {me}",
-                    metadata.uid()
-                )),
+                format!("it belongs to user {}, not to {me}", metadata.uid()),
             ));
         }
         if metadata.mode() & 0o077 != 0 {
-            return Err(cannot_create(
+            return Err(unusable(
                 root,
-                io::Error::other(format!(
-                    "others may use it (mode {:o}); `chmod 700` it",
-                    metadata.mode() & 0o777
-                )),
+                format!(
+                    "others may use it (mode {:o}); `chmod 700 {}` it",
+                    metadata.mode() & 0o777,
+                    root.display()
+                ),
             ));
         }
         Ok(Outbox {
@@ -582,7 +588,13 @@ mod tests {
         Outbox::open(&root).unwrap();
         fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
         let error = Outbox::open(&root).unwrap_err();
-        assert!(error.message.contains("chmod 700"), "{}", error.message);
+        assert_eq!(
+            error.message,
+            format!(
+                "cannot use the outbox {0}: others may use it (mode 755); `chmod 700 {0}` it",
+                root.display()
+            )
+        );
     }
 
     #[test]

@@ -362,22 +362,24 @@ pub async fn run(config: &Config, everything: bool) -> Result<u8, Stop> {
             not_due.push(attempts.next_at);
         }
     }
+    // With one account, the summary below says it all.
+    let several_accounts = by_account.len() > 1;
     for (name, ids) in by_account {
         let label = name.as_deref().unwrap_or("the default account").to_owned();
         let account = match config.account(name.as_deref()) {
             Ok(Some(account)) => account,
             Ok(None) => {
                 eprintln!(
-                    "sendbox: {} message(s) left queued: no account to send them with",
-                    ids.len()
+                    "sendbox: {} left queued: no account to send them with",
+                    counted(ids.len() as u64, "message", "messages")
                 );
                 counts.queued += ids.len();
                 continue;
             }
             Err(problem) => {
                 eprintln!(
-                    "sendbox: {} message(s) left queued: {}",
-                    ids.len(),
+                    "sendbox: {} left queued: {}",
+                    counted(ids.len() as u64, "message", "messages"),
                     escaped(&problem)
                 );
                 counts.queued += ids.len();
@@ -385,7 +387,7 @@ pub async fn run(config: &Config, everything: bool) -> Result<u8, Stop> {
             }
         };
         let done = run_account(&outbox, account, &ids, config).await?;
-        if done.failed + done.queued > 0 {
+        if several_accounts && done.failed + done.queued > 0 {
             eprintln!(
                 "sendbox: account {}: {} delivered, {} still queued, {} failed",
                 escaped(&label),
