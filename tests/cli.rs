@@ -1452,3 +1452,46 @@ fn sendmail_dsn_options_become_mail_and_rcpt_parameters() {
         "{lines}"
     );
 }
+
+#[test]
+fn help_names_every_command_the_config_rule_and_what_each_argument_is() {
+    let help = run_sendbox(&["--help"], "", None);
+    for command in ["grant", "queue", "serve", "sendmail", "batch", "demo"] {
+        assert!(
+            String::from_utf8_lossy(&help.stdout)
+                .lines()
+                .next()
+                .is_some_and(|summary| summary.contains(command)),
+            "{command} not in the summary: {}",
+            text(&help)
+        );
+    }
+    for subcommand in [&["send"][..], &["batch"], &["serve"], &["queue", "list"]] {
+        let help = run_sendbox(&[subcommand, &["--help"]].concat(), "", None);
+        assert!(
+            text(&help).contains("else /etc/sendbox/config.toml"),
+            "{subcommand:?}: {}",
+            text(&help)
+        );
+    }
+    for action in ["show", "remove"] {
+        let help = run_sendbox(&["queue", action, "--help"], "", None);
+        assert!(
+            text(&help).contains("<ID>  The message's id"),
+            "{}",
+            text(&help)
+        );
+    }
+    // batch: any of its three sources.
+    let output = run_sendbox(&["batch", "--to", "bob@example.org"], "", None);
+    assert_exit(&output, 64, "<--raw <FILE>|--dir <DIR>|--mbox <FILE>>");
+    // -t and --keep-header belong to --raw, even beside options that compose.
+    for flag in ["-t", "--keep-header"] {
+        let output = run_sendbox(
+            &["send", "--to", "bob@example.org", "--subject", "s", flag],
+            "",
+            None,
+        );
+        assert_exit(&output, 64, "cannot be used with");
+    }
+}

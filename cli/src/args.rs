@@ -3,11 +3,15 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use sendbox::{AuthMechanism, DsnNotify, DsnReturn, TlsMode};
 use serde::Deserialize;
 
 use crate::dsn;
+
+/// Where `--config` looks when it is not given, in every subcommand's help.
+const CONFIG_HELP: &str = "The config file [default: $SENDBOX_CONFIG, else \
+    ~/.config/sendbox/config.toml if it exists, else /etc/sendbox/config.toml]";
 
 /// Send mail through a sandboxed SMTP client that can reach one server and nothing else.
 #[derive(Parser, Debug)]
@@ -55,8 +59,7 @@ pub struct ServeArgs {
     /// The account to relay through (default: the config file's default account).
     #[arg(short, long, value_name = "NAME")]
     pub account: Option<String>,
-    /// The config file (default: $SENDBOX_CONFIG, else ~/.config/sendbox/config.toml).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help = CONFIG_HELP)]
     pub config: Option<PathBuf>,
     /// Clients must log in (AUTH PLAIN or LOGIN) as this user, with the password in the
     /// environment variable --password-env names.
@@ -91,8 +94,7 @@ pub struct ServeArgs {
 
 #[derive(Args, Debug)]
 pub struct QueueArgs {
-    /// The config file (default: $SENDBOX_CONFIG, else ~/.config/sendbox/config.toml).
-    #[arg(long, value_name = "FILE", global = true)]
+    #[arg(long, value_name = "FILE", help = CONFIG_HELP, global = true)]
     pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub action: QueueAction,
@@ -107,10 +109,17 @@ pub enum QueueAction {
     Run,
     /// Deliver everything queued now, due or not.
     Flush,
-    /// Print a queued or failed message: its envelope line, then the message.
-    Show { id: String },
+    /// Print a queued or failed message: what is wrong with it, if anything, its
+    /// attempts, its envelope line, then the message.
+    Show {
+        /// The message's id, as `sendbox queue list` shows it.
+        id: String,
+    },
     /// Take a message out of the outbox (queued or failed) without sending it.
-    Remove { id: String },
+    Remove {
+        /// The message's id, as `sendbox queue list` shows it.
+        id: String,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -210,8 +219,7 @@ pub struct ConnectionArgs {
     /// The account to use from the config file (default: its `default` account).
     #[arg(long, short = 'a', value_name = "NAME")]
     pub account: Option<String>,
-    /// The config file (default: ~/.config/sendbox/config.toml or $SENDBOX_CONFIG).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help = CONFIG_HELP)]
     pub config: Option<PathBuf>,
     /// The server, HOST or HOST:PORT ([IPv6]:PORT). The port defaults by TLS mode.
     #[arg(long, value_name = "HOST[:PORT]")]
@@ -255,6 +263,7 @@ pub struct ConnectionArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(group(ArgGroup::new("compose").multiple(true).conflicts_with("raw")))]
 pub struct SendArgs {
     #[command(flatten)]
     pub connection: ConnectionArgs,
@@ -267,38 +276,46 @@ pub struct SendArgs {
     #[arg(long, value_name = "ADDR")]
     pub to: Vec<String>,
     /// A Cc recipient (repeatable).
-    #[arg(long, value_name = "ADDR", conflicts_with = "raw")]
+    #[arg(long, value_name = "ADDR", group = "compose")]
     pub cc: Vec<String>,
     /// A Bcc recipient (repeatable): in the envelope, never in the header.
-    #[arg(long, value_name = "ADDR", conflicts_with = "raw")]
+    #[arg(long, value_name = "ADDR", group = "compose")]
     pub bcc: Vec<String>,
     /// The subject.
-    #[arg(long, value_name = "TEXT", conflicts_with = "raw")]
+    #[arg(long, value_name = "TEXT", group = "compose")]
     pub subject: Option<String>,
     /// The body text.
-    #[arg(long, value_name = "TEXT", conflicts_with_all = ["body_file", "raw"])]
+    #[arg(
+        long,
+        value_name = "TEXT",
+        conflicts_with = "body_file",
+        group = "compose"
+    )]
     pub body: Option<String>,
     /// Read the body text from a file (`-` for stdin).
-    #[arg(long, value_name = "FILE", conflicts_with = "raw")]
+    #[arg(long, value_name = "FILE", group = "compose")]
     pub body_file: Option<PathBuf>,
     /// An HTML body from a file; with a text body, the two form multipart/alternative.
-    #[arg(long, value_name = "FILE", conflicts_with = "raw")]
+    #[arg(long, value_name = "FILE", group = "compose")]
     pub html: Option<PathBuf>,
     /// Attach a file (repeatable); its media type is guessed from its name.
-    #[arg(long, value_name = "FILE", conflicts_with = "raw")]
+    #[arg(long, value_name = "FILE", group = "compose")]
     pub attach: Vec<PathBuf>,
     /// A Reply-To address, `ADDR` or `"Name <ADDR>"` (repeatable).
-    #[arg(long, value_name = "ADDR", conflicts_with = "raw")]
+    #[arg(long, value_name = "ADDR", group = "compose")]
     pub reply_to: Vec<String>,
     /// An extra header field, `"Name: value"` (repeatable). `Reply-To: ADDR, ...` is the
     /// same as --reply-to; fields the builder writes itself (From, To, Date, ...) are refused.
-    #[arg(long, value_name = "FIELD", conflicts_with = "raw")]
+    #[arg(long, value_name = "FIELD", group = "compose")]
     pub header: Vec<String>,
-    /// Send this complete RFC 5322 message as it is (`-` for stdin).
+    /// Send this complete RFC 5322 message (`-` for stdin) instead of composing one. A
+    /// missing Date, Message-ID or From is added unless --keep-header.
     #[arg(long, value_name = "FILE")]
     pub raw: Option<PathBuf>,
     /// With --raw: also send to the To, Cc and Bcc of the message, and remove its Bcc.
-    #[arg(short = 't', long, requires = "raw")]
+    // `requires` alone is not enough: clap drops a requirement when an argument that
+    // conflicts with it (here a composing one) is given.
+    #[arg(short = 't', long, requires = "raw", conflicts_with = "compose")]
     pub recipients_from_headers: bool,
     /// Keep the message in the outbox until it is delivered, as `sendbox sendmail` does:
     /// it is built now, tried at once, and retried by `sendbox queue run` after a
@@ -331,11 +348,13 @@ pub struct DeliveryArgs {
     pub require_tls: bool,
     /// With --raw: send the message's header exactly as it is. By default a missing Date,
     /// Message-ID or From is added (From: the envelope sender), as msmtp and sendmail do.
-    #[arg(long, requires = "raw")]
+    #[arg(long, requires = "raw", conflicts_with = "compose")]
     pub keep_header: bool,
 }
 
+/// The messages: one of --raw, --dir or --mbox.
 #[derive(Args, Debug)]
+#[command(group(ArgGroup::new("source").required(true)))]
 pub struct BatchArgs {
     #[command(flatten)]
     pub connection: ConnectionArgs,
@@ -347,21 +366,16 @@ pub struct BatchArgs {
     #[arg(long, value_name = "ADDR", required = true)]
     pub to: Vec<String>,
     /// Send this RFC 5322 message (see --count).
-    #[arg(
-        long,
-        value_name = "FILE",
-        required_unless_present_any = ["dir", "mbox"],
-        conflicts_with_all = ["dir", "mbox"]
-    )]
+    #[arg(long, value_name = "FILE", group = "source")]
     pub raw: Option<PathBuf>,
     /// How many copies of the --raw message to send (for load tests).
     #[arg(long, value_name = "N", default_value_t = 1, requires = "raw")]
     pub count: usize,
     /// Send every file in this directory, each a complete RFC 5322 message.
-    #[arg(long, value_name = "DIR", conflicts_with = "mbox")]
+    #[arg(long, value_name = "DIR", group = "source")]
     pub dir: Option<PathBuf>,
     /// Send every message of this mbox file (RFC 4155; `>From ` quoting is undone).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", group = "source")]
     pub mbox: Option<PathBuf>,
     /// How many sessions (connections) run at once.
     #[arg(long, value_name = "K", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
