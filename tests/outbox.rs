@@ -1022,3 +1022,87 @@ fn a_refused_login_says_when_the_message_is_tried_again_and_how_to_send_it_now()
     assert_exit(&flush.output().unwrap(), 0, "1 delivered");
     assert_eq!(server.received().len(), 1);
 }
+
+/// Runs `command`, failing the test if it is still running after 30 s: for what must not
+/// hang.
+fn within_30_s(mut command: Command) -> Output {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("still running after 30 s: {command:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn files_that_are_not_messages_are_named_and_never_hang_a_runner() {
+    let setup = Setup::new(&closed_port(), &format!("retry_minutes = 0\n{LOGGED}"));
+    let healthy = setup.queued("healthy");
+    let queue = setup.outbox().join("queue");
+    // A FIFO and a link to an endless device where messages belong, a directory where
+    // the healthy message's state belongs, and files that are no messages at all.
+    let (fifo, link) = ("1796000000.1.1.0", "1796000000.2.1.0");
+    let mkfifo = Command::new("mkfifo")
+        .arg(queue.join(fifo))
+        .status()
+        .unwrap();
+    assert!(mkfifo.success());
+    std::os::unix::fs::symlink("/dev/zero", queue.join(link)).unwrap();
+    std::fs::remove_file(queue.join(format!("{healthy}.state"))).unwrap();
+    std::fs::create_dir(queue.join(format!("{healthy}.state"))).unwrap();
+    setup.plant("notes.txt", "by hand");
+    setup.plant("1796000000.3.1.0.state", "{}");
+    std::fs::write(setup.outbox().join("tmp/1796000000.4.1.0"), "half written").unwrap();
+    let config = setup.config();
+    let queue_command = |action: &[&str]| {
+        let mut args = vec!["queue", "--config", config.to_str().unwrap()];
+        args.extend(action);
+        setup.command(&args)
+    };
+
+    let list = within_30_s(queue_command(&["list"]));
+    for line in [
+        format!("{fifo}  DAMAGED  not a regular file but a FIFO"),
+        format!("{link}  DAMAGED  not a regular file but a symbolic link"),
+        "queue/notes.txt  STRAY".to_owned(),
+        "queue/1796000000.3.1.0.state  STRAY".to_owned(),
+        "tmp/1796000000.4.1.0  STRAY".to_owned(),
+        "state file is not a regular file but a directory".to_owned(),
+    ] {
+        assert!(
+            text(&list).contains(&line),
+            "{line:?} not in {}",
+            text(&list)
+        );
+    }
+
+    // The healthy message goes, its state being only advice; the rest stay, named.
+    let server = loopback(ServerTls::None);
+    setup.point_at(
+        &format!("127.0.0.1:{}", server.port()),
+        &format!("retry_minutes = 0\n{LOGGED}"),
+    );
+    let run = within_30_s(queue_command(&["run"]));
+    assert_exit(&run, 65, "1 delivered");
+    assert!(
+        text(&run).contains("3 files that are not messages"),
+        "{}",
+        text(&run)
+    );
+    assert_eq!(subjects(&server), ["Subject: healthy"]);
+    assert!(!queue.join(format!("{healthy}.state")).exists());
+
+    for id in [fifo, link] {
+        assert_exit(&within_30_s(queue_command(&["remove", id])), 0, "");
+        assert!(std::fs::symlink_metadata(queue.join(id)).is_err(), "{id}");
+    }
+    assert!(Path::new("/dev/zero").exists());
+}

@@ -1074,3 +1074,36 @@ fn the_null_sender_is_relayed_as_the_null_sender() {
     let stored = support::postfix::delivered("bob", &subject);
     assert!(stored.contains("Return-Path: <>"), "{stored}");
 }
+
+#[test]
+fn a_guesser_that_hangs_up_early_learns_nothing_sooner() {
+    let relay = Relay::start(
+        &closed_port(),
+        &["--require-auth", "app", "--password-env", "RELAY_PASSWORD"],
+    );
+    // Wrong guesses, each on a new connection that hangs up without waiting for the 535.
+    for _ in 0..3 {
+        let mut client = relay.connect_when_free();
+        client
+            .stream()
+            .write_all(b"EHLO guesser.test\r\nAUTH PLAIN AGFwcAB3cm9uZw==\r\n")
+            .unwrap();
+        assert!(client.reply().starts_with("250"));
+    }
+    // From then on the right password waits as a wrong one would (4 s after three
+    // failures): a 235 that came at once would tell the guesser it had found it.
+    let mut client = relay.connect_when_free();
+    assert!(client.command("EHLO app.test").starts_with("250"));
+    client
+        .stream()
+        .set_read_timeout(Some(Duration::from_millis(900)))
+        .unwrap();
+    let early = client.command("AUTH PLAIN AGFwcAByZWxheS1zZWNyZXQ=");
+    assert_eq!(early, "", "answered at once");
+    client
+        .stream()
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let reply = client.reply();
+    assert!(reply.starts_with("235"), "{reply:?}");
+}

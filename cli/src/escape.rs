@@ -3,7 +3,10 @@
 //! cursor or rewrite what it shows; a raw newline could forge a log line. So every output
 //! path writes such text through [`escaped`] or [`quoted`], which share one rule.
 
-/// `text` with each control character written as an escape (`\n`, `\r`, `\t`, `\x1b`,
+use sendbox_proto::command::is_hidden_or_reordering;
+
+/// `text` with each control character (and each invisible or reordering one, such as
+/// U+202E) written as an escape (`\n`, `\r`, `\t`, `\x1b`,
 /// `\u{9b}`) and each byte that is not UTF-8 as `\xNN` (always 80 or more, so never
 /// mistaken for a character). Backslashes are left as they are: this is for people to
 /// read, and keeps JSON and addresses legible.
@@ -33,7 +36,9 @@ fn escape(bytes: &[u8], also: &[char]) -> String {
                     out.push(c);
                 }
                 c if c.is_ascii_control() => out.push_str(&format!("\\x{:02x}", u32::from(c))),
-                c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+                c if c.is_control() || is_hidden_or_reordering(c) => {
+                    out.push_str(&format!("\\u{{{:x}}}", u32::from(c)))
+                }
                 c => out.push(c),
             }
         }
@@ -55,6 +60,10 @@ mod tests {
             r"bob\x1b[2J@x\r\n\t\x7f\u{9b}é\"
         );
         assert_eq!(escaped(b"ok\xff\xc3"), r"ok\xff\xc3");
+        assert_eq!(
+            escaped("a@\u{202e}tset.xobdnes\u{200b}"),
+            r"a@\u{202e}tset.xobdnes\u{200b}"
+        );
         for c in (0..=0x10ffff).filter_map(char::from_u32) {
             let out = escaped(c.to_string());
             assert!(!out.chars().any(char::is_control), "{c:?} came out raw");

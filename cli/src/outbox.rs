@@ -15,7 +15,7 @@
 //! locking that the path is still that file, so that two runners never both send it.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead as _, BufReader, Write as _};
+use std::io::{self, BufRead as _, BufReader, Read as _, Write as _};
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -197,6 +197,35 @@ impl Outbox {
         ids_in(&self.failed())
     }
 
+    /// What the outbox holds that is not a message: names that are not ids, states
+    /// without their message, and files in `tmp/` that nobody is writing (left by a
+    /// crash before they were accepted), each as `folder/name`.
+    pub fn strays(&self) -> io::Result<Vec<String>> {
+        let mut strays = Vec::new();
+        for folder in ["queue", "failed"] {
+            let dir = self.root.join(folder);
+            let ids = ids_in(&dir)?;
+            for name in names_in(&dir)? {
+                let is_message = ids.contains(&name);
+                let is_state = name
+                    .strip_suffix(".state")
+                    .is_some_and(|id| ids.iter().any(|known| known == id));
+                if !is_message && !is_state {
+                    strays.push(format!("{folder}/{name}"));
+                }
+            }
+        }
+        let tmp = self.root.join("tmp");
+        for name in names_in(&tmp)? {
+            // A writer holds its file locked until it is renamed into `queue/`.
+            let abandoned = File::open(tmp.join(&name)).is_ok_and(|file| file.try_lock().is_ok());
+            if abandoned {
+                strays.push(format!("tmp/{name}"));
+            }
+        }
+        Ok(strays)
+    }
+
     /// The envelope and attempts of a queued message, without locking it. An error is
     /// the file's (gone, unreadable); what is wrong inside it is in the answer.
     pub fn peek(&self, id: &str) -> io::Result<Peeked> {
@@ -212,7 +241,7 @@ impl Outbox {
     pub fn stored(&self, id: &str) -> io::Result<Stored> {
         let id = checked(id)?;
         for dir in [self.queue(), self.failed()] {
-            match fs::read(dir.join(id)) {
+            match read_entry(&dir.join(id)) {
                 Ok(bytes) => {
                     let attempts = read_state(&dir, id)?;
                     return Ok(Stored { bytes, attempts });
@@ -246,7 +275,7 @@ impl Outbox {
     /// gone.
     fn lock_file(&self, id: &str) -> io::Result<Option<File>> {
         let path = self.queue().join(checked(id)?);
-        let file = match File::open(&path) {
+        let file = match open_entry(&path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
@@ -267,7 +296,7 @@ impl Outbox {
 
     /// The message of a locked entry (without its envelope line).
     pub fn message(&self, locked: &Locked) -> io::Result<Vec<u8>> {
-        let bytes = fs::read(self.queue().join(&locked.id))?;
+        let bytes = read_entry(&self.queue().join(&locked.id))?;
         let entry = entry::decode(&bytes)
             .map_err(|damage| io::Error::new(io::ErrorKind::InvalidData, damage))?;
         Ok(entry.message.to_vec())
@@ -316,19 +345,28 @@ impl Outbox {
         )?;
         fs::rename(queue.join(&locked.id), failed.join(&locked.id))?;
         sync_dir(&failed)?;
-        remove_if_present(&queue.join(format!("{}.state", locked.id)))?;
+        remove_any(&queue.join(format!("{}.state", locked.id)))?;
         sync_dir(&queue)
     }
 
     /// Removes a queued or failed message, damaged or not; refused while a runner is
     /// delivering it.
     pub fn remove(&self, id: &str) -> io::Result<bool> {
-        if let Some(_locked) = self.lock_file(id)? {
-            remove_entry(&self.queue(), id)?;
-            return Ok(true);
+        match self.lock_file(id) {
+            Ok(Some(_locked)) => {
+                remove_entry(&self.queue(), id)?;
+                return Ok(true);
+            }
+            // Not a regular file: no runner can be delivering it.
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                remove_entry(&self.queue(), id)?;
+                return Ok(true);
+            }
+            Err(e) => return Err(e),
+            Ok(None) => {}
         }
         let failed = self.failed();
-        if failed.join(checked(id)?).exists() {
+        if fs::symlink_metadata(failed.join(checked(id)?)).is_ok() {
             remove_entry(&failed, id)?;
             return Ok(true);
         }
@@ -373,9 +411,19 @@ fn checked(id: &str) -> io::Result<&str> {
     }
 }
 
+/// Every name in `dir`, those that are not UTF-8 written with U+FFFD.
+fn names_in(dir: &Path) -> io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        names.push(entry?.file_name().to_string_lossy().into_owned());
+    }
+    names.sort();
+    Ok(names)
+}
+
 fn ids_in(dir: &Path) -> io::Result<Vec<String>> {
-    let mut ids: Vec<String> = fs::read_dir(dir)?
-        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+    let mut ids: Vec<String> = names_in(dir)?
+        .into_iter()
         .filter(|name| checked(name).is_ok())
         .collect();
     ids.sort_by_key(|id| {
@@ -386,8 +434,12 @@ fn ids_in(dir: &Path) -> io::Result<Vec<String>> {
 }
 
 fn peek_in(dir: &Path, id: &str) -> io::Result<Peeked> {
+    let envelope = match open_entry(&dir.join(id)) {
+        Ok(mut file) => read_head(&mut file)?,
+        Err(e) => Err(damage_of(e)?),
+    };
     Ok(Peeked {
-        envelope: read_head(&mut File::open(dir.join(id))?)?,
+        envelope,
         attempts: read_state(dir, id)?,
     })
 }
@@ -397,28 +449,105 @@ fn peek_in(dir: &Path, id: &str) -> io::Result<Peeked> {
 fn read_head(file: &mut File) -> io::Result<Result<Envelope, Damage>> {
     let length = file.metadata()?.len();
     let mut line = Vec::new();
-    BufReader::new(file).read_until(b'\n', &mut line)?;
+    BufReader::new(file.take(entry::MAX_ENVELOPE_LINE as u64)).read_until(b'\n', &mut line)?;
     Ok(entry::decode_head(&line, length))
 }
 
-/// The attempts kept in `dir/ID.state`; none yet when there is no such file.
+/// Opens a queue file for reading: a regular file only, never through a symbolic link,
+/// and without blocking on a FIFO put in its place, which would hang every runner and
+/// the relay's worker. What is not a regular file is an `InvalidData` error whose inner
+/// error is its [`Damage`].
+fn open_entry(path: &Path) -> io::Result<File> {
+    use rustix::fs::OFlags;
+    let not_a_file = |what| io::Error::new(io::ErrorKind::InvalidData, Damage::NotAFile(what));
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlags::NONBLOCK | OFlags::NOFOLLOW).bits() as i32)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(code) if code == rustix::io::Errno::LOOP.raw_os_error() => {
+                not_a_file("a symbolic link")
+            }
+            _ => e,
+        })?;
+    let kind = file.metadata()?.file_type();
+    if kind.is_file() {
+        return Ok(file);
+    }
+    use std::os::unix::fs::FileTypeExt as _;
+    Err(not_a_file(match kind {
+        kind if kind.is_dir() => "a directory",
+        kind if kind.is_fifo() => "a FIFO",
+        kind if kind.is_socket() => "a socket",
+        kind if kind.is_block_device() || kind.is_char_device() => "a device",
+        _ => "something else",
+    }))
+}
+
+/// A whole queue file, as [`open_entry`] opens it.
+fn read_entry(path: &Path) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    open_entry(path)?.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// The [`Damage`] an error from [`open_entry`] carries, or the error itself.
+fn damage_of(error: io::Error) -> io::Result<Damage> {
+    if !error.get_ref().is_some_and(|inner| inner.is::<Damage>()) {
+        return Err(error);
+    }
+    let kind = error.kind();
+    error
+        .into_inner()
+        .and_then(|inner| inner.downcast::<Damage>().ok())
+        .map(|damage| *damage)
+        .ok_or_else(|| kind.into())
+}
+
+/// The attempts kept in `dir/ID.state`; none yet when there is no such file. A state
+/// that cannot be read is damage, not an error: the state is advice, the message the
+/// truth, so the message is still delivered.
 fn read_state(dir: &Path, id: &str) -> io::Result<Result<Attempts, Damage>> {
-    match fs::read(dir.join(format!("{id}.state"))) {
+    match read_entry(&dir.join(format!("{id}.state"))) {
         Ok(bytes) => Ok(entry::decode_state(&bytes)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Ok(Attempts::default())),
-        Err(e) => Err(e),
+        Err(e) => Ok(Err(match damage_of(e) {
+            Ok(Damage::NotAFile(what)) => {
+                Damage::StateUnusable(format!("is not a regular file but {what}"))
+            }
+            Ok(damage) => damage,
+            Err(e) => Damage::StateUnusable(format!("cannot be read: {e}")),
+        })),
     }
 }
 
-/// Removes a message and its state from `dir`.
+/// Removes a message and then its state from `dir`, whatever they are (a directory put
+/// in a file's place too), so that a failure leaves the message, never a half.
 fn remove_entry(dir: &Path, id: &str) -> io::Result<()> {
-    remove_if_present(&dir.join(format!("{id}.state")))?;
-    fs::remove_file(dir.join(id))?;
+    remove_any(&dir.join(id))?;
+    remove_any(&dir.join(format!("{id}.state")))?;
     sync_dir(dir)
+}
+
+/// Removes a file or a directory tree; nothing there is fine.
+fn remove_any(path: &Path) -> io::Result<()> {
+    let removed = match fs::symlink_metadata(path) {
+        Ok(metadata) if metadata.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+        Err(e) => Err(e),
+    };
+    match removed {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
 }
 
 /// Replaces `path` with `content` so that a crash leaves the old or the new, whole.
 fn write_durably(tmp_dir: &Path, path: &Path, content: &[u8]) -> io::Result<()> {
+    // A directory put where a state belongs could not be renamed over.
+    if fs::symlink_metadata(path).is_ok_and(|metadata| metadata.is_dir()) {
+        fs::remove_dir_all(path)?;
+    }
     let tmp = tmp_dir.join(format!("{}.new", new_id()));
     let written = (|| {
         let mut file = OpenOptions::new()
@@ -435,13 +564,6 @@ fn write_durably(tmp_dir: &Path, path: &Path, content: &[u8]) -> io::Result<()> 
         let _ = fs::remove_file(&tmp);
     }
     written
-}
-
-fn remove_if_present(path: &Path) -> io::Result<()> {
-    match fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    }
 }
 
 /// Makes a directory's entries (a rename, a new or removed file) durable.

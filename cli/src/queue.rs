@@ -362,6 +362,14 @@ pub async fn run(config: &Config, everything: bool) -> Result<u8, Stop> {
             not_due.push(attempts.next_at);
         }
     }
+    let strays = outbox.strays().map_err(io)?;
+    if !strays.is_empty() {
+        eprintln!(
+            "sendbox: the outbox holds {} that {} not messages: `sendbox queue list` names them",
+            counted(strays.len() as u64, "file", "files"),
+            if strays.len() == 1 { "is" } else { "are" }
+        );
+    }
     // With one account, the summary below says it all.
     let several_accounts = by_account.len() > 1;
     for (name, ids) in by_account {
@@ -548,9 +556,17 @@ pub fn list(config: &Config) -> Result<u8, Stop> {
     let now = outbox::now();
     let queued = outbox.ids().map_err(io)?;
     let failed = outbox.failed_ids().map_err(io)?;
-    if queued.is_empty() && failed.is_empty() {
+    let strays = outbox.strays().map_err(io)?;
+    if queued.is_empty() && failed.is_empty() && strays.is_empty() {
         println!("the outbox {} is empty", outbox.root().display());
         return Ok(exit::OK);
+    }
+    for stray in &strays {
+        println!(
+            "{}  STRAY  not a message (a crash's leftover, or put there by hand): remove it \
+             by hand",
+            escaped(stray)
+        );
     }
     for id in &queued {
         let Some(Peeked { envelope, attempts }) = listed(id, outbox.peek(id)) else {

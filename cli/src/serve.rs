@@ -15,6 +15,7 @@
 //! with TLS and `--require-auth`: nothing then crosses the network in the clear, and no one
 //! else on it can relay through the account.
 
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, TcpListener, TcpStream};
 use std::path::Path;
@@ -104,6 +105,7 @@ pub async fn run(args: ServeArgs) -> Result<u8, Stop> {
             wake: wake.clone(),
         }),
         slots: Arc::new(Slots::new(args.max_connections.into())),
+        penalties: Arc::new(Penalties::default()),
     };
     std::thread::spawn(move || listening.accept(listener));
     // The worker: what was just accepted at once, retries when they come due.
@@ -201,6 +203,7 @@ struct Listening {
     tls: Option<Arc<ServerConfig>>,
     relay: Arc<Relay>,
     slots: Arc<Slots>,
+    penalties: Arc<Penalties>,
 }
 
 impl Listening {
@@ -222,8 +225,14 @@ impl Listening {
             let tls = self.tls.clone();
             let relay = self.relay.clone();
             let slots = self.slots.clone();
+            let penalties = self.penalties.clone();
             std::thread::spawn(move || {
-                let _ = converse(stream, dialogue, tls, &relay, &slot);
+                let client = Client {
+                    relay: &relay,
+                    slot: &slot,
+                    penalties: &penalties,
+                };
+                let _ = converse(stream, dialogue, tls, &client);
                 slots.release(&slot);
             });
         }
@@ -304,14 +313,59 @@ impl Slots {
     }
 }
 
+/// Failed logins per client address, as Dovecot's auth penalty keeps them: each failure
+/// doubles the wait for every login verdict of that address, on any of its connections,
+/// from 1 s up to 15 s, and a quiet quarter of an hour forgets them. Delaying only the
+/// failed connection's own reply is not enough: a guesser hangs up when a success does
+/// not come at once, and tries again on a new connection.
+#[derive(Default)]
+struct Penalties {
+    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+}
+
+impl Penalties {
+    const MAX_MS: u32 = 15_000;
+    const FORGET: Duration = Duration::from_secs(15 * 60);
+
+    fn delay_ms(&self, client: IpAddr) -> u32 {
+        let failures = self
+            .failures
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match failures.get(&client) {
+            Some(&(count, last)) if last.elapsed() < Self::FORGET => 1_000u32
+                .saturating_mul(1 << (count - 1).min(4))
+                .min(Self::MAX_MS),
+            _ => 0,
+        }
+    }
+
+    fn failed(&self, client: IpAddr) {
+        let mut failures = self
+            .failures
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Bounded by the addresses seen within the quarter hour.
+        failures.retain(|_, (_, last)| last.elapsed() < Self::FORGET);
+        let entry = failures.entry(client).or_insert((0, Instant::now()));
+        *entry = (entry.0.saturating_add(1), Instant::now());
+    }
+}
+
+/// What a connection's thread shares with the others.
+struct Client<'a> {
+    relay: &'a Relay,
+    slot: &'a Slot,
+    penalties: &'a Penalties,
+}
+
 /// One client: the dialogue in the clear, then, after STARTTLS, the handshake within one
 /// line's time and the dialogue over TLS.
 fn converse(
     stream: TcpStream,
     dialogue: server::ServerConfig,
     tls: Option<Arc<ServerConfig>>,
-    relay: &Relay,
-    slot: &Slot,
+    client: &Client,
 ) -> io::Result<()> {
     let line_time = Duration::from_millis(dialogue.line_ms.into());
     stream.set_nodelay(true)?;
@@ -324,7 +378,7 @@ fn converse(
         socket: stream,
         at: Instant::now(),
     };
-    if talk(&mut server, &mut plain, relay, &clock, slot)? == Ended::Closed {
+    if talk(&mut server, &mut plain, client, &clock)? == Ended::Closed {
         return Ok(());
     }
     let Some(tls) = tls else {
@@ -338,7 +392,7 @@ fn converse(
     while stream.conn.is_handshaking() {
         stream.conn.complete_io(&mut stream.sock)?;
     }
-    talk(&mut server, &mut stream, relay, &clock, slot)?;
+    talk(&mut server, &mut stream, client, &clock)?;
     Ok(())
 }
 
@@ -367,21 +421,24 @@ enum Ended {
 fn talk<S: Connection>(
     server: &mut Server,
     stream: &mut S,
-    relay: &Relay,
+    client: &Client,
     clock: &Clock,
-    slot: &Slot,
 ) -> io::Result<Ended> {
     let mut buffer = vec![0; 16 * 1024];
+    let address = client.slot.client;
     loop {
+        // Failures on the address's other connections count here too.
+        server.set_login_delay(client.penalties.delay_ms(address));
         while let Some(event) = server.poll(clock.now()) {
             // Before the reply goes out, so that a client that has it is counted proven.
             if server.is_proven() {
-                slot.proven.store(true, Ordering::SeqCst);
+                client.slot.proven.store(true, Ordering::SeqCst);
             }
             match event {
                 Event::Send(bytes) => send(stream, &bytes)?,
                 Event::StartTls => return Ok(Ended::StartTls),
-                Event::Message(incoming) => server.answer(relay.keep(incoming), clock.now()),
+                Event::Message(incoming) => server.answer(client.relay.keep(incoming), clock.now()),
+                Event::LoginFailed => client.penalties.failed(address),
                 Event::Close => return Ok(Ended::Closed),
             }
         }

@@ -21,7 +21,10 @@ pub const MAX_COMMAND_LINE: usize = 512;
 /// Returns whether it needs SMTPUTF8 (non-ASCII characters).
 pub fn check_mailbox(phase: Phase, address: &str) -> Result<bool, Error> {
     let invalid = |why: &str| Error::invalid_input(phase, format!("address {address:?} {why}"));
-    if let Some(c) = address.chars().find(|c| c.is_control()) {
+    if let Some(c) = address
+        .chars()
+        .find(|&c| c.is_control() || is_hidden_or_reordering(c))
+    {
         return Err(invalid(&format!("contains the character {c:?}")));
     }
     if address.contains(['<', '>']) {
@@ -59,6 +62,21 @@ pub fn check_mailbox(phase: Phase, address: &str) -> Result<bool, Error> {
         ));
     }
     Ok(!address.is_ascii())
+}
+
+/// Characters that do not show, or that change how the text around them is shown: bidi
+/// controls (U+202E turns `a@\u{202e}tset.elpmaxe` into what looks like `a@example.test`),
+/// zero-width and other default-ignorable characters, and the line and paragraph
+/// separators (Unicode's Cf, Zl and Zp, and the default-ignorable code points). In an
+/// address they make one look like another; in output they are shown escaped.
+pub fn is_hidden_or_reordering(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}'
+        | '\u{FFF0}'..='\u{FFFB}' | '\u{0600}'..='\u{0605}' | '\u{06DD}' | '\u{070F}' | '\u{08E2}'
+        | '\u{110BD}' | '\u{110CD}' | '\u{13430}'..='\u{1343F}' | '\u{1BCA0}'..='\u{1BCA3}'
+        | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
 }
 
 /// RFC 5321 `Local-part`: `Dot-string` or `Quoted-string` (RFC 6531: UTF-8 in either).
@@ -157,6 +175,10 @@ mod tests {
             "a b@c.org",
             "a\t@b.org",
             "a\x1b[31m@b.org",
+            "a@\u{202e}tset.elpmaxe",
+            "a\u{200b}b@x.org",
+            "a@b\u{2028}.org",
+            "\u{feff}a@b.org",
             "<a@b.org>",
             "a@b.org>",
         ] {

@@ -238,7 +238,7 @@ pub fn relay(input: &[u8]) {
                             .any(|b| b.is_ascii_control() && !b"\r\n".contains(b))
                     );
                 }
-                Event::StartTls => {}
+                Event::StartTls | Event::LoginFailed => {}
                 Event::Message(incoming) => {
                     kept += 1;
                     let content = &incoming.content;

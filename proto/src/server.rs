@@ -13,7 +13,8 @@
 //! - **Before the login** (when one is required): a few commands and a few seconds, and a
 //!   failed AUTH answered only after a delay, the connection closed after a few of them.
 //! - **Always:** the line length, the time for each line, the message size, the recipients
-//!   per message, and the number of errors and of commands that move no mail.
+//!   per message (and RCPTs past them), and the number of errors and of commands that move
+//!   no mail (EHLO, HELO, NOOP, RSET, VRFY, HELP).
 //!
 //! A successful AUTH lasts for the session: RSET and a second EHLO keep it (RFC 4954
 //! section 4); STARTTLS forgets everything (RFC 3207 section 4.2).
@@ -39,11 +40,14 @@ pub const MAX_COMMANDS_BEFORE_LOGIN: u32 = 20;
 pub const MAX_LOGIN_FAILURES: u32 = 3;
 /// How long the answer to a failed login is held back, so that guessing is slow.
 pub const LOGIN_FAILURE_DELAY_MS: u32 = 1_000;
-/// Commands that move no mail (NOOP, RSET, VRFY, HELP) between two messages, as Postfix's
-/// `smtpd_junk_command_limit`.
+/// Commands that move no mail (EHLO, HELO, NOOP, RSET, VRFY, HELP) between two messages,
+/// as Postfix's `smtpd_junk_command_limit`.
 pub const MAX_JUNK_COMMANDS: u32 = 100;
 /// Refused commands before the connection is closed, as Postfix's `smtpd_hard_error_limit`.
 pub const MAX_ERRORS: u32 = 20;
+/// RCPT commands past the recipient limit before the connection is closed, as Postfix's
+/// `smtpd_recipient_overshoot_limit`.
+pub const MAX_RECIPIENT_OVERSHOOT: u32 = 1000;
 
 /// The user and password a client must log in with.
 #[derive(Clone, PartialEq, Eq)]
@@ -92,6 +96,10 @@ pub enum Event {
     StartTls,
     /// A whole message to keep. Nothing more is read until [`Server::answer`] is called.
     Message(Incoming),
+    /// A login failed. The driver counts it against the client's address and sets the
+    /// [`login delay`](Server::set_login_delay) of that address's connections, since a
+    /// guesser can spread its tries over many connections and hang up on each.
+    LoginFailed,
     /// Close the connection: the last reply has been sent.
     Close,
 }
@@ -142,6 +150,8 @@ enum Stage {
 struct Transaction {
     sender: String,
     recipients: Vec<String>,
+    /// MAIL said SMTPUTF8: addresses may be UTF-8 (RFC 6531).
+    smtputf8: bool,
 }
 
 #[derive(Debug, Default)]
@@ -166,6 +176,11 @@ pub struct Server {
     /// When the relay began waiting for the current line.
     waiting_since: Instant,
     commands: u32,
+    /// RCPT commands past the recipient limit, this session.
+    overshoot: u32,
+    /// How long every login verdict waits, success or failure: the driver's penalty for
+    /// this client's earlier failures.
+    login_delay_ms: u32,
     junk: u32,
     errors: u32,
     login_failures: u32,
@@ -197,6 +212,8 @@ impl Server {
             connected_at: now,
             waiting_since: now,
             commands: 0,
+            overshoot: 0,
+            login_delay_ms: 0,
             junk: 0,
             errors: 0,
             login_failures: 0,
@@ -299,6 +316,13 @@ impl Server {
             }
             Answer::NotNow(text) => self.reply(451, Some("4.3.0"), &text),
         }
+    }
+
+    /// Sets how long each login verdict of this connection waits from then on, success
+    /// or failure alike (a failure waits at least [`LOGIN_FAILURE_DELAY_MS`]): the
+    /// penalty the driver keeps for the client's address after failed logins.
+    pub fn set_login_delay(&mut self, ms: u32) {
+        self.login_delay_ms = ms;
     }
 
     /// Whether the client has shown it is there to send mail: it logged in, or, where no
@@ -413,14 +437,18 @@ impl Server {
                 "EHLO" | "HELO" | "STARTTLS" | "NOOP" | "QUIT"
             )
         {
-            return self.refuse(Refusal::new(
-                530,
-                "5.7.0",
-                "Must issue a STARTTLS command first",
-            ));
+            let refusal = Refusal::new(530, "5.7.0", "Must issue a STARTTLS command first");
+            return match verb.as_str() {
+                "DATA" => self.refuse_data(refusal),
+                _ => self.refuse(refusal),
+            };
         }
         match verb.as_str() {
-            "EHLO" | "HELO" => self.hello(verb == "EHLO", argument),
+            "EHLO" | "HELO" => {
+                if self.junk_command() {
+                    self.hello(verb == "EHLO", argument);
+                }
+            }
             "STARTTLS" => self.starttls(argument),
             "AUTH" => self.auth(argument, now),
             "MAIL" => self.mail(argument),
@@ -455,7 +483,16 @@ impl Server {
                 self.reply(221, Some("2.0.0"), "bye");
                 self.close();
             }
-            "BDAT" | "EXPN" | "ETRN" | "TURN" => {
+            "BDAT" => {
+                // Its chunk follows at once and could not be told from commands.
+                self.reply(
+                    502,
+                    Some("5.5.1"),
+                    "BDAT is not offered (no CHUNKING), closing",
+                );
+                self.close();
+            }
+            "EXPN" | "ETRN" | "TURN" => {
                 self.refuse(Refusal::new(502, "5.5.1", "command not implemented"))
             }
             _ => self.refuse(Refusal::new(500, "5.5.1", "command not recognized")),
@@ -529,6 +566,9 @@ impl Server {
             }
             _ => {}
         }
+        if argument.is_empty() {
+            return self.refuse(Refusal::new(501, "5.5.4", "Syntax: AUTH mechanism"));
+        }
         let (mechanism, initial) = match argument.split_once(' ') {
             Some((mechanism, initial)) => (mechanism, Some(initial)),
             None => (argument, None),
@@ -580,11 +620,16 @@ impl Server {
             constant_time_eq(login.user.as_bytes(), user.as_bytes())
                 & constant_time_eq(login.password.as_bytes(), password.as_bytes())
         });
-        if matches {
-            self.logged_in = true;
-            self.reply(235, Some("2.7.0"), "Authentication successful");
-        } else {
-            self.failed_login(now);
+        if !matches {
+            return self.failed_login(now);
+        }
+        self.logged_in = true;
+        let reply = format_reply(235, Some("2.7.0"), &["Authentication successful"]);
+        match self.login_delay_ms {
+            0 => self.events.push_back(Event::Send(reply)),
+            // After failures from this client, a success waits as long as a failure
+            // would: a guesser that hangs up early learns nothing sooner.
+            delay => self.held = Some((now.plus_ms(delay), reply, false)),
         }
     }
 
@@ -596,7 +641,10 @@ impl Server {
         } else {
             format_reply(535, Some("5.7.8"), &["Authentication credentials invalid"])
         };
-        self.held = Some((now.plus_ms(LOGIN_FAILURE_DELAY_MS), reply, closes));
+        let delay = LOGIN_FAILURE_DELAY_MS.max(self.login_delay_ms);
+        self.held = Some((now.plus_ms(delay), reply, closes));
+        // Now, not when the reply goes out: the client may hang up before then.
+        self.events.push_back(Event::LoginFailed);
     }
 
     fn mail(&mut self, argument: &str) {
@@ -620,27 +668,32 @@ impl Server {
         } {
             return self.refuse(Refusal::new(553, "5.1.7", &error.message));
         }
+        let mut smtputf8 = false;
         for parameter in parameters.split(' ').filter(|p| !p.is_empty()) {
             let (keyword, value) = match parameter.split_once('=') {
                 Some((keyword, value)) => (keyword, Some(value)),
                 None => (parameter, None),
             };
             match (keyword.to_ascii_uppercase().as_str(), value) {
-                ("SIZE", Some(size)) => match size.parse::<u64>() {
-                    Ok(size) if size > self.config.max_message as u64 => {
+                ("SIZE", Some(size))
+                    if !size.is_empty() && size.bytes().all(|b| b.is_ascii_digit()) =>
+                {
+                    // Digits too many for a u64 are too big all the same.
+                    if size
+                        .parse::<u64>()
+                        .map_or(true, |size| size > self.config.max_message as u64)
+                    {
                         return self.refuse(Refusal::new(
                             552,
                             "5.3.4",
                             &format!("message over {} bytes", self.config.max_message),
                         ));
                     }
-                    Ok(_) => {}
-                    Err(_) => return self.refuse(Refusal::new(501, "5.5.4", "bad SIZE value")),
-                },
+                }
                 ("BODY", Some(body))
                     if body.eq_ignore_ascii_case("7BIT")
                         || body.eq_ignore_ascii_case("8BITMIME") => {}
-                ("SMTPUTF8", None) => {}
+                ("SMTPUTF8", None) => smtputf8 = true,
                 // RFC 4954 section 5: the submitter's identity; not needed to relay.
                 ("AUTH", Some(_)) => {}
                 _ => {
@@ -652,9 +705,13 @@ impl Server {
                 }
             }
         }
+        if !sender.is_ascii() && !smtputf8 {
+            return self.refuse(NOT_SMTPUTF8);
+        }
         self.stage = Stage::Transaction(Transaction {
             sender: sender.to_owned(),
             recipients: Vec::new(),
+            smtputf8,
         });
         self.mailed = true;
         self.reply(250, Some("2.1.0"), "OK");
@@ -664,7 +721,18 @@ impl Server {
         let Stage::Transaction(transaction) = &self.stage else {
             return self.refuse(Refusal::new(503, "5.5.1", "MAIL first"));
         };
-        if transaction.recipients.len() >= self.config.max_recipients {
+        let (full, smtputf8) = (
+            transaction.recipients.len() >= self.config.max_recipients,
+            transaction.smtputf8,
+        );
+        if full {
+            // RFC 5321 section 4.5.3.1.10: the client sends the rest later. One that goes
+            // on and on is closed, as Postfix's `smtpd_recipient_overshoot_limit`.
+            self.overshoot += 1;
+            if self.overshoot > MAX_RECIPIENT_OVERSHOOT {
+                self.reply(421, Some("4.7.0"), "too many recipients, closing");
+                return self.close();
+            }
             return self.reply(452, Some("4.5.3"), "too many recipients");
         }
         let (recipient, parameters) = match path(argument, "TO:") {
@@ -677,6 +745,9 @@ impl Server {
         }
         if let Err(error) = check_mailbox(Phase::Rcpt, recipient) {
             return self.refuse(Refusal::new(553, "5.1.3", &error.message));
+        }
+        if !recipient.is_ascii() && !smtputf8 {
+            return self.refuse(NOT_SMTPUTF8);
         }
         let recipient = recipient.to_owned();
         if let Stage::Transaction(transaction) = &mut self.stage {
@@ -700,10 +771,14 @@ impl Server {
             Stage::Transaction(_) => Refusal::new(554, "5.5.1", "no valid recipients"),
             _ => Refusal::new(503, "5.5.1", "MAIL first"),
         };
+        self.refuse_data(refusal);
+    }
+
+    /// Refuses DATA. RFC 2920 section 3.1: DATA ends a group, so what follows it already
+    /// is content sent without waiting for 354, which must not run as commands.
+    fn refuse_data(&mut self, refusal: Refusal) {
         self.refuse(refusal);
         if !self.input.is_empty() {
-            // RFC 2920 section 3.1: DATA ends a group. What follows it already is content
-            // sent without waiting for 354, and must not run as commands.
             self.reply(
                 554,
                 Some("5.5.0"),
@@ -825,6 +900,10 @@ impl Refusal {
     }
 }
 
+/// RFC 6531 section 3.5: a UTF-8 address in a transaction that did not say SMTPUTF8.
+const NOT_SMTPUTF8: Refusal =
+    Refusal::fixed(553, "5.6.7", "a non-ASCII address needs SMTPUTF8 on MAIL");
+
 /// Refuses a CR or NUL inside a line (its CRLF already taken off).
 fn check_framing(bytes: &[u8]) -> Result<(), Refusal> {
     match memchr::memchr3(b'\r', b'\n', b'\0', bytes).map(|at| bytes[at]) {
@@ -850,6 +929,11 @@ fn path<'a>(argument: &'a str, keyword: &str) -> Result<(&'a str, &'a str), Refu
     if !parameters.is_empty() && !parameters.starts_with(' ') {
         return Err(syntax());
     }
+    // RFC 5321 section 4.1.1.3: a source route (`@relay1,@relay2:`) is taken and ignored.
+    let address = match address.strip_prefix('@') {
+        Some(route) => route.split_once(':').ok_or_else(syntax)?.1,
+        None => address,
+    };
     Ok((address, parameters))
 }
 

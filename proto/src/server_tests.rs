@@ -31,6 +31,7 @@ struct Talk {
     replies: Vec<String>,
     messages: Vec<Incoming>,
     tls_started: usize,
+    login_failures: usize,
     closed: bool,
 }
 
@@ -42,6 +43,7 @@ impl Talk {
             replies: Vec::new(),
             messages: Vec::new(),
             tls_started: 0,
+            login_failures: 0,
             closed: false,
         };
         talk.run();
@@ -78,6 +80,7 @@ impl Talk {
                     let id = format!("id{}", self.messages.len());
                     self.server.answer(Answer::Kept(id), self.now);
                 }
+                Event::LoginFailed => self.login_failures += 1,
                 Event::Close => self.closed = true,
             }
         }
@@ -278,8 +281,9 @@ fn a_client_that_waits_too_long_for_a_line_is_cut_off() {
 #[test]
 fn junk_and_errors_are_bounded_after_the_login_too() {
     let mut talk = Talk::new(config());
+    // EHLO counts too.
     talk.line("EHLO c");
-    for _ in 0..MAX_JUNK_COMMANDS {
+    for _ in 1..MAX_JUNK_COMMANDS {
         talk.line("NOOP");
     }
     assert!(
@@ -447,4 +451,105 @@ fn a_client_is_proven_by_its_login_or_without_one_by_its_first_mail() {
     assert!(!talk.server.is_proven());
     talk.line("MAIL FROM:<a@x.org>");
     assert!(talk.server.is_proven());
+}
+
+#[test]
+fn after_failures_elsewhere_a_success_waits_as_long_as_a_failure() {
+    let mut talk = Talk::new(with_login());
+    talk.server.set_login_delay(4_000);
+    talk.line("EHLO c");
+    // The failure is reported at once, before its reply, which waits 4 s.
+    assert!(talk.send(b"AUTH PLAIN AGFwcAB3cm9uZw==\r\n").is_empty());
+    assert_eq!(talk.login_failures, 1);
+    assert!(talk.after_ms(3_999).is_empty());
+    assert!(talk.after_ms(1)[0].starts_with("535 "));
+    // So does the right password: hanging up early tells a guesser nothing.
+    assert!(talk.send(b"AUTH PLAIN AGFwcABzM2NyZXQ=\r\n").is_empty());
+    assert!(talk.after_ms(3_999).is_empty());
+    assert!(talk.after_ms(1)[0].starts_with("235 "));
+    assert_eq!(talk.login_failures, 1);
+    // Without a delay, a success is answered at once.
+    let mut talk = Talk::new(with_login());
+    talk.line("EHLO c");
+    talk.login();
+}
+
+#[test]
+fn utf8_addresses_need_smtputf8_and_source_routes_are_dropped() {
+    let mut talk = Talk::new(config());
+    talk.line("EHLO c");
+    assert!(
+        talk.line("MAIL FROM:<élève@x.org>")
+            .starts_with("553 5.6.7")
+    );
+    assert_eq!(code(&talk.line("MAIL FROM:<a@x.org>")), "250");
+    assert!(talk.line("RCPT TO:<élève@y.org>").starts_with("553 5.6.7"));
+    assert_eq!(code(&talk.line("RSET")), "250");
+    assert_eq!(code(&talk.line("MAIL FROM:<élève@x.org> SMTPUTF8")), "250");
+    assert_eq!(
+        code(&talk.line("RCPT TO:<@relay.example,@other.example:b@y.org>")),
+        "250"
+    );
+    assert_eq!(code(&talk.line("RCPT TO:<zoë@y.org>")), "250");
+    talk.line("DATA");
+    talk.send(b"hi\r\n.\r\n");
+    assert_eq!(talk.messages[0].recipients, ["b@y.org", "zoë@y.org"]);
+}
+
+#[test]
+fn ehlo_and_rcpts_past_the_limit_are_bounded_too() {
+    let mut talk = Talk::new(config());
+    for _ in 0..MAX_JUNK_COMMANDS {
+        assert_eq!(code(&talk.line("EHLO c")), "250");
+    }
+    assert!(talk.line("EHLO c").starts_with("421 4.7.0"));
+
+    let mut talk = Talk::new(config());
+    talk.line("EHLO c");
+    talk.line("MAIL FROM:<a@x.org>");
+    for n in 0..3 {
+        talk.line(&format!("RCPT TO:<b{n}@y.org>"));
+    }
+    for _ in 0..MAX_RECIPIENT_OVERSHOOT {
+        assert!(talk.line("RCPT TO:<c@y.org>").starts_with("452 "));
+    }
+    assert!(talk.line("RCPT TO:<c@y.org>").starts_with("421 4.7.0"));
+    assert!(talk.closed);
+}
+
+#[test]
+fn a_huge_size_is_too_big_and_auth_without_a_mechanism_is_a_syntax_error() {
+    let mut talk = Talk::new(with_login());
+    talk.line("EHLO c");
+    assert!(talk.line("AUTH").starts_with("501 5.5.4"));
+    talk.login();
+    let reply = talk.line("MAIL FROM:<a@x.org> SIZE=99999999999999999999999999");
+    assert!(reply.starts_with("552 5.3.4"), "{reply}");
+    assert!(
+        talk.line("MAIL FROM:<a@x.org> SIZE=12x")
+            .starts_with("555 ")
+    );
+}
+
+#[test]
+fn content_after_a_refused_data_or_a_bdat_never_runs_as_commands() {
+    // DATA refused before STARTTLS, with content behind it.
+    let mut talk = Talk::new(ServerConfig {
+        starttls: true,
+        ..config()
+    });
+    talk.line("EHLO c");
+    let replies = talk.send(b"DATA\r\nNOOP\r\nQUIT\r\n");
+    let codes: Vec<&str> = replies.iter().map(|r| code(r)).collect();
+    assert_eq!(codes, ["530", "554"], "{replies:?}");
+    assert!(talk.closed);
+    // BDAT is not offered: its chunk would read as commands.
+    let mut talk = Talk::new(config());
+    talk.line("EHLO c");
+    talk.line("MAIL FROM:<a@x.org>");
+    talk.line("RCPT TO:<b@y.org>");
+    let replies = talk.send(b"BDAT 30 LAST\r\nRCPT TO:<carol@y.org>\r\nDATA\r\n");
+    assert_eq!(replies.len(), 1, "{replies:?}");
+    assert!(replies[0].starts_with("502 5.5.1 BDAT"), "{replies:?}");
+    assert!(talk.closed);
 }

@@ -82,7 +82,17 @@ pub enum Damage {
     NotAState(serde_json::Error),
     /// The message is not as long as the envelope line says: cut, or added to.
     MessageLength { recorded: u64, found: u64 },
+    /// No newline in the first [`MAX_ENVELOPE_LINE`] bytes.
+    EnvelopeLineTooLong,
+    /// Not a regular file (a FIFO, a directory, a symbolic link...), which is not read.
+    NotAFile(&'static str),
+    /// The state is not a regular file, or cannot be read.
+    StateUnusable(String),
 }
+
+/// The longest envelope line read: room for thousands of recipients, and a bound on what
+/// reading the head of a huge or endless file costs.
+pub const MAX_ENVELOPE_LINE: usize = 1024 * 1024;
 
 impl fmt::Display for Damage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -96,6 +106,13 @@ impl fmt::Display for Damage {
             Damage::EmptyState => write!(f, "state file is empty"),
             Damage::StateNotJson(e) => write!(f, "state file is not valid JSON ({e})"),
             Damage::NotAState(e) => write!(f, "state file is not a record of attempts ({e})"),
+            Damage::EnvelopeLineTooLong => write!(
+                f,
+                "no envelope line (no newline in the first {} KiB)",
+                MAX_ENVELOPE_LINE / 1024
+            ),
+            Damage::NotAFile(what) => write!(f, "not a regular file but {what}"),
+            Damage::StateUnusable(why) => write!(f, "state file {why}"),
             Damage::MessageLength { recorded, found } => write!(
                 f,
                 "the message is {found} bytes, but {recorded} were written (cut or added to)"
@@ -114,7 +131,10 @@ impl std::error::Error for Damage {
             Damage::Empty
             | Damage::NoEnvelopeLine
             | Damage::EmptyState
-            | Damage::MessageLength { .. } => None,
+            | Damage::MessageLength { .. }
+            | Damage::EnvelopeLineTooLong
+            | Damage::NotAFile(_)
+            | Damage::StateUnusable(_) => None,
         }
     }
 }
@@ -193,11 +213,12 @@ fn split(bytes: &[u8]) -> Result<(&[u8], &[u8]), Damage> {
     if bytes.is_empty() {
         return Err(Damage::Empty);
     }
-    let end = bytes
-        .iter()
-        .position(|&b| b == b'\n')
-        .ok_or(Damage::NoEnvelopeLine)?;
-    Ok((&bytes[..end], &bytes[end + 1..]))
+    let head = &bytes[..bytes.len().min(MAX_ENVELOPE_LINE)];
+    match head.iter().position(|&b| b == b'\n') {
+        Some(end) => Ok((&bytes[..end], &bytes[end + 1..])),
+        None if head.len() == MAX_ENVELOPE_LINE => Err(Damage::EnvelopeLineTooLong),
+        None => Err(Damage::NoEnvelopeLine),
+    }
 }
 
 fn parse_line(line: &[u8]) -> Result<LineIn, Damage> {
