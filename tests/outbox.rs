@@ -1106,3 +1106,58 @@ fn files_that_are_not_messages_are_named_and_never_hang_a_runner() {
     }
     assert!(Path::new("/dev/zero").exists());
 }
+
+/// A server whose reply to MAIL holds terminal escapes: colour, a window title (OSC, ended
+/// by BEL), a C1 CSI, and a right-to-left override.
+fn hostile_reply_server() -> ScriptedServer {
+    ScriptedServer::start(
+        vec![
+            Step::Send(GREETING),
+            Step::Expect("EHLO"),
+            Step::Send("250-scripted.test\r\n250 8BITMIME\r\n"),
+            Step::Expect("MAIL FROM"),
+            Step::Send("451 4.0.0 \x1b[31mEVIL\x1b]0;title\x07 \u{9b}2J \u{202e}x\r\n"),
+            Step::Expect("RSET"),
+            Step::Send("250 ok\r\n"),
+            Step::Expect("QUIT"),
+            Step::Send("221 bye\r\n"),
+        ],
+        None,
+    )
+}
+
+#[test]
+fn a_hostile_servers_reply_reaches_the_terminal_escaped_from_sendmail_and_send() {
+    let server = hostile_reply_server();
+    let setup = Setup::new(&format!("127.0.0.1:{}", server.port()), "");
+    let output = setup.sendmail("hostile reply");
+    assert_exit(&output, 0, "not delivered yet");
+    assert!(text(&output).contains(r"\x1b[31mEVIL"), "{}", text(&output));
+    assert_no_raw_controls(&text(&output));
+    assert!(!text(&output).contains('\u{202e}'), "{}", text(&output));
+
+    let server = hostile_reply_server();
+    let output = run_sendbox(
+        &[
+            "send",
+            "--server",
+            &format!("127.0.0.1:{}", server.port()),
+            "--tls",
+            "none",
+            "--from",
+            "alice@sendbox.test",
+            "--to",
+            "bob@sendbox.test",
+            "--subject",
+            "s",
+            "--body",
+            "b",
+            "-v",
+        ],
+        "",
+        None,
+    );
+    assert_exit(&output, 75, "EVIL");
+    assert_no_raw_controls(&text(&output));
+    assert!(!text(&output).contains('\u{202e}'), "{}", text(&output));
+}

@@ -11,6 +11,7 @@ use sendbox::batch::{self, Job, Outcome};
 use sendbox::{Envelope, SandboxOptions};
 
 use crate::args::BatchArgs;
+use crate::escape::escaped;
 use crate::{Stop, compose, connection_account, exit, load_config, mailer};
 
 pub async fn run(args: BatchArgs) -> Result<u8, Stop> {
@@ -63,7 +64,7 @@ pub async fn run(args: BatchArgs) -> Result<u8, Stop> {
             // The library does not say whether the refusals were 4xx or 5xx.
             Outcome::PartlyRefused => exit::NOUSER,
             Outcome::Failed(error) => {
-                ticker.suspend(|| eprintln!("sendbox: {error}"));
+                ticker.suspend(|| eprintln!("sendbox: {}", escaped(error.to_string())));
                 exit::for_error(error)
             }
         };

@@ -3,7 +3,7 @@
 //! cursor or rewrite what it shows; a raw newline could forge a log line. So every output
 //! path writes such text through [`escaped`] or [`quoted`], which share one rule.
 
-use sendbox_proto::command::is_hidden_or_reordering;
+use sendbox_proto::command::is_unshowable;
 
 /// `text` with each control character (and each invisible or reordering one, such as
 /// U+202E) written as an escape (`\n`, `\r`, `\t`, `\x1b`,
@@ -11,23 +11,30 @@ use sendbox_proto::command::is_hidden_or_reordering;
 /// mistaken for a character). Backslashes are left as they are: this is for people to
 /// read, and keeps JSON and addresses legible.
 pub fn escaped(text: impl AsRef<[u8]>) -> String {
-    escape(text.as_ref(), &[])
+    escape(text.as_ref(), &[], false)
+}
+
+/// `text` escaped as [`escaped`] does, but for its line breaks, which stay: a message of
+/// several lines for a person, such as an error with a hint under it.
+pub fn escaped_lines(text: &str) -> String {
+    escape(text.as_bytes(), &[], true)
 }
 
 /// `text` in double quotes for a `key="value"` log field: escaped as [`escaped`] does,
 /// and with its quotes and backslashes escaped too, so that the value ends where it seems
 /// to and one attempt is always one line.
 pub fn quoted(text: &str) -> String {
-    format!("\"{}\"", escape(text.as_bytes(), &['"', '\\']))
+    format!("\"{}\"", escape(text.as_bytes(), &['"', '\\'], false))
 }
 
 /// The one rule: controls and bytes that are not UTF-8 become escapes, and so does each
-/// character of `also`.
-fn escape(bytes: &[u8], also: &[char]) -> String {
+/// character of `also`; with `lines`, a line break stays one.
+fn escape(bytes: &[u8], also: &[char], lines: bool) -> String {
     let mut out = String::with_capacity(bytes.len());
     for chunk in bytes.utf8_chunks() {
         for c in chunk.valid().chars() {
             match c {
+                '\n' if lines => out.push('\n'),
                 '\n' => out.push_str("\\n"),
                 '\r' => out.push_str("\\r"),
                 '\t' => out.push_str("\\t"),
@@ -36,9 +43,7 @@ fn escape(bytes: &[u8], also: &[char]) -> String {
                     out.push(c);
                 }
                 c if c.is_ascii_control() => out.push_str(&format!("\\x{:02x}", u32::from(c))),
-                c if c.is_control() || is_hidden_or_reordering(c) => {
-                    out.push_str(&format!("\\u{{{:x}}}", u32::from(c)))
-                }
+                c if is_unshowable(c) => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
                 c => out.push(c),
             }
         }
@@ -68,6 +73,14 @@ mod tests {
             let out = escaped(c.to_string());
             assert!(!out.chars().any(char::is_control), "{c:?} came out raw");
         }
+    }
+
+    #[test]
+    fn lines_keep_their_breaks_and_nothing_else() {
+        assert_eq!(
+            escaped_lines("451 \u{1b}]0;title\u{7}\n  hint\r"),
+            "451 \\x1b]0;title\\x07\n  hint\\r"
+        );
     }
 
     #[test]

@@ -72,7 +72,8 @@ fn finish(result: Result<u8, Stop>) -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(Stop(code, message)) => {
-            eprintln!("sendbox: {message}");
+            // A server's reply may be in it: no escape sequence reaches the terminal.
+            eprintln!("sendbox: {}", escape::escaped_lines(&message));
             ExitCode::from(code)
         }
     }
@@ -548,15 +549,15 @@ fn report(delivery: &Delivery, report_success: bool) {
     if report_success {
         println!(
             "sent to {}: {}",
-            delivery.accepted.join(", "),
-            format_reply(&delivery.final_reply)
+            escape::escaped(delivery.accepted.join(", ")),
+            escape::escaped(format_reply(&delivery.final_reply))
         );
     }
     for refused in &delivery.refused {
         eprintln!(
             "sendbox: recipient {} refused: {} (the message went to the others)",
-            refused.address,
-            format_reply(&refused.reply)
+            escape::escaped(&refused.address),
+            escape::escaped(format_reply(&refused.reply))
         );
     }
 }

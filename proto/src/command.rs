@@ -79,6 +79,27 @@ pub fn is_hidden_or_reordering(c: char) -> bool {
         | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
 }
 
+/// Whether `c` must not reach a terminal or a log as it is: a control character (an
+/// escape sequence's start, a line break) or one of [`is_hidden_or_reordering`].
+pub fn is_unshowable(c: char) -> bool {
+    c.is_control() || is_hidden_or_reordering(c)
+}
+
+/// `text` fit for a terminal: each [`is_unshowable`] character written as a `\u{..}`
+/// escape, the rest as it is.
+pub fn shown(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(is_unshowable) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| match is_unshowable(c) {
+            true => format!("\\u{{{:x}}}", u32::from(c)),
+            false => c.to_string(),
+        })
+        .collect::<String>()
+        .into()
+}
+
 /// RFC 5321 `Local-part`: `Dot-string` or `Quoted-string` (RFC 6531: UTF-8 in either).
 fn is_local_part(local: &str) -> bool {
     match local
@@ -200,6 +221,15 @@ mod tests {
         assert_eq!(
             check_mailbox(Phase::Mail, "\"a@b\"@c.org").ok(),
             Some(false)
+        );
+    }
+
+    #[test]
+    fn shown_text_has_no_raw_control_or_reordering_character() {
+        assert_eq!(shown("250 ok"), "250 ok");
+        assert_eq!(
+            shown("451 \u{1b}[31mEVIL\u{7}\u{9b}2J \u{202e}x"),
+            r"451 \u{1b}[31mEVIL\u{7}\u{9b}2J \u{202e}x"
         );
     }
 

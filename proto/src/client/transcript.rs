@@ -63,6 +63,8 @@ impl Client {
         let last = reply.lines.len() - 1;
         for (i, line) in reply.lines.iter().enumerate() {
             let separator = if i == last { ' ' } else { '-' };
+            // A server's words reach a terminal: no escape sequence gets through raw.
+            let line = crate::command::shown(line);
             self.transcript
                 .push(format!("S: {}{separator}{status}{line}", reply.code));
         }
