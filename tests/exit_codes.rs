@@ -182,7 +182,16 @@ fn exit_65_for_an_invalid_address_before_connecting() {
     ] {
         let output = send_to(&files, port, "none", &["--to", bad]);
         assert_code(&output, 65, &format!("{bad:?}"));
+        // Nothing was sent: no SMTP step is said to have failed.
+        assert_code(&output, 65, "invalid input, nothing sent: ");
     }
+    let output = send_to(
+        &files,
+        port,
+        "none",
+        &["--to", "bob@example.org", "--header", "From: x"],
+    );
+    assert_code(&output, 65, "invalid input, nothing sent: ");
     // The input was refused before any connection.
     listener.set_nonblocking(true).unwrap();
     assert!(listener.accept().is_err(), "it connected anyway");

@@ -243,12 +243,16 @@ impl std::error::Error for Error {}
 
 /// One line saying what failed, where, the server's words, and whether to retry.
 pub fn describe(error: &SendError) -> String {
-    let mut line = format!(
-        "{} failed ({}): {}",
-        phase_name(error.phase),
-        kind_name(error.kind),
-        error.message
-    );
+    let mut line = match error.kind {
+        // Found in what the caller gave, before anything was sent: no SMTP step failed.
+        ErrorKind::InvalidInput => format!("invalid input, nothing sent: {}", error.message),
+        kind => format!(
+            "{} failed ({}): {}",
+            phase_name(error.phase),
+            kind_name(kind),
+            error.message
+        ),
+    };
     if let Some(reply) = &error.reply {
         line.push_str(&format!("; server replied {}", format_reply(reply)));
     }
@@ -715,6 +719,21 @@ mod tests {
         assert_eq!(
             describe(&error),
             "RCPT failed (rejected): every recipient was refused; server replied 450 4.2.0 mailbox busy / try later [temporary: retrying later may work]"
+        );
+    }
+
+    #[test]
+    fn input_errors_name_no_smtp_step() {
+        let error = SendError {
+            phase: Phase::Data,
+            kind: ErrorKind::InvalidInput,
+            reply: None,
+            message: "address \"bob@@example.net\" has a local part that is not valid".into(),
+            transient: false,
+        };
+        assert_eq!(
+            describe(&error),
+            "invalid input, nothing sent: address \"bob@@example.net\" has a local part that is not valid [permanent]"
         );
     }
 }
