@@ -896,6 +896,12 @@ fn sendmail_without_an_account_exits_78_and_other_modes_64() {
     let args = ["sendmail", "-i", "bob@example.org"];
     let output = run_at(sendbox_bin(), dir.path(), &args, &[], SENDMAIL_MESSAGE);
     assert_exit(&output, 78, "account");
+    // It says where it looked.
+    let looked = format!(
+        "there is no config file: neither {} nor /etc/sendbox/config.toml exists",
+        dir.path().join("sendbox/config.toml").display()
+    );
+    assert!(text(&output).contains(&looked), "{}", text(&output));
     // A file with two accounts and no default.
     let two = format!(
         "{}[accounts.other]\nserver = \"127.0.0.1:1\"\ntls = \"none\"\n",
@@ -904,7 +910,11 @@ fn sendmail_without_an_account_exits_78_and_other_modes_64() {
     let two = write_file(dir.path(), "two.toml", two.as_bytes(), 0o600);
     let args = ["sendmail", "-C", two.to_str().unwrap(), "bob@example.org"];
     let output = run_at(sendbox_bin(), dir.path(), &args, &[], SENDMAIL_MESSAGE);
-    assert_exit(&output, 78, "account");
+    assert_exit(
+        &output,
+        78,
+        "names no default (`default = \"NAME\"`; it has ",
+    );
     // An account that does not exist.
     let args = [
         "sendmail",
@@ -1494,4 +1504,48 @@ fn help_names_every_command_the_config_rule_and_what_each_argument_is() {
         );
         assert_exit(&output, 64, "cannot be used with");
     }
+}
+
+#[test]
+fn a_missing_sender_says_where_one_could_come_from() {
+    let server = loopback(ServerTls::StartTls);
+    let (dir, config) = config_dir(&server, "");
+    let config = config.to_str().unwrap();
+    // --server without --account uses no account: its `from` is not used either.
+    let args = [
+        "send",
+        "--config",
+        config,
+        "--server",
+        "127.0.0.1:1",
+        "--to",
+        "bob@example.org",
+        "--body",
+        "b",
+    ];
+    let output = run_at(sendbox_bin(), dir.path(), &args, &[], b"");
+    assert_exit(
+        &output,
+        64,
+        "with --server and no --account no account is used",
+    );
+    // An account without `from`, named.
+    let bare = write_file(
+        dir.path(),
+        "bare.toml",
+        b"[accounts.bare]\nserver = \"127.0.0.1:1\"\ntls = \"none\"\n",
+        0o600,
+    );
+    let args = [
+        "send",
+        "--config",
+        bare.to_str().unwrap(),
+        "--to",
+        "bob@example.org",
+        "--body",
+        "b",
+    ];
+    let output = run_at(sendbox_bin(), dir.path(), &args, &[], b"");
+    assert_exit(&output, 64, "give --from, or a `from` in account bare");
+    assert_eq!(server.connections(), 0);
 }

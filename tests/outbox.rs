@@ -1161,3 +1161,33 @@ fn a_hostile_servers_reply_reaches_the_terminal_escaped_from_sendmail_and_send()
     assert_no_raw_controls(&text(&output));
     assert!(!text(&output).contains('\u{202e}'), "{}", text(&output));
 }
+
+#[test]
+fn a_local_name_without_a_domain_to_give_it_waits_for_the_configuration() {
+    let server = loopback(ServerTls::None);
+    let setup = Setup::new(&closed_port(), "");
+    let write = |from: &str| {
+        let config = format!(
+            "default = \"main\"\n[accounts.main]\nserver = \"127.0.0.1:{}\"\ntls = \"none\"\n\
+             {from}\n[queue]\ndir = \"{}\"\n",
+            server.port(),
+            setup.outbox().display()
+        );
+        std::fs::write(setup.config(), config).unwrap();
+    };
+    // No `from`: cron's `root` has no domain. A configuration problem, not a bad message.
+    write("");
+    let output = setup.sendmail_to(&["-f", "cron@sendbox.test", "root"], "for root");
+    assert_exit(
+        &output,
+        0,
+        "the local name \"root\" needs a domain: give account main a `from`",
+    );
+    assert_eq!(setup.messages_in("queue").len(), 1, "{}", text(&output));
+    assert!(setup.messages_in("failed").is_empty());
+    // Once the account has a `from`, the message goes to root at its domain.
+    write("from = \"alice@sendbox.test\"");
+    assert_exit(&setup.queue(&["flush"]), 0, "1 delivered");
+    let received = server.received();
+    assert_eq!(received[0].recipients, ["root@sendbox.test"]);
+}

@@ -11,9 +11,14 @@ use sendbox::{Attachment, ComposedMessage, Envelope, Mailbox, Message};
 use crate::args::SendArgs;
 use crate::{Stop, exit};
 
-/// The message and its envelope. `from` is the sender after the account's default.
+/// The message and its envelope. `from` is the sender after the account's default, and
+/// `no_from` says where a sender could have come from, should there be none.
 /// Errors name the file that could not be read.
-pub fn message(args: &SendArgs, from: Option<&str>) -> Result<(Envelope, Message), Stop> {
+pub fn message(
+    args: &SendArgs,
+    from: Option<&str>,
+    no_from: &str,
+) -> Result<(Envelope, Message), Stop> {
     let usage = |message: &str| Stop(exit::USAGE, message.to_owned());
     if let Some(path) = &args.raw {
         let envelope = Envelope {
@@ -29,7 +34,7 @@ pub fn message(args: &SendArgs, from: Option<&str>) -> Result<(Envelope, Message
         }
         return Ok((envelope, Message::Raw(read_input(path)?)));
     }
-    let from = from.ok_or_else(|| usage("give --from, or a `from` in the account"))?;
+    let from = from.ok_or_else(|| usage(no_from))?;
     if args.to.is_empty() && args.cc.is_empty() && args.bcc.is_empty() {
         return Err(usage("give at least one --to, --cc or --bcc"));
     }

@@ -269,6 +269,29 @@ impl Config {
         account.map(Some).ok_or_else(|| self.no_account(name))
     }
 
+    /// `what` (the need for an account, or for one with a `from`), then why there is no
+    /// default account here and what to do: it names the file it looked at.
+    pub fn no_default_account(&self, what: &str) -> String {
+        let why = match &self.source {
+            Source::Nowhere => {
+                format!("there is no config file (no home directory, and no {SYSTEM_FILE})")
+            }
+            Source::Missing(path) => format!(
+                "there is no config file: neither {} nor {SYSTEM_FILE} exists",
+                path.display()
+            ),
+            Source::File(path) if self.accounts.is_empty() => {
+                format!("{} has no accounts", path.display())
+            }
+            Source::File(path) => format!(
+                "{} names no default (`default = \"NAME\"`; it has {})",
+                path.display(),
+                names(&self.accounts)
+            ),
+        };
+        format!("{what}, and {why}: write one (README, \"Accounts\"), or name one with --account")
+    }
+
     /// Why there is no account called `name`.
     fn no_account(&self, name: &str) -> String {
         match &self.source {

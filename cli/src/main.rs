@@ -87,7 +87,17 @@ async fn send(args: SendArgs) -> Result<u8, Stop> {
         .from
         .as_deref()
         .or(account.and_then(|a| a.from.as_deref()));
-    let (envelope, message) = compose::message(&args, from)?;
+    let no_from = match account {
+        Some(account) => format!("give --from, or a `from` in account {}", account.name),
+        None if args.connection.server.is_some() => "give --from: with --server and no \
+            --account no account is used, nor its `from`"
+            .to_owned(),
+        None => format!(
+            "give --from, or {}",
+            config.no_default_account("an account with a `from`")
+        ),
+    };
+    let (envelope, message) = compose::message(&args, from, &no_from)?;
     let mut options = send_options(&args.delivery);
     options.keep_raw_header |= account.is_some_and(|a| a.keep_header);
     if args.queue {
@@ -111,9 +121,7 @@ async fn send_queued(
     let account = account.ok_or_else(|| {
         Stop(
             exit::CONFIG,
-            "--queue sends through an account later: write one in the config file (see \
-             the README), or name it with --account"
-                .to_owned(),
+            config.no_default_account("--queue sends through an account later, so it needs one"),
         )
     })?;
     if !config.queue.enabled {
@@ -161,9 +169,7 @@ async fn sendmail(args: Vec<OsString>) -> Result<u8, Stop> {
     let account = account(&config, args.account.as_deref())?.ok_or_else(|| {
         Stop(
             exit::CONFIG,
-            "sendmail needs an account: write one in the config file (see the README), \
-             or name it with --account"
-                .to_owned(),
+            config.no_default_account("sendmail needs an account"),
         )
     })?;
     let message = sendmail::read_message(std::io::stdin().lock(), args.ignore_dots)
@@ -249,7 +255,7 @@ async fn through_outbox(
     let id = locked.id.clone();
     let attempt = match (
         mailer(connection, Some(account), &SandboxOptions::cached()).await,
-        queue::request(&queued),
+        queue::request(&queued, account),
     ) {
         (Ok(mailer), Ok((envelope, options))) => mailer
             .send_with(&envelope, Message::Raw(message), &options)
@@ -261,11 +267,7 @@ async fn through_outbox(
             code,
             reason,
         },
-        (_, Err(reason)) => queue::Attempt::Failed {
-            permanent: true,
-            code: exit::DATAERR,
-            reason,
-        },
+        (_, Err(unsendable)) => unsendable.into(),
     };
     match queue::settle(&outbox, locked, attempt, config)? {
         queue::Outcome::Delivered(delivery) => {

@@ -194,20 +194,70 @@ fn record(
     Ok(Outcome::Queued(error))
 }
 
-/// The library's envelope and options for a queued message.
-pub fn request(queued: &outbox::Envelope) -> Result<(sendbox::Envelope, SendOptions), String> {
+/// Why a queued message cannot be sent as it is.
+pub enum Unsendable {
+    /// Its envelope is broken (its DSN settings): for good.
+    Envelope(String),
+    /// A bare local name (cron's `root`) with no domain to give it, which only the
+    /// account's `from` can: the configuration's fault, so the message waits for it.
+    Unqualified(String),
+}
+
+impl From<Unsendable> for Attempt {
+    fn from(unsendable: Unsendable) -> Self {
+        match unsendable {
+            Unsendable::Envelope(problem) => Attempt::Failed {
+                permanent: true,
+                code: exit::DATAERR,
+                reason: format!("the queued envelope is unusable: {problem}"),
+            },
+            Unsendable::Unqualified(reason) => Attempt::Failed {
+                permanent: false,
+                code: exit::CONFIG,
+                reason,
+            },
+        }
+    }
+}
+
+/// The library's envelope and options for a queued message sent through `account`,
+/// whose `from` gives bare names a domain when the message was queued without one.
+pub fn request(
+    queued: &outbox::Envelope,
+    account: &Account,
+) -> Result<(sendbox::Envelope, SendOptions), Unsendable> {
+    let qualify_domain = queued.qualify_domain.clone().or_else(|| {
+        let from = crate::compose::mailbox(account.from.as_deref()?).ok()?;
+        Some(from.address.rsplit_once('@')?.1.to_owned())
+    });
+    let bare = queued
+        .recipients
+        .iter()
+        .chain(&queued.sender)
+        .find(|address| !address.is_empty() && !address.contains('@'));
+    if let (Some(name), None) = (bare, &qualify_domain) {
+        return Err(Unsendable::Unqualified(format!(
+            "the local name {name:?} needs a domain: give account {} a `from` (its domain \
+             is given to bare names), or {name} an alias; the message waits until then",
+            account.name
+        )));
+    }
     let envelope = sendbox::Envelope {
         sender: queued.sender.clone(),
         recipients: queued.recipients.clone(),
         recipients_from_headers: queued.recipients_from_headers,
-        qualify_domain: queued.qualify_domain.clone(),
+        qualify_domain,
     };
-    let options = SendOptions {
-        dsn: dsn::request(
+    let dsn = (|| {
+        Ok(dsn::request(
             queued.dsn_notify.as_deref().map(dsn::notify).transpose()?,
             queued.dsn_ret.as_deref().map(dsn::ret).transpose()?,
             queued.dsn_envid.clone(),
-        ),
+        ))
+    })()
+    .map_err(Unsendable::Envelope)?;
+    let options = SendOptions {
+        dsn,
         require_tls: queued.require_tls,
         keep_raw_header: queued.keep_raw_header,
     };
@@ -482,12 +532,8 @@ async fn run_account(
                 continue;
             }
         };
-        let attempt = match request(&locked.envelope) {
-            Err(problem) => Attempt::Failed {
-                permanent: true,
-                code: exit::DATAERR,
-                reason: format!("the queued envelope is unusable: {problem}"),
-            },
+        let attempt = match request(&locked.envelope, account) {
+            Err(unsendable) => unsendable.into(),
             Ok((envelope, options)) => {
                 if session.is_none() {
                     match mailer.open().await {

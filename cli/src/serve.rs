@@ -51,9 +51,7 @@ pub async fn run(args: ServeArgs) -> Result<u8, Stop> {
         .ok_or_else(|| {
             Stop(
                 exit::CONFIG,
-                "serve needs an account to relay through: write one in the config file, or \
-                 name it with --account"
-                    .to_owned(),
+                config.no_default_account("serve needs an account to relay through"),
             )
         })?
         .clone();
