@@ -1549,3 +1549,45 @@ fn a_missing_sender_says_where_one_could_come_from() {
     assert_exit(&output, 64, "give --from, or a `from` in account bare");
     assert_eq!(server.connections(), 0);
 }
+
+#[test]
+fn the_transcript_keeps_its_order_and_a_ca_that_is_no_certificate_is_named() {
+    let server = loopback(ServerTls::StartTls);
+    let dir = tempfile::tempdir().unwrap();
+    let ca = write_file(dir.path(), "ca.pem", server.ca_pem().as_bytes(), 0o644);
+    let mut message = auth_args(ca.to_str().unwrap());
+    message.extend([
+        "--from",
+        "alice@example.org",
+        "--to",
+        "bob@example.org",
+        "--subject",
+        "s",
+        "--body",
+        "b",
+        "-v",
+    ]);
+    let output = send(&server, "starttls", PASSWORD, &message, None);
+    assert_exit(&output, 0, "-- TLS established");
+    let said = text(&output);
+    let ready = said.find("S: 220 Ready to start TLS");
+    let established = said.find("-- TLS established");
+    assert!(ready.is_some() && ready < established, "{said}");
+
+    // Not a certificate: named as the option that gave it, before anything connects.
+    let key = write_file(
+        dir.path(),
+        "key.pem",
+        b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        0o600,
+    );
+    let mut args = message.clone();
+    args[1] = key.to_str().unwrap();
+    let output = send(&server, "starttls", PASSWORD, &args, None);
+    assert_exit(
+        &output,
+        78,
+        &format!("--ca {}: not a CA certificate in PEM", key.display()),
+    );
+    assert_eq!(server.connections(), 1);
+}

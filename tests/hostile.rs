@@ -183,11 +183,17 @@ async fn only_capabilities_read_over_tls_count() {
 }
 
 #[tokio::test]
-async fn bad_certificates_are_refused() {
+async fn bad_certificates_are_refused_saying_what_to_do() {
     for (cert, expected) in [
-        (ServerCert::WrongName, "not valid for name"),
-        (ServerCert::Expired, "certificate expired"),
-        (ServerCert::SelfSigned, "UnknownIssuer"),
+        (
+            ServerCert::WrongName,
+            "certificate is for mail.example.net, not for ",
+        ),
+        (ServerCert::Expired, "certificate has expired"),
+        (
+            ServerCert::SelfSigned,
+            "give its certificate with --ca FILE",
+        ),
     ] {
         let script = vec![Step::Tls, Step::Send(GREETING), Step::Silent];
         let (error, seen) = run(script, TlsMode::Implicit, cert, true).await.error();
@@ -207,6 +213,20 @@ async fn bad_certificates_are_refused() {
             seen.encrypted
         );
     }
+}
+
+#[tokio::test]
+async fn implicit_tls_against_a_plain_greeting_says_to_use_starttls() {
+    let script = vec![Step::Send(GREETING), Step::Silent];
+    let (error, _) = run(script, TlsMode::Implicit, ServerCert::Valid, true)
+        .await
+        .error();
+    assert_eq!((error.phase, error.kind), (Phase::Tls, ErrorKind::Tls));
+    assert!(
+        error.message.contains("did not answer in TLS") && error.message.contains("--tls starttls"),
+        "{}",
+        error.message
+    );
 }
 
 #[tokio::test]

@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use clap::Parser as _;
 use clap::ValueEnum as _;
+use rustls::pki_types::pem::PemObject as _;
 use sendbox::mailer::{Timeouts, format_reply};
 use sendbox::{
     Credentials, Delivery, Envelope, Limits, Mailer, Message, Sandbox, SandboxOptions, Secret,
@@ -398,17 +399,27 @@ async fn mailer(
         .ehlo
         .clone()
         .or_else(|| account.and_then(|a| a.ehlo.clone()));
-    if let Some(path) = connection
-        .ca
-        .as_deref()
-        .or(account.and_then(|a| a.ca.as_deref()))
-    {
-        let pem = std::fs::read_to_string(path).map_err(|e| {
-            Stop(
-                exit::NOINPUT,
-                format!("cannot read {}: {e}", path.display()),
-            )
-        })?;
+    let ca = match (&connection.ca, account.and_then(|a| a.ca.as_deref())) {
+        (Some(path), _) => Some(("--ca", path.as_path())),
+        (None, Some(path)) => Some(("the account's `ca`", path)),
+        (None, None) => None,
+    };
+    if let Some((given_by, path)) = ca {
+        let unusable =
+            |code, why: String| Stop(code, format!("{given_by} {}: {why}", path.display()));
+        let pem = std::fs::read_to_string(path)
+            .map_err(|e| unusable(exit::NOINPUT, format!("cannot read it: {e}")))?;
+        // Checked here, so that the error names the file and where it was given.
+        let certificates = rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>();
+        if !certificates.is_ok_and(|found| !found.is_empty()) {
+            return Err(unusable(
+                exit::CONFIG,
+                "not a CA certificate in PEM (-----BEGIN CERTIFICATE-----); give the CA's \
+                 certificate, not the server's key or a DER file"
+                    .to_owned(),
+            ));
+        }
         server.ca_pem = Some(pem);
     }
     let credentials = credentials(connection, account)?;

@@ -193,6 +193,8 @@ impl Session {
                         Ok(summary) => {
                             handshake.established();
                             if self.server.transcript {
+                                // After the 220 that let it start.
+                                self.write_transcript();
                                 log(&format!("-- TLS established: {summary}"));
                             }
                         }

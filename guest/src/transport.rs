@@ -127,7 +127,7 @@ fn feed_tls(tls: &mut ClientConnection, mut bytes: &[u8]) -> Result<(), Transpor
         tls.read_tls(&mut bytes)
             .map_err(|e| TransportError::Tls(e.to_string()))?;
         tls.process_new_packets()
-            .map_err(|e| TransportError::Tls(e.to_string()))?;
+            .map_err(|e| TransportError::Tls(sendbox_proto::tls::explain(&e)))?;
     }
     Ok(())
 }

@@ -36,3 +36,95 @@ pub fn client_config(ca_pem: Option<&str>) -> Result<Arc<ClientConfig>, String> 
         .with_no_client_auth();
     Ok(Arc::new(config))
 }
+
+/// What went wrong in a handshake with `server` (as `--server` named it), and what to do.
+pub fn explain(error: &rustls::Error) -> String {
+    use rustls::pki_types::ServerName;
+    use rustls::{CertificateError as Certificate, Error, InvalidMessage};
+    match error {
+        Error::InvalidCertificate(Certificate::UnknownIssuer) => {
+            "the server's certificate is signed by a CA that is not trusted here: for a \
+             private CA, give its certificate with --ca FILE (or `ca` in the account)"
+                .to_owned()
+        }
+        Error::InvalidCertificate(Certificate::NotValidForNameContext {
+            expected,
+            presented,
+        }) => {
+            let (asked, ip) = match expected {
+                ServerName::IpAddress(ip) => (std::net::IpAddr::from(*ip).to_string(), true),
+                name => (name.to_str().into_owned(), false),
+            };
+            let names = match presented.as_slice() {
+                [] => "no name".to_owned(),
+                names => names
+                    .iter()
+                    .map(|name| bare(name))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            };
+            let hint = match ip {
+                true => "; the server was named by its IP address: name it as its certificate does",
+                false => "; name the server as its certificate does",
+            };
+            format!("the server's certificate is for {names}, not for {asked}{hint}")
+        }
+        Error::InvalidCertificate(Certificate::NotValidForName) => {
+            "the server's certificate is not for the name the server was given; name it as \
+             its certificate does"
+                .to_owned()
+        }
+        Error::InvalidCertificate(Certificate::Expired | Certificate::ExpiredContext { .. }) => {
+            "the server's certificate has expired (or this machine's clock is ahead)".to_owned()
+        }
+        Error::InvalidCertificate(
+            Certificate::NotValidYet | Certificate::NotValidYetContext { .. },
+        ) => "the server's certificate is not valid yet (or this machine's clock is behind)"
+            .to_owned(),
+        Error::InvalidMessage(
+            InvalidMessage::InvalidContentType | InvalidMessage::UnknownProtocolVersion,
+        ) => "the server did not answer in TLS: a submission port with STARTTLS (587 or 25) \
+             greets in plain text; use --tls starttls there, and --tls implicit for port 465"
+            .to_owned(),
+        error => error.to_string(),
+    }
+}
+
+/// A name as rustls presents it (`DnsName("mail.example.org")`), as a person writes it.
+fn bare(presented: &str) -> &str {
+    let inner = presented
+        .split_once('(')
+        .and_then(|(_, rest)| rest.strip_suffix(')'))
+        .unwrap_or(presented);
+    inner.trim_matches('"')
+}
+
+#[cfg(test)]
+mod tests {
+    use rustls::pki_types::ServerName;
+    use rustls::{CertificateError, Error, InvalidMessage};
+
+    use super::*;
+
+    #[test]
+    fn handshake_failures_say_what_to_do() {
+        let unknown = explain(&Error::InvalidCertificate(CertificateError::UnknownIssuer));
+        assert!(unknown.contains("--ca FILE"), "{unknown}");
+        let wrong = explain(&Error::InvalidCertificate(
+            CertificateError::NotValidForNameContext {
+                expected: ServerName::try_from("127.0.0.1").unwrap(),
+                presented: vec![
+                    "DnsName(\"mail.example.org\")".to_owned(),
+                    "IpAddress(192.0.2.1)".to_owned(),
+                ],
+            },
+        ));
+        assert_eq!(
+            wrong,
+            "the server's certificate is for mail.example.org, 192.0.2.1, not for 127.0.0.1; \
+             the server was named by its IP address: name it as its certificate does"
+        );
+        let plain = explain(&Error::InvalidMessage(InvalidMessage::InvalidContentType));
+        assert!(plain.contains("--tls starttls"), "{plain}");
+    }
+}
