@@ -159,6 +159,54 @@ fn a_component_that_reaches_the_network_around_the_grant_is_refused() {
     }
 }
 
+#[test]
+fn what_is_not_a_component_is_named_and_said_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_wasm = dir.path().join("notwasm.txt");
+    std::fs::write(&not_wasm, "hello").unwrap();
+    let module = dir.path().join("module.wasm");
+    std::fs::write(&module, wat::parse_str("(module)").unwrap()).unwrap();
+    let output = dir.path().join("granted.wasm");
+    for (given, said) in [
+        (&not_wasm, "it is not WebAssembly"),
+        (&module, "it is a core WebAssembly module, not a component"),
+    ] {
+        let args = [
+            "grant",
+            "--server",
+            "127.0.0.1:25",
+            "--component",
+            given.to_str().unwrap(),
+            "-o",
+            output.to_str().unwrap(),
+        ];
+        let run = run_sendbox(&args, "", None);
+        assert_exit(
+            &run,
+            65,
+            &format!("cannot grant --component {}: {said}", given.display()),
+        );
+        assert!(!text(&run).contains("sendbox:inspected"), "{}", text(&run));
+    }
+    // An application that imports no sender: the interface named whole.
+    let app = dir.path().join("app.wasm");
+    std::fs::write(&app, wat::parse_str("(component)").unwrap()).unwrap();
+    let args = [
+        "grant",
+        "--server",
+        "127.0.0.1:25",
+        "--into",
+        app.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+    ];
+    assert_exit(
+        &run_sendbox(&args, "", None),
+        65,
+        "does not import sendbox:mail/mail-sender (in any version)",
+    );
+}
+
 #[tokio::test]
 async fn a_granted_sender_also_runs_in_sendboxs_own_host() {
     // Confined twice: by the grant inside, and by the host's policy outside.

@@ -55,8 +55,13 @@ pub async fn run(args: GrantArgs) -> Result<u8, Stop> {
     } else {
         exit::SOFTWARE
     };
-    let mut granted = compose(&confined, &endpoints)
-        .map_err(|e| Stop(failed, format!("cannot compose the grant: {e:#}")))?;
+    let mut granted = compose(&confined, &endpoints).map_err(|e| {
+        let what = match &args.component {
+            Some(path) => format!("--component {}", path.display()),
+            None => "the built-in sender".to_owned(),
+        };
+        Stop(failed, format!("cannot grant {what}: {e:#}"))
+    })?;
     if let Some(app) = &args.into {
         granted = plug_into(&read(app)?, &granted).map_err(|e| {
             Stop(
@@ -134,7 +139,7 @@ pub fn compose(confined: &[u8], endpoints: &[SocketAddr]) -> anyhow::Result<Vec<
 pub fn plug_into(app: &[u8], sender: &[u8]) -> anyhow::Result<Vec<u8>> {
     let imports = import_names(app)?;
     if !imports.iter().any(|name| name.starts_with(MAIL_SENDER)) {
-        bail!("it does not import {MAIL_SENDER}");
+        bail!("it does not import sendbox:mail/mail-sender (in any version)");
     }
     if let Some(name) = imports.iter().find(|name| reaches_network(name)) {
         bail!("it imports {name}, which would reach the network around the grant");
@@ -170,8 +175,22 @@ fn only_the_grant_reaches_the_network(composed: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The names a component imports.
+/// The names a component imports. What is not a component is said in a person's words,
+/// not the composition library's (`package 'sendbox:inspected' is not a binary-encoded
+/// WebAssembly component`).
 fn import_names(component: &[u8]) -> anyhow::Result<Vec<String>> {
+    // The preamble: `\0asm`, then the version and layer (1 and 0 for a core module).
+    match component.get(..8) {
+        Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => bail!(
+            "it is a core WebAssembly module, not a component: build it for wasm32-wasip2, \
+             or make it one with `wasm-tools component new`"
+        ),
+        Some([0, b'a', b's', b'm', ..]) => {}
+        _ => bail!(
+            "it is not WebAssembly (no `\\0asm` at its start): give a component, such as \
+             the sender's, built for wasm32-wasip2"
+        ),
+    }
     let mut graph = CompositionGraph::new();
     let package = Package::from_bytes(
         "sendbox:inspected",
