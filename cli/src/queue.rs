@@ -706,8 +706,10 @@ pub fn show(config: &Config, id: &str) -> Result<u8, Stop> {
         io::ErrorKind::NotFound => Stop(exit::NOINPUT, format!("no message {id} in the outbox")),
         _ => Stop(exit::IOERR, format!("cannot read {id}: {e}")),
     })?;
-    if let Err(damage) = outbox::entry::decode(&stored.bytes) {
-        println!("# DAMAGED  {}", escaped(damage.to_string()));
+    let entry = outbox::entry::decode(&stored.bytes);
+    match &entry {
+        Ok(entry) => println!("{}", described(&entry.envelope)),
+        Err(damage) => println!("# DAMAGED  {}", escaped(damage.to_string())),
     }
     match &stored.attempts {
         Ok(attempts) if attempts.count > 0 => println!(
@@ -718,12 +720,61 @@ pub fn show(config: &Config, id: &str) -> Result<u8, Stop> {
         Ok(_) => {}
         Err(damage) => println!("# DAMAGED  {}", escaped(damage.to_string())),
     }
+    // The message; the whole file when it is damaged, to show what is left.
+    let shown = match &entry {
+        Ok(entry) => entry.message,
+        Err(_) => &stored.bytes[..],
+    };
     // Line by line, so that the message reads as one; CRLF is its usual line ending.
-    for line in stored.bytes.split_inclusive(|&b| b == b'\n') {
+    for line in shown.split_inclusive(|&b| b == b'\n') {
         let line = line.strip_suffix(b"\n").unwrap_or(line);
         println!("{}", escaped(line.strip_suffix(b"\r").unwrap_or(line)));
     }
     Ok(exit::OK)
+}
+
+/// A queued envelope, for people: one `# field: value` line each, each value escaped.
+fn described(envelope: &outbox::Envelope) -> String {
+    let now = outbox::now();
+    let mut fields = vec![
+        (
+            "account",
+            envelope
+                .account
+                .as_deref()
+                .unwrap_or("(the default)")
+                .to_owned(),
+        ),
+        (
+            "from",
+            format!("<{}>", envelope.sender.as_deref().unwrap_or("")),
+        ),
+        ("to", envelope.recipient_list(", ")),
+        (
+            "queued",
+            format!("{} ago", age(now.saturating_sub(envelope.accepted_at))),
+        ),
+    ];
+    for (name, value) in [
+        ("DSN notify", &envelope.dsn_notify),
+        ("DSN ret", &envelope.dsn_ret),
+        ("DSN envid", &envelope.dsn_envid),
+    ] {
+        if let Some(value) = value {
+            fields.push((name, value.clone()));
+        }
+    }
+    if envelope.require_tls {
+        fields.push(("REQUIRETLS", "yes".to_owned()));
+    }
+    if envelope.keep_raw_header {
+        fields.push(("header", "sent as it is".to_owned()));
+    }
+    fields
+        .iter()
+        .map(|(name, value)| format!("# {name}: {}", escaped(value)))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// `queue remove ID`.
