@@ -1054,6 +1054,25 @@ fn files_that_are_not_messages_are_named_and_never_hang_a_runner() {
     setup.plant("notes.txt", "by hand");
     setup.plant("1796000000.3.1.0.state", "{}");
     std::fs::write(setup.outbox().join("tmp/1796000000.4.1.0"), "half written").unwrap();
+    // In tmp/ too, where a crash leaves files: a FIFO and a link must not be opened.
+    let tmp_fifo = Command::new("mkfifo")
+        .arg(setup.outbox().join("tmp/fifo"))
+        .status()
+        .unwrap();
+    assert!(tmp_fifo.success());
+    std::os::unix::fs::symlink("/dev/zero", setup.outbox().join("tmp/zero")).unwrap();
+    {
+        use std::os::unix::ffi::OsStrExt as _;
+        let name = std::ffi::OsStr::from_bytes(b"bad\xff\x1b");
+        std::fs::write(queue.join(name), "x").unwrap();
+    }
+    // A sparse file larger than the outbox ever writes, behind a healthy envelope line.
+    let huge = "1796000000.5.1.0";
+    let whole = std::fs::read(queue.join(&healthy)).unwrap();
+    let line = &whole[..whole.iter().position(|&b| b == b'\n').unwrap() + 1];
+    let file = std::fs::File::create(queue.join(huge)).unwrap();
+    std::io::Write::write_all(&mut &file, line).unwrap();
+    file.set_len(300 * 1024 * 1024).unwrap();
     let config = setup.config();
     let queue_command = |action: &[&str]| {
         let mut args = vec!["queue", "--config", config.to_str().unwrap()];
@@ -1068,6 +1087,9 @@ fn files_that_are_not_messages_are_named_and_never_hang_a_runner() {
         "queue/notes.txt  STRAY".to_owned(),
         "queue/1796000000.3.1.0.state  STRAY".to_owned(),
         "tmp/1796000000.4.1.0  STRAY".to_owned(),
+        "tmp/fifo  STRAY".to_owned(),
+        "tmp/zero  STRAY".to_owned(),
+        r"queue/bad\xff\x1b  STRAY".to_owned(),
         "state file is not a regular file but a directory".to_owned(),
     ] {
         assert!(
@@ -1086,7 +1108,13 @@ fn files_that_are_not_messages_are_named_and_never_hang_a_runner() {
     let run = within_30_s(queue_command(&["run"]));
     assert_exit(&run, 65, "1 delivered");
     assert!(
-        text(&run).contains("3 files that are not messages"),
+        // Found by the length its envelope line records, without reading it.
+        text(&run).contains(&format!("{huge} not sent, damaged: the message is ")),
+        "{}",
+        text(&run)
+    );
+    assert!(
+        text(&run).contains("6 files that are not messages"),
         "{}",
         text(&run)
     );

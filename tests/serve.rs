@@ -96,6 +96,26 @@ impl Relay {
         (client, greeting)
     }
 
+    /// A connection from the loopback address `source`, greeted.
+    fn connect_from(&self, source: [u8; 4]) -> Client {
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        let source = std::net::SocketAddr::from((source, 0));
+        socket.bind(&source.into()).unwrap();
+        let relay = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
+        socket.connect(&relay.into()).unwrap();
+        let stream = TcpStream::from(socket);
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut client = Client {
+            reader: BufReader::new(stream),
+        };
+        let greeting = client.reply();
+        assert!(greeting.starts_with("220"), "{greeting}");
+        client
+    }
+
     /// A connection once the relay has a free slot again (it frees one when the thread
     /// serving a closed connection ends, a moment after the client sees it closed).
     fn connect_when_free(&self) -> Client {
@@ -981,6 +1001,16 @@ fn idle_clients_that_never_log_in_cannot_lock_out_one_that_does() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    // A guesser's failures make every login verdict wait (2 s after two): waiting for it,
+    // an honest client must keep its place against the flood all the same.
+    for last in 2..4 {
+        let mut guesser = relay.connect_from([127, 0, 0, last]);
+        guesser
+            .stream()
+            .write_all(b"EHLO guesser.test\r\nAUTH PLAIN AGFwcAB3cm9uZw==\r\n")
+            .unwrap();
+        assert!(guesser.reply().starts_with("250"));
+    }
     // With every slot held by the flood, clients with the password still get in, each at
     // its first try, and send.
     for n in 0..5 {
@@ -1081,9 +1111,10 @@ fn a_guesser_that_hangs_up_early_learns_nothing_sooner() {
         &closed_port(),
         &["--require-auth", "app", "--password-env", "RELAY_PASSWORD"],
     );
-    // Wrong guesses, each on a new connection that hangs up without waiting for the 535.
-    for _ in 0..3 {
-        let mut client = relay.connect_when_free();
+    // Wrong guesses, each on a new connection from another loopback address (any local
+    // user can bind 127.x.y.z), which hangs up without waiting for the 535.
+    for last in 2..5 {
+        let mut client = relay.connect_from([127, 0, 0, last]);
         client
             .stream()
             .write_all(b"EHLO guesser.test\r\nAUTH PLAIN AGFwcAB3cm9uZw==\r\n")
@@ -1091,8 +1122,9 @@ fn a_guesser_that_hangs_up_early_learns_nothing_sooner() {
         assert!(client.reply().starts_with("250"));
     }
     // From then on the right password waits as a wrong one would (4 s after three
-    // failures): a 235 that came at once would tell the guesser it had found it.
-    let mut client = relay.connect_when_free();
+    // failures), from any loopback address: a 235 that came at once would tell the
+    // guesser it had found it.
+    let mut client = relay.connect_from([127, 0, 0, 5]);
     assert!(client.command("EHLO app.test").starts_with("250"));
     client
         .stream()

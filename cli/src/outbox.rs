@@ -14,11 +14,15 @@
 //! delivers a message holds an exclusive lock on `queue/ID` (flock), and checks after
 //! locking that the path is still that file, so that two runners never both send it.
 
+use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead as _, BufReader, Read as _, Write as _};
+use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::escape::escaped;
 
 pub mod entry;
 
@@ -158,6 +162,16 @@ impl Outbox {
     /// Accepts a message: when this returns, it is on disk and survives a crash. The
     /// message comes back locked, so that a runner started meanwhile leaves it to us.
     pub fn accept(&self, envelope: &Envelope, message: &[u8]) -> Result<Locked, OutboxError> {
+        if message.len() > entry::MAX_MESSAGE {
+            return Err(OutboxError {
+                code: crate::exit::DATAERR,
+                message: format!(
+                    "the message is {} bytes; the outbox takes at most {} MiB",
+                    message.len(),
+                    entry::MAX_MESSAGE / (1024 * 1024)
+                ),
+            });
+        }
         let id = new_id();
         let tmp = self.root.join("tmp").join(&id);
         let mut file = OpenOptions::new()
@@ -198,29 +212,32 @@ impl Outbox {
     }
 
     /// What the outbox holds that is not a message: names that are not ids, states
-    /// without their message, and files in `tmp/` that nobody is writing (left by a
-    /// crash before they were accepted), each as `folder/name`.
+    /// without their message, and what is in `tmp/` but a file being written now (left by
+    /// a crash before it was accepted), each as `folder/name`, escaped for a terminal.
     pub fn strays(&self) -> io::Result<Vec<String>> {
         let mut strays = Vec::new();
         for folder in ["queue", "failed"] {
             let dir = self.root.join(folder);
             let ids = ids_in(&dir)?;
             for name in names_in(&dir)? {
-                let is_message = ids.contains(&name);
-                let is_state = name
+                let text = name.to_str().unwrap_or_default();
+                let is_message = ids.iter().any(|id| id == text);
+                let is_state = text
                     .strip_suffix(".state")
                     .is_some_and(|id| ids.iter().any(|known| known == id));
                 if !is_message && !is_state {
-                    strays.push(format!("{folder}/{name}"));
+                    strays.push(format!("{folder}/{}", escaped(name.as_bytes())));
                 }
             }
         }
         let tmp = self.root.join("tmp");
         for name in names_in(&tmp)? {
-            // A writer holds its file locked until it is renamed into `queue/`.
-            let abandoned = File::open(tmp.join(&name)).is_ok_and(|file| file.try_lock().is_ok());
-            if abandoned {
-                strays.push(format!("tmp/{name}"));
+            // A writer holds its file locked until it is renamed into `queue/`. Only a
+            // regular file is opened (a FIFO would block, a link lead elsewhere).
+            let being_written = open_entry(&tmp.join(&name))
+                .is_ok_and(|file| matches!(file.try_lock(), Err(fs::TryLockError::WouldBlock)));
+            if !being_written {
+                strays.push(format!("tmp/{}", escaped(name.as_bytes())));
             }
         }
         Ok(strays)
@@ -411,11 +428,11 @@ fn checked(id: &str) -> io::Result<&str> {
     }
 }
 
-/// Every name in `dir`, those that are not UTF-8 written with U+FFFD.
-fn names_in(dir: &Path) -> io::Result<Vec<String>> {
+/// Every name in `dir`, sorted.
+fn names_in(dir: &Path) -> io::Result<Vec<OsString>> {
     let mut names = Vec::new();
     for entry in fs::read_dir(dir)? {
-        names.push(entry?.file_name().to_string_lossy().into_owned());
+        names.push(entry?.file_name());
     }
     names.sort();
     Ok(names)
@@ -424,6 +441,7 @@ fn names_in(dir: &Path) -> io::Result<Vec<String>> {
 fn ids_in(dir: &Path) -> io::Result<Vec<String>> {
     let mut ids: Vec<String> = names_in(dir)?
         .into_iter()
+        .filter_map(|name| name.into_string().ok())
         .filter(|name| checked(name).is_ok())
         .collect();
     ids.sort_by_key(|id| {
@@ -484,10 +502,19 @@ fn open_entry(path: &Path) -> io::Result<File> {
     }))
 }
 
-/// A whole queue file, as [`open_entry`] opens it.
+/// A whole queue file, as [`open_entry`] opens it, unless it is larger than the outbox
+/// ever writes.
 fn read_entry(path: &Path) -> io::Result<Vec<u8>> {
+    let mut file = open_entry(path)?;
+    let size = file.metadata()?.len();
+    if size > (entry::MAX_MESSAGE + entry::MAX_ENVELOPE_LINE) as u64 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            Damage::TooBig(size),
+        ));
+    }
     let mut bytes = Vec::new();
-    open_entry(path)?.read_to_end(&mut bytes)?;
+    file.read_to_end(&mut bytes)?;
     Ok(bytes)
 }
 
@@ -669,6 +696,32 @@ mod tests {
         assert_eq!(outbox.stored(&id).unwrap().bytes, &whole[..10]);
         assert!(outbox.remove(&id).unwrap());
         assert!(outbox.ids().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_file_larger_than_the_outbox_writes_is_never_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(&dir.path().join("outbox")).unwrap();
+        let too_big = entry::MAX_MESSAGE + entry::MAX_ENVELOPE_LINE;
+        let id = outbox.accept(&envelope(), b"m").unwrap().id;
+        // Its envelope line claims the length, and the (sparse) file has it.
+        let line = entry::encode_line(&envelope(), too_big).unwrap();
+        let file = File::create(outbox.root().join("queue").join(&id)).unwrap();
+        (&file).write_all(&line).unwrap();
+        file.set_len((line.len() + too_big) as u64).unwrap();
+        let locked = outbox.lock(&id).unwrap().unwrap();
+        match outbox.message(&locked) {
+            Ok(bytes) => panic!("{} bytes read", bytes.len()),
+            Err(error) => {
+                let damage = error.get_ref().and_then(|e| e.downcast_ref::<Damage>());
+                assert!(matches!(damage, Some(Damage::TooBig(_))), "{error}");
+            }
+        }
+        // And nothing that large is taken in.
+        match outbox.accept(&envelope(), &vec![0; entry::MAX_MESSAGE + 1]) {
+            Ok(locked) => panic!("accepted as {}", locked.id),
+            Err(refused) => assert_eq!(refused.code, crate::exit::DATAERR),
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Shutdown, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -250,8 +250,9 @@ struct Slots {
 struct Slot {
     client: IpAddr,
     opened: Instant,
-    /// The client has logged in, or (without a login) begun a message.
-    proven: AtomicBool,
+    /// The client has logged in, or (without a login) begun a message, or waits for a
+    /// login verdict: it is not closed to make room.
+    keeps: AtomicBool,
     /// To close it from the accepting thread, when another client takes its place.
     socket: TcpStream,
 }
@@ -284,7 +285,7 @@ impl Slots {
             let idle = open
                 .iter()
                 .enumerate()
-                .filter(|(_, slot)| !slot.proven.load(Ordering::SeqCst))
+                .filter(|(_, slot)| !slot.keeps.load(Ordering::SeqCst))
                 .min_by_key(|(_, slot)| slot.opened)
                 .map(|(at, _)| at);
             let Some(idle) = idle else {
@@ -295,7 +296,7 @@ impl Slots {
         let slot = Arc::new(Slot {
             client,
             opened: Instant::now(),
-            proven: AtomicBool::new(false),
+            keeps: AtomicBool::new(false),
             socket,
         });
         open.push(slot.clone());
@@ -325,12 +326,26 @@ impl Penalties {
     const MAX_MS: u32 = 15_000;
     const FORGET: Duration = Duration::from_secs(15 * 60);
 
+    /// Whose failures count together: every loopback address is one client (any local
+    /// user can bind 127.x.y.z), and so is an IPv6 /64 (one site's).
+    fn key(client: IpAddr) -> IpAddr {
+        match client {
+            client if client.is_loopback() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) if v4.is_loopback() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                Some(v4) => IpAddr::V4(v4),
+                None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+            },
+            client => client,
+        }
+    }
+
     fn delay_ms(&self, client: IpAddr) -> u32 {
         let failures = self
             .failures
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        match failures.get(&client) {
+        match failures.get(&Self::key(client)) {
             Some(&(count, last)) if last.elapsed() < Self::FORGET => 1_000u32
                 .saturating_mul(1 << (count - 1).min(4))
                 .min(Self::MAX_MS),
@@ -345,7 +360,9 @@ impl Penalties {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         // Bounded by the addresses seen within the quarter hour.
         failures.retain(|_, (_, last)| last.elapsed() < Self::FORGET);
-        let entry = failures.entry(client).or_insert((0, Instant::now()));
+        let entry = failures
+            .entry(Self::key(client))
+            .or_insert((0, Instant::now()));
         *entry = (entry.0.saturating_add(1), Instant::now());
     }
 }
@@ -428,10 +445,11 @@ fn talk<S: Connection>(
         // Failures on the address's other connections count here too.
         server.set_login_delay(client.penalties.delay_ms(address));
         while let Some(event) = server.poll(clock.now()) {
-            // Before the reply goes out, so that a client that has it is counted proven.
-            if server.is_proven() {
-                client.slot.proven.store(true, Ordering::SeqCst);
-            }
+            // Before the reply goes out, so that a client that has it keeps its place.
+            client
+                .slot
+                .keeps
+                .store(server.keeps_its_place(), Ordering::SeqCst);
             match event {
                 Event::Send(bytes) => send(stream, &bytes)?,
                 Event::StartTls => return Ok(Ended::StartTls),
@@ -440,6 +458,11 @@ fn talk<S: Connection>(
                 Event::Close => return Ok(Ended::Closed),
             }
         }
+        // A held login verdict, too, before waiting for it.
+        client
+            .slot
+            .keeps
+            .store(server.keeps_its_place(), Ordering::SeqCst);
         let Some(deadline) = server.deadline() else {
             return Ok(Ended::Closed);
         };

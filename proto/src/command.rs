@@ -113,9 +113,17 @@ fn is_local_part(local: &str) -> bool {
     }
 }
 
-/// RFC 5321 `atext` (from RFC 5322), and RFC 6531's `UTF8-non-ascii`.
+/// RFC 5321 `atext` (from RFC 5322), and the UTF-8 letters RFC 6531 lets in.
 fn is_atext(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || !c.is_ascii()
+    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || is_utf8_letter(c)
+}
+
+/// The UTF-8 RFC 6531 lets in, as sendbox takes it: letters and digits of any script.
+/// Not spaces that look like none (U+00A0, U+3000), marks drawn over other characters
+/// (U+0336), private-use characters or noncharacters, which make one address look like
+/// another.
+fn is_utf8_letter(c: char) -> bool {
+    !c.is_ascii() && c.is_alphanumeric()
 }
 
 /// The inside of RFC 5321 `Quoted-string`: `qtextSMTP` and `quoted-pairSMTP`.
@@ -127,7 +135,7 @@ fn is_quoted_content(quoted: &str) -> bool {
                 .next()
                 .is_some_and(|escaped| matches!(escaped, ' '..='~')),
             '"' => false,
-            c => matches!(c, ' '..='~') || !c.is_ascii(),
+            c => matches!(c, ' '..='~') || is_utf8_letter(c),
         };
         if !fits {
             return false;
@@ -139,7 +147,7 @@ fn is_quoted_content(quoted: &str) -> bool {
 /// RFC 5321 `Domain`: labels of letters, digits and inner hyphens (RFC 6531: U-labels).
 fn is_domain(domain: &str) -> bool {
     domain.split('.').all(|label| {
-        let fits = |c: char| c.is_ascii_alphanumeric() || c == '-' || !c.is_ascii();
+        let fits = |c: char| c.is_ascii_alphanumeric() || c == '-' || is_utf8_letter(c);
         !label.is_empty()
             && label.len() <= 63
             && !label.starts_with('-')
@@ -200,6 +208,11 @@ mod tests {
             "a\u{200b}b@x.org",
             "a@b\u{2028}.org",
             "\u{feff}a@b.org",
+            "bob\u{a0}x@b.org",
+            "bob\u{3000}x@b.org",
+            "bo\u{336}b@b.org",
+            "bob@\u{e000}.org",
+            "\"bob\u{a0}x\"@b.org",
             "<a@b.org>",
             "a@b.org>",
         ] {

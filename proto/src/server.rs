@@ -325,14 +325,17 @@ impl Server {
         self.login_delay_ms = ms;
     }
 
-    /// Whether the client has shown it is there to send mail: it logged in, or, where no
-    /// login is asked for, it began a transaction. A relay that is full may close the
-    /// connections that have not, to make room.
-    pub fn is_proven(&self) -> bool {
-        match &self.config.login {
+    /// Whether the connection keeps its place when the relay is full: the client has
+    /// shown it is there to send mail (it logged in, or, where no login is asked for, it
+    /// began a transaction), or a login verdict is being held back for it. The held
+    /// verdict counts whatever it is, so that an honest client waiting out a penalty is
+    /// not closed, and a guesser cannot tell a right guess by which connections survive.
+    pub fn keeps_its_place(&self) -> bool {
+        let proven = match &self.config.login {
             Some(_) => self.logged_in,
             None => self.mailed,
-        }
+        };
+        proven || self.held.is_some()
     }
 
     /// Whether the connection is over: [`Event::Close`] has been given.
@@ -414,11 +417,23 @@ impl Server {
         let Ok(line) = std::str::from_utf8(line) else {
             return self.refuse(Refusal::new(500, "5.5.2", "command is not UTF-8"));
         };
-        let (verb, argument) = match line.split_once(' ') {
+        // RFC 5321 says SP; a tab is taken too, so that `DATA<TAB>` is DATA, not an
+        // unknown command followed by content read as commands.
+        let (verb, argument) = match line.split_once([' ', '\t']) {
             Some((verb, argument)) => (verb, argument),
             None => (line, ""),
         };
         let verb = verb.to_ascii_uppercase();
+        if verb == "BDAT" {
+            // Not offered (no CHUNKING): its chunk follows at once, and could not be told
+            // from commands, whatever else is refused.
+            self.reply(
+                502,
+                Some("5.5.1"),
+                "BDAT is not offered (no CHUNKING), closing",
+            );
+            return self.close();
+        }
         if self.login_pending() {
             self.commands += 1;
             if self.commands > MAX_COMMANDS_BEFORE_LOGIN {
@@ -481,15 +496,6 @@ impl Server {
             }
             "QUIT" => {
                 self.reply(221, Some("2.0.0"), "bye");
-                self.close();
-            }
-            "BDAT" => {
-                // Its chunk follows at once and could not be told from commands.
-                self.reply(
-                    502,
-                    Some("5.5.1"),
-                    "BDAT is not offered (no CHUNKING), closing",
-                );
                 self.close();
             }
             "EXPN" | "ETRN" | "TURN" => {
@@ -961,7 +967,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// A reply of one or more lines, each `code-text` but the last, `code text`.
+/// A reply of one or more lines, each `code-text` but the last, `code text`; a client's
+/// text quoted in it is shown escaped, since a person may read it on a terminal.
 fn format_reply(code: u16, status: Option<&str>, lines: &[&str]) -> Vec<u8> {
     let mut out = String::new();
     for (i, text) in lines.iter().enumerate() {
@@ -972,7 +979,7 @@ fn format_reply(code: u16, status: Option<&str>, lines: &[&str]) -> Vec<u8> {
             out.push_str(status);
             out.push(' ');
         }
-        out.push_str(text);
+        out.push_str(&crate::command::shown(text));
         out.push_str("\r\n");
     }
     out.into_bytes()

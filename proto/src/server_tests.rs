@@ -441,16 +441,16 @@ fn the_password_never_shows_in_debug() {
 fn a_client_is_proven_by_its_login_or_without_one_by_its_first_mail() {
     let mut talk = Talk::new(with_login());
     talk.line("EHLO c");
-    assert!(!talk.server.is_proven());
+    assert!(!talk.server.keeps_its_place());
     talk.login();
-    assert!(talk.server.is_proven());
+    assert!(talk.server.keeps_its_place());
 
     let mut talk = Talk::new(config());
     talk.line("EHLO c");
     talk.line("NOOP");
-    assert!(!talk.server.is_proven());
+    assert!(!talk.server.keeps_its_place());
     talk.line("MAIL FROM:<a@x.org>");
-    assert!(talk.server.is_proven());
+    assert!(talk.server.keeps_its_place());
 }
 
 #[test]
@@ -552,4 +552,36 @@ fn content_after_a_refused_data_or_a_bdat_never_runs_as_commands() {
     assert_eq!(replies.len(), 1, "{replies:?}");
     assert!(replies[0].starts_with("502 5.5.1 BDAT"), "{replies:?}");
     assert!(talk.closed);
+}
+
+#[test]
+fn a_held_verdict_keeps_the_connections_place_right_or_wrong() {
+    for password in ["AGFwcAB3cm9uZw==", "AGFwcABzM2NyZXQ="] {
+        let mut talk = Talk::new(with_login());
+        talk.server.set_login_delay(15_000);
+        talk.line("EHLO c");
+        assert!(!talk.server.keeps_its_place());
+        assert!(
+            talk.send(format!("AUTH PLAIN {password}\r\n").as_bytes())
+                .is_empty()
+        );
+        assert!(talk.server.keeps_its_place(), "{password}");
+    }
+}
+
+#[test]
+fn bdat_closes_even_before_starttls_and_data_tab_is_data() {
+    let mut talk = Talk::new(ServerConfig {
+        starttls: true,
+        ..config()
+    });
+    talk.line("EHLO c");
+    let replies = talk.send(b"BDAT 40 LAST\r\nNOOP\r\nNOOP\r\n");
+    assert_eq!(replies.len(), 1, "{replies:?}");
+    assert!(talk.closed);
+    let mut talk = Talk::new(config());
+    talk.line("EHLO c");
+    talk.line("MAIL FROM:<a@x.org>");
+    talk.line("RCPT TO:<b@y.org>");
+    assert_eq!(code(&talk.line("DATA\t")), "354");
 }

@@ -88,7 +88,13 @@ pub enum Damage {
     NotAFile(&'static str),
     /// The state is not a regular file, or cannot be read.
     StateUnusable(String),
+    /// Larger than the outbox ever writes: not read.
+    TooBig(u64),
 }
+
+/// The largest message the outbox takes (Postfix's default limit is 10 MB): a bound on
+/// what reading one costs, whatever was put in its place.
+pub const MAX_MESSAGE: usize = 256 * 1024 * 1024;
 
 /// The longest envelope line read: room for thousands of recipients, and a bound on what
 /// reading the head of a huge or endless file costs.
@@ -113,6 +119,11 @@ impl fmt::Display for Damage {
             ),
             Damage::NotAFile(what) => write!(f, "not a regular file but {what}"),
             Damage::StateUnusable(why) => write!(f, "state file {why}"),
+            Damage::TooBig(size) => write!(
+                f,
+                "{size} bytes, more than the outbox ever writes ({} MiB and its envelope)",
+                MAX_MESSAGE / (1024 * 1024)
+            ),
             Damage::MessageLength { recorded, found } => write!(
                 f,
                 "the message is {found} bytes, but {recorded} were written (cut or added to)"
@@ -134,7 +145,8 @@ impl std::error::Error for Damage {
             | Damage::MessageLength { .. }
             | Damage::EnvelopeLineTooLong
             | Damage::NotAFile(_)
-            | Damage::StateUnusable(_) => None,
+            | Damage::StateUnusable(_)
+            | Damage::TooBig(_) => None,
         }
     }
 }
