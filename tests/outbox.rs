@@ -1016,25 +1016,6 @@ fn a_refused_login_says_when_the_message_is_tried_again_and_how_to_send_it_now()
     assert_eq!(server.received().len(), 1);
 }
 
-/// Runs `command`, failing the test if it is still running after 30 s: for what must not
-/// hang.
-fn within_30_s(mut command: Command) -> Output {
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("still running after 30 s: {command:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
-}
-
 #[test]
 fn files_that_are_not_messages_are_named_and_never_hang_a_runner() {
     let setup = Setup::new(&closed_port(), &format!("retry_minutes = 0\n{LOGGED}"));
@@ -1080,7 +1061,7 @@ fn files_that_are_not_messages_are_named_and_never_hang_a_runner() {
         setup.command(&args)
     };
 
-    let list = within_30_s(queue_command(&["list"]));
+    let list = finished_within_30_s(&mut queue_command(&["list"]));
     for line in [
         format!("{fifo}  DAMAGED  not a regular file but a FIFO"),
         format!("{link}  DAMAGED  not a regular file but a symbolic link"),
@@ -1105,7 +1086,7 @@ fn files_that_are_not_messages_are_named_and_never_hang_a_runner() {
         &format!("127.0.0.1:{}", server.port()),
         &format!("retry_minutes = 0\n{LOGGED}"),
     );
-    let run = within_30_s(queue_command(&["run"]));
+    let run = finished_within_30_s(&mut queue_command(&["run"]));
     assert_exit(&run, 65, "1 delivered");
     assert!(
         // Found by the length its envelope line records, without reading it.
@@ -1122,7 +1103,11 @@ fn files_that_are_not_messages_are_named_and_never_hang_a_runner() {
     assert!(!queue.join(format!("{healthy}.state")).exists());
 
     for id in [fifo, link] {
-        assert_exit(&within_30_s(queue_command(&["remove", id])), 0, "");
+        assert_exit(
+            &finished_within_30_s(&mut queue_command(&["remove", id])),
+            0,
+            "",
+        );
         assert!(std::fs::symlink_metadata(queue.join(id)).is_err(), "{id}");
     }
     assert!(Path::new("/dev/zero").exists());

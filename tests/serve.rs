@@ -227,26 +227,12 @@ impl Pki {
 /// Runs `sendbox serve` with `args` where it must stop before it listens: its output, or a
 /// panic if it is still running after 30 s.
 fn serve_refused(config_home: &Path, args: &[&str]) -> Output {
-    let mut child = sendbox_command(sendbox_bin(), config_home, "")
-        .arg("serve")
-        .args(args)
-        .env("RELAY_PASSWORD", "relay-secret")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!(
-                "sendbox serve {args:?} is running: {}",
-                text(&child.wait_with_output().unwrap())
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let output = child.wait_with_output().unwrap();
+    let output = finished_within_30_s(
+        sendbox_command(sendbox_bin(), config_home, "")
+            .arg("serve")
+            .args(args)
+            .env("RELAY_PASSWORD", "relay-secret"),
+    );
     assert!(
         !String::from_utf8_lossy(&output.stdout).contains("listening"),
         "{}",

@@ -233,3 +233,23 @@ fn direct_send_args(
     let message = wit::Message::Raw(b"Subject: direct\r\n\r\nhello\r\n".to_vec());
     (server, envelope, message)
 }
+
+/// Runs `command` to its end, or fails the test if it is still running after 30 s (with
+/// what it printed): for what must stop, or must not hang.
+pub fn finished_within_30_s(command: &mut Command) -> Output {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().unwrap();
+            panic!("still running after 30 s: {command:?}: {}", text(&output));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
