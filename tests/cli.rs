@@ -1347,16 +1347,24 @@ fn sendmail_help_and_version_exit_0() {
     let link = dir.path().join("sendmail");
     std::os::unix::fs::symlink(sendbox_bin(), &link).unwrap();
     let version = format!("sendbox {}", env!("CARGO_PKG_VERSION"));
+    let mut helps = Vec::new();
     for (program, args) in [
         (sendbox_bin(), &["sendmail", "--help"][..]),
         (link.as_path(), &["--help"]),
+        (sendbox_bin(), &["help", "sendmail"]),
     ] {
         let output = run_at(program, dir.path(), args, &[], b"");
         assert_exit(&output, 0, "Usage: sendbox sendmail");
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(stdout.contains("-f ADDR"), "{stdout}");
         assert!(output.stderr.is_empty(), "{}", text(&output));
+        helps.push(stdout.trim_end().to_owned());
     }
+    // One text, whichever way it is asked for.
+    assert!(helps.iter().all(|help| help == &helps[0]), "{helps:#?}");
+    // -h is sendmail's hop count: said so, with where help is.
+    let output = run_at(sendbox_bin(), dir.path(), &["sendmail", "-h"], &[], b"");
+    assert_exit(&output, 64, "for help, give --help");
     for (program, args) in [
         (sendbox_bin(), &["sendmail", "--version"][..]),
         (link.as_path(), &["--version"]),

@@ -1197,3 +1197,50 @@ fn a_local_name_without_a_domain_to_give_it_waits_for_the_configuration() {
     let received = server.received();
     assert_eq!(received[0].recipients, ["root@sendbox.test"]);
 }
+
+#[test]
+fn list_shows_sender_and_size_and_remove_failed_empties_failed() {
+    let setup = Setup::new(&closed_port(), "");
+    let id = setup.queued("waiting");
+    let list = setup.queue(&["list"]);
+    let size = std::fs::metadata(setup.outbox().join("queue").join(&id))
+        .unwrap()
+        .len();
+    assert!(
+        text(&list).contains("to bob@sendbox.test  from <alice@sendbox.test>  "),
+        "{}",
+        text(&list)
+    );
+    assert!(
+        text(&list).contains(" bytes  account main"),
+        "{}",
+        text(&list)
+    );
+    assert!(size > 0);
+
+    let server = sendbox_loopback::LoopbackServer::start(sendbox_loopback::LoopbackOptions {
+        tls: ServerTls::None,
+        account: None,
+        mechanisms: Vec::new(),
+        refuse: vec!["nobody@sendbox.test".to_owned()],
+    })
+    .unwrap();
+    setup.point_at(&format!("127.0.0.1:{}", server.port()), "");
+    for subject in ["one", "two"] {
+        setup.sendmail_to(&["nobody@sendbox.test"], subject);
+    }
+    assert_eq!(setup.messages_in("failed").len(), 2);
+    assert_exit(
+        &setup.queue(&["list"]),
+        0,
+        "FAILED  to nobody@sendbox.test  from <alice@sendbox.test>",
+    );
+    assert_exit(
+        &setup.queue(&["remove", "--failed"]),
+        0,
+        "removed 2 messages from ",
+    );
+    assert!(setup.messages_in("failed").is_empty());
+    // The queued one is not touched.
+    assert_eq!(setup.messages_in("queue"), [id]);
+}

@@ -30,7 +30,9 @@ pub enum Command {
     /// Send a message read from stdin, with the command line of sendmail(1), for cron,
     /// git send-email, mutt and mailx. The server comes from the config file's account.
     /// A link to sendbox named `sendmail` does the same.
-    #[command(disable_help_flag = true)]
+    // `sendbox help sendmail` prints what `sendbox sendmail --help` does: its own parser's
+    // usage, since clap does not parse sendmail's command line.
+    #[command(disable_help_flag = true, override_help = crate::sendmail::USAGE)]
     Sendmail {
         /// sendmail's options and recipients, such as `-t -i` or `-f ADDR -- ADDR...`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -115,10 +117,15 @@ pub enum QueueAction {
         /// The message's id, as `sendbox queue list` shows it.
         id: String,
     },
-    /// Take a message out of the outbox (queued or failed) without sending it.
+    /// Take a message out of the outbox (queued or failed) without sending it, or with
+    /// --failed every message given up on.
     Remove {
         /// The message's id, as `sendbox queue list` shows it.
-        id: String,
+        #[arg(required_unless_present = "failed")]
+        id: Option<String>,
+        /// Every message in failed/ (those `queue list` shows as FAILED).
+        #[arg(long, conflicts_with = "id")]
+        failed: bool,
     },
 }
 

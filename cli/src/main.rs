@@ -315,7 +315,8 @@ async fn queue_command(args: QueueArgs) -> Result<u8, Stop> {
         QueueAction::Run => queue::run(&config, false).await,
         QueueAction::Flush => queue::run(&config, true).await,
         QueueAction::Show { id } => queue::show(&config, &id),
-        QueueAction::Remove { id } => queue::remove(&config, &id),
+        QueueAction::Remove { id: Some(id), .. } => queue::remove(&config, &id),
+        QueueAction::Remove { id: None, .. } => queue::remove_failed(&config),
     }
 }
 

@@ -64,6 +64,8 @@ fn cannot_write(what: &Path, e: io::Error) -> OutboxError {
 pub struct Peeked {
     pub envelope: Result<Envelope, Damage>,
     pub attempts: Result<Attempts, Damage>,
+    /// The message's size in bytes (the file's, less its envelope line).
+    pub size: u64,
 }
 
 /// A queued or failed message as it lies on disk, damaged or not.
@@ -277,6 +279,7 @@ impl Outbox {
             return Ok(None);
         };
         let envelope = read_head(&mut file)?
+            .0
             .map_err(|damage| io::Error::new(io::ErrorKind::InvalidData, damage))?;
         Ok(Some(Locked {
             id: id.to_owned(),
@@ -452,23 +455,26 @@ fn ids_in(dir: &Path) -> io::Result<Vec<String>> {
 }
 
 fn peek_in(dir: &Path, id: &str) -> io::Result<Peeked> {
-    let envelope = match open_entry(&dir.join(id)) {
+    let (envelope, size) = match open_entry(&dir.join(id)) {
         Ok(mut file) => read_head(&mut file)?,
-        Err(e) => Err(damage_of(e)?),
+        Err(e) => (Err(damage_of(e)?), 0),
     };
     Ok(Peeked {
         envelope,
         attempts: read_state(dir, id)?,
+        size,
     })
 }
 
 /// The envelope of a queued file from its first line, the message's length checked
 /// against the file's size: the message itself is not read.
-fn read_head(file: &mut File) -> io::Result<Result<Envelope, Damage>> {
+/// With it, the message's size.
+fn read_head(file: &mut File) -> io::Result<(Result<Envelope, Damage>, u64)> {
     let length = file.metadata()?.len();
     let mut line = Vec::new();
     BufReader::new(file.take(entry::MAX_ENVELOPE_LINE as u64)).read_until(b'\n', &mut line)?;
-    Ok(entry::decode_head(&line, length))
+    let size = length.saturating_sub(line.len() as u64);
+    Ok((entry::decode_head(&line, length), size))
 }
 
 /// Opens a queue file for reading: a regular file only, never through a symbolic link,

@@ -615,7 +615,12 @@ pub fn list(config: &Config) -> Result<u8, Stop> {
         );
     }
     for id in &queued {
-        let Some(Peeked { envelope, attempts }) = listed(id, outbox.peek(id)) else {
+        let Some(Peeked {
+            envelope,
+            attempts,
+            size,
+        }) = listed(id, outbox.peek(id))
+        else {
             continue;
         };
         let envelope = match envelope {
@@ -641,26 +646,47 @@ pub fn list(config: &Config) -> Result<u8, Stop> {
             ),
         };
         println!(
-            "{id}  queued {} ago  {next}  to {}",
+            "{id}  queued {} ago  {next}  to {}  {}",
             age(now.saturating_sub(envelope.accepted_at)),
-            escaped(envelope.recipient_list(", "))
+            escaped(envelope.recipient_list(", ")),
+            whence(&envelope, size)
         );
         last_error(&attempts, "last: ", "; counted as never tried, so due now");
     }
     for id in &failed {
-        let Some(Peeked { envelope, attempts }) = listed(id, outbox.failure(id)) else {
+        let Some(Peeked {
+            envelope,
+            attempts,
+            size,
+        }) = listed(id, outbox.failure(id))
+        else {
             continue;
         };
         match envelope {
             Ok(envelope) => println!(
-                "{id}  FAILED  to {}",
-                escaped(envelope.recipient_list(", "))
+                "{id}  FAILED  to {}  {}",
+                escaped(envelope.recipient_list(", ")),
+                whence(&envelope, size)
             ),
             Err(damage) => damaged_row(id, "FAILED  ", &damage),
         }
         last_error(&attempts, "", "");
     }
     Ok(exit::OK)
+}
+
+/// The rest of a `list` row, as mailq has it: the sender, the size, and the account when
+/// one was named. (Not the subject: that would mean reading every message.)
+fn whence(envelope: &outbox::Envelope, size: u64) -> String {
+    let account = match &envelope.account {
+        Some(name) => format!("  account {}", escaped(name)),
+        None => String::new(),
+    };
+    format!(
+        "from <{}>  {}{account}",
+        escaped(envelope.sender.as_deref().unwrap_or("")),
+        counted(size, "byte", "bytes")
+    )
 }
 
 /// What `list` shows of a message: `None` for one gone meanwhile (delivered, removed);
@@ -791,6 +817,22 @@ pub fn remove(config: &Config, id: &str) -> Result<u8, Stop> {
         }
         Err(e) => Err(Stop(exit::TEMPFAIL, format!("cannot remove {id}: {e}"))),
     }
+}
+
+/// `queue remove --failed`: every message given up on.
+pub fn remove_failed(config: &Config) -> Result<u8, Stop> {
+    let outbox = open(&config.queue)?;
+    let io = io_error(&outbox);
+    let failed = outbox.failed_ids().map_err(io)?;
+    for id in &failed {
+        outbox.remove(id).map_err(io)?;
+    }
+    println!(
+        "removed {} from {}/failed",
+        counted(failed.len() as u64, "message", "messages"),
+        outbox.root().display()
+    );
+    Ok(exit::OK)
 }
 
 /// A duration for people: `45s`, `12m`, `3h`, `2d`.

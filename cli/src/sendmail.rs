@@ -206,8 +206,13 @@ fn value(
     rest: &mut impl Iterator<Item = OsString>,
 ) -> Result<OsString, String> {
     if glued.is_empty() {
-        rest.next()
-            .ok_or_else(|| format!("option -{letter} needs a value"))
+        rest.next().ok_or_else(|| match letter {
+            // sendmail's hop count, which a person may take for help.
+            'h' => "option -h is sendmail's hop count and needs a value (-h N); for help, \
+                    give --help"
+                .to_owned(),
+            letter => format!("option -{letter} needs a value"),
+        })
     } else {
         Ok(glued.into())
     }
@@ -546,6 +551,7 @@ mod tests {
         assert_eq!(err(&["-tZ", "bob@x"]), "unknown option -Z");
         assert_eq!(err(&["--foo=1", "bob@x"]), "unknown option --foo");
         assert_eq!(err(&["-i", "-f"]), "option -f needs a value");
+        assert!(err(&["-h"]).ends_with("for help, give --help"));
         assert_eq!(err(&["--account"]), "option --account needs a value");
         assert_eq!(err(&[]), "no recipients given (and no -t)");
         assert_eq!(err(&["-i", "--"]), "no recipients given (and no -t)");
