@@ -1357,6 +1357,8 @@ fn sendmail_help_and_version_exit_0() {
         assert_exit(&output, 0, "Usage: sendbox sendmail");
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(stdout.contains("-f ADDR"), "{stdout}");
+        // The whole rule for the config file, as every other command says it.
+        assert!(stdout.contains("/etc/sendbox/config.toml"), "{stdout}");
         assert!(output.stderr.is_empty(), "{}", text(&output));
         helps.push(stdout.trim_end().to_owned());
     }
@@ -1495,7 +1497,8 @@ fn help_names_every_command_the_config_rule_and_what_each_argument_is() {
     for action in ["show", "remove"] {
         let help = run_sendbox(&["queue", action, "--help"], "", None);
         assert!(
-            text(&help).contains("<ID>  The message's id"),
+            text(&help).contains("ID>  The message's id, as `sendbox queue list` shows it")
+                || text(&help).contains("ID]  The message's id, as `sendbox queue list` shows it"),
             "{}",
             text(&help)
         );

@@ -925,40 +925,58 @@ fn a_daemon_without_a_home_gets_the_system_spool_and_no_home_is_made() {
         let mode = if path.is_dir() { 0o755 } else { 0o644 };
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
     }
-    let mut command = Command::new("runuser");
+    let spool = Path::new("/var/spool/sendbox");
+    let spool_was_there = spool.exists();
+    // As nobody (65534 on Debian), and as root, whom nothing stops from making folders.
+    for (user, uid) in [("nobody", 65534), ("root", 0)] {
+        let mut command = Command::new("runuser");
+        command
+            .args(["-u", user, "--", "env", "-i"])
+            .arg(format!("HOME={}", home.display()))
+            .arg(format!("SENDBOX_CONFIG={}", config.display()))
+            .arg(sendbox_bin())
+            .args(["sendmail", "bob@sendbox.test"]);
+        let output = run_piped(command, b"Subject: from a daemon\n\nhi\n");
+        // Neither the outbox nor the compiled-code cache makes a home.
+        assert!(!home.exists(), "{user}: a home was made: {}", text(&output));
+        let mine = spool.join(uid.to_string());
+        if spool_was_there {
+            // Made by an administrator (contrib/sendbox.tmpfiles): the message waits there.
+            assert_exit(&output, 0, "");
+            assert!(mine.join("queue").is_dir(), "{user}: {}", text(&output));
+            let _ = std::fs::remove_dir_all(&mine);
+        } else {
+            assert_exit(
+                &output,
+                73,
+                &format!("cannot create the outbox {}", mine.display()),
+            );
+            for hint in ["contrib/sendbox.tmpfiles", "`dir` under `[queue]`"] {
+                assert!(text(&output).contains(hint), "{user}: {}", text(&output));
+            }
+            // The spool is an administrator's to make, with its mode.
+            assert!(!spool.exists(), "{user} made {}", spool.display());
+        }
+    }
+    // Without the outbox the component is loaded at once: its compiled-code cache makes
+    // no home either.
+    let direct = dir.path().join("direct.toml");
+    let text_of_config = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &direct,
+        format!("{text_of_config}[queue]\nenabled = false\n"),
+    )
+    .unwrap();
+    let mut command = Command::new("env");
     command
-        .args(["-u", "nobody", "--", "env", "-i"])
+        .arg("-i")
         .arg(format!("HOME={}", home.display()))
-        .arg(format!("SENDBOX_CONFIG={}", config.display()))
+        .arg(format!("SENDBOX_CONFIG={}", direct.display()))
         .arg(sendbox_bin())
         .args(["sendmail", "bob@sendbox.test"]);
-    let output = run_piped(command, b"Subject: from a daemon\n\nhi\n");
-    assert!(!home.exists(), "a home was made: {}", text(&output));
-    let spool = Path::new("/var/spool/sendbox");
-    // 65534: nobody, on Debian.
-    let mine = spool.join("65534");
-    if spool.exists() {
-        // Made by an administrator (contrib/sendbox.tmpfiles): the message waits there.
-        assert_exit(&output, 0, "");
-        assert!(mine.join("queue").is_dir(), "{}", text(&output));
-        let _ = std::fs::remove_dir_all(&mine);
-    } else {
-        assert_exit(
-            &output,
-            73,
-            &format!("cannot create the outbox {}", mine.display()),
-        );
-        assert!(
-            text(&output).contains("contrib/sendbox.tmpfiles"),
-            "{}",
-            text(&output)
-        );
-        assert!(
-            text(&output).contains("`dir` under `[queue]`"),
-            "{}",
-            text(&output)
-        );
-    }
+    let output = run_piped(command, b"Subject: not kept\n\nhi\n");
+    assert_exit(&output, 75, "connect failed");
+    assert!(!home.exists(), "the cache made a home: {}", text(&output));
 }
 
 #[test]
@@ -1183,7 +1201,7 @@ fn a_local_name_without_a_domain_to_give_it_waits_for_the_configuration() {
     };
     // No `from`: cron's `root` has no domain. A configuration problem, not a bad message.
     write("");
-    let output = setup.sendmail_to(&["-f", "cron@sendbox.test", "root"], "for root");
+    let output = setup.sendmail_to(&["root"], "for root");
     assert_exit(
         &output,
         0,
@@ -1192,10 +1210,13 @@ fn a_local_name_without_a_domain_to_give_it_waits_for_the_configuration() {
     assert_eq!(setup.messages_in("queue").len(), 1, "{}", text(&output));
     assert!(setup.messages_in("failed").is_empty());
     // Once the account has a `from`, the message goes to root at its domain.
-    write("from = \"alice@sendbox.test\"");
+    write("from = \"ops@sendbox.test\"");
     assert_exit(&setup.queue(&["flush"]), 0, "1 delivered");
     let received = server.received();
     assert_eq!(received[0].recipients, ["root@sendbox.test"]);
+    // The account's `from` is the sender too (not the message's From), as if it had
+    // been there all along.
+    assert_eq!(received[0].sender, "ops@sendbox.test");
 }
 
 #[test]

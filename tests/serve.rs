@@ -480,7 +480,13 @@ fn a_relay_that_requires_a_login_takes_mail_only_after_it() {
         &["--require-auth", "app", "--password-env", "RELAY_PASSWORD"],
     );
     let mut client = relay.connect();
-    assert!(client.command("EHLO app.test").contains("AUTH"));
+    let ehlo = client.command("EHLO app.test");
+    assert!(ehlo.contains("AUTH"), "{ehlo}");
+    // The first line names the relay and greets the client, as RFC 5321 4.1.1.1 has it.
+    assert!(
+        ehlo.starts_with("250-sendbox-serve greets app.test\r\n"),
+        "{ehlo}"
+    );
     let reply = client.command("MAIL FROM:<alice@sendbox.test>");
     assert!(reply.starts_with('5'), "mail taken before a login: {reply}");
     // AUTH PLAIN with a wrong, then the right password ("\0app\0...").

@@ -45,7 +45,8 @@ pub enum Command {
     /// only this server (its addresses, resolved now, on this port), in any WASI host,
     /// even one that grants all of the network.
     Grant(GrantArgs),
-    /// The outbox of `sendbox sendmail`: messages accepted and not yet delivered.
+    /// The outbox: messages that sendmail, `send --queue` and serve accepted and that are
+    /// not delivered yet.
     Queue(QueueArgs),
     /// A local relay: an SMTP listener on loopback whose messages go into the outbox (250
     /// only once on disk) and on through the account, for programs that only speak SMTP.

@@ -226,9 +226,16 @@ pub fn request(
     queued: &outbox::Envelope,
     account: &Account,
 ) -> Result<(sendbox::Envelope, SendOptions), Unsendable> {
+    // The account's `from` as it is now: it may have been added since the message was
+    // queued without a sender or a domain for bare names.
+    let account_from = account
+        .from
+        .as_deref()
+        .and_then(|from| crate::compose::mailbox(from).ok())
+        .map(|mailbox| mailbox.address);
     let qualify_domain = queued.qualify_domain.clone().or_else(|| {
-        let from = crate::compose::mailbox(account.from.as_deref()?).ok()?;
-        Some(from.address.rsplit_once('@')?.1.to_owned())
+        let (_, domain) = account_from.as_deref()?.rsplit_once('@')?;
+        Some(domain.to_owned())
     });
     let bare = queued
         .recipients
@@ -243,7 +250,7 @@ pub fn request(
         )));
     }
     let envelope = sendbox::Envelope {
-        sender: queued.sender.clone(),
+        sender: queued.sender.clone().or(account_from),
         recipients: queued.recipients.clone(),
         recipients_from_headers: queued.recipients_from_headers,
         qualify_domain,
@@ -275,8 +282,22 @@ fn io_error(outbox: &Outbox) -> impl Fn(io::Error) -> Stop + Copy + '_ {
 }
 
 /// The outbox the configuration names. One that cannot be made says where else to put it.
+/// The system spool itself is an administrator's to make (contrib/sendbox.tmpfiles, mode
+/// 1733): never made here, even by root, so that its mode is never a guess.
 pub fn open(settings: &QueueSettings) -> Result<Outbox, Stop> {
-    Outbox::open(&settings.dir).map_err(|e| {
+    let spool = std::path::Path::new(crate::config::SYSTEM_SPOOL);
+    let opened = match settings.dir.starts_with(spool) && !spool.is_dir() {
+        true => Err(outbox::OutboxError {
+            code: exit::CANTCREAT,
+            message: format!(
+                "cannot create the outbox {}: {} does not exist",
+                settings.dir.display(),
+                spool.display()
+            ),
+        }),
+        false => Outbox::open(&settings.dir),
+    };
+    opened.map_err(|e| {
         if e.code != exit::CANTCREAT {
             return Stop(e.code, e.message);
         }

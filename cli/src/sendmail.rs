@@ -64,7 +64,8 @@ Options:
   -v                 print the SMTP dialogue on stderr (AUTH data redacted)
   -a, --account NAME the account of the config file [default: its default account]
   -C, --config FILE  the config file [default: $SENDBOX_CONFIG, else
-                     ~/.config/sendbox/config.toml]
+                     ~/.config/sendbox/config.toml if it exists, else
+                     /etc/sendbox/config.toml]
       --help         print this help
       --version      print the version
 

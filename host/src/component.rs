@@ -85,7 +85,8 @@ pub struct SandboxOptions {
 
 impl SandboxOptions {
     /// The default cache: `$SENDBOX_CACHE_DIR`, else `$XDG_CACHE_HOME/sendbox`, else
-    /// `~/.cache/sendbox`; no cache when none of these is set.
+    /// `~/.cache/sendbox` when the home directory exists (a daemon's `/nonexistent` is
+    /// never made); no cache otherwise.
     pub fn cached() -> Self {
         let env = |name| {
             std::env::var_os(name)
@@ -94,7 +95,11 @@ impl SandboxOptions {
         };
         let cache_dir = env("SENDBOX_CACHE_DIR")
             .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("sendbox")))
-            .or_else(|| env("HOME").map(|d| d.join(".cache").join("sendbox")));
+            .or_else(|| {
+                env("HOME")
+                    .filter(|home| home.is_dir())
+                    .map(|d| d.join(".cache").join("sendbox"))
+            });
         SandboxOptions {
             cache_dir,
             pooled_instances: None,

@@ -421,6 +421,12 @@ impl Client {
                 "the overall time limit of {} ms ran out",
                 self.config.timeouts.total_ms
             )
+        } else if matches!(self.state, State::Greeting) && self.config.tls != TlsMode::Implicit {
+            // The usual cause: a port that starts with TLS (465) waits for the client's
+            // handshake and says nothing in plain text.
+            "the server did not answer in time; if this port starts with TLS (such as 465), \
+             use implicit TLS (--tls implicit)"
+                .to_owned()
         } else {
             "the server did not answer in time".to_owned()
         };

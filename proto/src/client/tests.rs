@@ -1090,6 +1090,25 @@ fn a_wait_ends_at_its_stage_limit_or_the_end_of_the_call() {
 }
 
 #[test]
+fn a_silent_greeting_suggests_implicit_tls() {
+    let mut client = Client::new(config(TlsMode::StartTls, false), T0).unwrap();
+    let Step::Receive(wait) = client.poll(T0) else {
+        panic!("expected to wait for the greeting")
+    };
+    client.timed_out(wait.until);
+    let error = expect_failure(&mut client);
+    assert_eq!(
+        (error.phase, error.kind),
+        (Phase::Greeting, ErrorKind::Timeout)
+    );
+    assert!(
+        error.message.contains("(--tls implicit)"),
+        "{}",
+        error.message
+    );
+}
+
+#[test]
 fn a_stage_that_times_out_early_says_so() {
     let mut client = ready_with(&[]);
     send_at(&mut client, T0);
