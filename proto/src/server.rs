@@ -565,12 +565,8 @@ impl Server {
         if self.logged_in {
             return self.refuse(Refusal::new(503, "5.5.1", "already logged in"));
         }
-        match self.stage {
-            Stage::Greeted => return self.refuse(Refusal::new(503, "5.5.1", "EHLO first")),
-            Stage::Transaction(_) => {
-                return self.refuse(Refusal::new(503, "5.5.1", "not during a transaction"));
-            }
-            _ => {}
+        if self.refused_unless_between_transactions("not during a transaction") {
+            return;
         }
         if argument.is_empty() {
             return self.refuse(Refusal::new(501, "5.5.4", "Syntax: AUTH mechanism"));
@@ -653,13 +649,21 @@ impl Server {
         self.events.push_back(Event::LoginFailed);
     }
 
+    /// Refuses (503) a command that needs EHLO done and no transaction open, saying
+    /// `in_transaction` for the latter; true when it did.
+    fn refused_unless_between_transactions(&mut self, in_transaction: &str) -> bool {
+        let why = match self.stage {
+            Stage::Greeted => "EHLO first",
+            Stage::Transaction(_) => in_transaction,
+            _ => return false,
+        };
+        self.refuse(Refusal::new(503, "5.5.1", why));
+        true
+    }
+
     fn mail(&mut self, argument: &str) {
-        match self.stage {
-            Stage::Greeted => return self.refuse(Refusal::new(503, "5.5.1", "EHLO first")),
-            Stage::Transaction(_) => {
-                return self.refuse(Refusal::new(503, "5.5.1", "nested MAIL command"));
-            }
-            _ => {}
+        if self.refused_unless_between_transactions("nested MAIL command") {
+            return;
         }
         if self.login_pending() {
             return self.refuse(Refusal::new(530, "5.7.0", "Authentication required"));
