@@ -928,13 +928,16 @@ fn a_daemon_without_a_home_gets_the_system_spool_and_no_home_is_made() {
     let spool = Path::new("/var/spool/sendbox");
     let spool_was_there = spool.exists();
     // As nobody (65534 on Debian), and as root, whom nothing stops from making folders.
+    // A copy nobody can run wherever the checkout is (a home of mode 0700, say).
+    let program = dir.path().join("sendbox");
+    std::fs::copy(sendbox_bin(), &program).unwrap();
     for (user, uid) in [("nobody", 65534), ("root", 0)] {
         let mut command = Command::new("runuser");
         command
             .args(["-u", user, "--", "env", "-i"])
             .arg(format!("HOME={}", home.display()))
             .arg(format!("SENDBOX_CONFIG={}", config.display()))
-            .arg(sendbox_bin())
+            .arg(&program)
             .args(["sendmail", "bob@sendbox.test"]);
         let output = run_piped(command, b"Subject: from a daemon\n\nhi\n");
         // Neither the outbox nor the compiled-code cache makes a home.
