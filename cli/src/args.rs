@@ -133,8 +133,8 @@ pub enum QueueAction {
 #[derive(Args, Debug)]
 pub struct GrantArgs {
     /// The server, `HOST:PORT`; the name is resolved now and its addresses are granted.
-    #[arg(long, value_name = "HOST:PORT")]
-    pub server: String,
+    #[arg(long, value_name = "HOST:PORT", value_parser = ServerAddress::parse)]
+    pub server: ServerAddress,
     /// Where to write the granted component.
     #[arg(short, long, value_name = "FILE")]
     pub output: PathBuf,
@@ -201,9 +201,48 @@ pub enum AuthArg {
 }
 
 impl AuthArg {
-    /// Whether it takes an OAuth token rather than a password.
-    pub fn takes_token(self) -> bool {
-        matches!(self, AuthArg::OAuthBearer | AuthArg::XOAuth2)
+    /// Its name, as the options and the config file write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthArg::ScramSha256 => "scram-sha256",
+            AuthArg::Plain => "plain",
+            AuthArg::Login => "login",
+            AuthArg::CramMd5 => "cram-md5",
+            AuthArg::OAuthBearer => "oauthbearer",
+            AuthArg::XOAuth2 => "xoauth2",
+        }
+    }
+
+    /// Why the secret (a token when `token`, else a password) cannot serve this mechanism,
+    /// or `None` when it can. The rule is proto's; `source` names the secret, `named`
+    /// how the mechanism was named, and `quote` how to write mechanisms in the advice.
+    pub fn refuses(
+        self,
+        token: bool,
+        source: &str,
+        named: &str,
+        quote: fn(&str) -> String,
+    ) -> Option<String> {
+        if AuthMechanism::from(self).takes_token() == token {
+            return None;
+        }
+        let gives = if token {
+            "an OAuth token"
+        } else {
+            "a password"
+        };
+        let fitting: Vec<String> = AuthArg::value_variants()
+            .iter()
+            .filter(|fit| AuthMechanism::from(**fit).takes_token() == token)
+            .map(|fit| quote(fit.name()))
+            .collect();
+        let (last, others) = fitting
+            .split_last()
+            .expect("each secret fits some mechanism");
+        Some(format!(
+            "{source} gives {gives}, which {named} cannot use; use {} or {last}",
+            others.join(", ")
+        ))
     }
 }
 
@@ -230,8 +269,8 @@ pub struct ConnectionArgs {
     #[arg(long, value_name = "FILE", help = CONFIG_HELP)]
     pub config: Option<PathBuf>,
     /// The server, HOST or HOST:PORT ([IPv6]:PORT). The port defaults by TLS mode.
-    #[arg(long, value_name = "HOST[:PORT]")]
-    pub server: Option<String>,
+    #[arg(long, value_name = "HOST[:PORT]", value_parser = ServerAddress::parse)]
+    pub server: Option<ServerAddress>,
     /// How to secure the connection [default: starttls].
     #[arg(long, value_enum)]
     pub tls: Option<TlsArg>,
@@ -393,9 +432,35 @@ pub struct BatchArgs {
     pub quiet: bool,
 }
 
-/// Splits `HOST[:PORT]`, `[IPv6]` or `[IPv6]:PORT`.
-pub fn parse_server(server: &str) -> Result<(String, Option<u16>), String> {
-    let bad = || format!("--server {server:?} is not HOST, HOST:PORT or [IPv6]:PORT");
+/// A server as `--server` and an account's `server` name it: a host, and a port unless
+/// the TLS mode's default is meant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerAddress {
+    pub host: String,
+    pub port: Option<u16>,
+}
+
+impl ServerAddress {
+    /// Splits `HOST[:PORT]`, `[IPv6]` or `[IPv6]:PORT`.
+    pub fn parse(server: &str) -> Result<ServerAddress, String> {
+        let (host, port) = split_server(server)?;
+        Ok(ServerAddress { host, port })
+    }
+}
+
+impl std::fmt::Display for ServerAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.host.contains(':'), self.port) {
+            (true, Some(port)) => write!(f, "[{}]:{port}", self.host),
+            (true, None) => write!(f, "[{}]", self.host),
+            (false, Some(port)) => write!(f, "{}:{port}", self.host),
+            (false, None) => f.write_str(&self.host),
+        }
+    }
+}
+
+fn split_server(server: &str) -> Result<(String, Option<u16>), String> {
+    let bad = || format!("{server:?} is not HOST, HOST:PORT or [IPv6]:PORT");
     let (host, port) = if let Some(rest) = server.strip_prefix('[') {
         let (host, after) = rest.split_once(']').ok_or_else(bad)?;
         match after {
@@ -425,15 +490,15 @@ mod tests {
     #[test]
     fn server_forms() {
         assert_eq!(
-            parse_server("mx.example.org"),
+            split_server("mx.example.org"),
             Ok(("mx.example.org".into(), None))
         );
         assert_eq!(
-            parse_server("mx.example.org:2525"),
+            split_server("mx.example.org:2525"),
             Ok(("mx.example.org".into(), Some(2525)))
         );
-        assert_eq!(parse_server("[::1]:465"), Ok(("::1".into(), Some(465))));
-        assert_eq!(parse_server("[::1]"), Ok(("::1".into(), None)));
+        assert_eq!(split_server("[::1]:465"), Ok(("::1".into(), Some(465))));
+        assert_eq!(split_server("[::1]"), Ok(("::1".into(), None)));
         for bad in [
             "",
             ":25",
@@ -444,7 +509,7 @@ mod tests {
             "[::1]x",
             "[::1",
         ] {
-            assert!(parse_server(bad).is_err(), "{bad:?} accepted");
+            assert!(split_server(bad).is_err(), "{bad:?} accepted");
         }
     }
 

@@ -11,27 +11,27 @@ use sendbox::batch::{self, Job, Outcome};
 use sendbox::{Envelope, SandboxOptions};
 
 use crate::args::BatchArgs;
+use crate::config::Config;
+use crate::connection::{self, Connection};
+use crate::error::Error;
 use crate::escape::escaped;
-use crate::{Stop, compose, connection_account, exit, load_config, mailer};
+use crate::{compose, exit};
 
-pub async fn run(args: BatchArgs) -> Result<u8, Stop> {
-    let config = load_config(args.connection.config.as_deref())?;
-    let account = connection_account(&config, &args.connection)?;
+pub async fn run(args: BatchArgs) -> Result<u8, Error> {
+    let config = Config::load(args.connection.config.as_deref())?;
+    let account = connection::account(&config, &args.connection)?;
     // --from, else the account's; with neither, each message's Sender or From.
-    let sender = args
-        .from
-        .as_deref()
-        .or(account.and_then(|a| a.from.as_deref()))
-        .map(compose::mailbox)
-        .transpose()?
-        .map(|m| m.address);
+    let sender = match &args.from {
+        Some(text) => Some(compose::mailbox(text).map_err(Error::Data)?.address),
+        None => account.and_then(|a| a.address()).map(str::to_owned),
+    };
     let envelope = Envelope {
         sender,
         recipients: args.to.clone(),
         recipients_from_headers: false,
         qualify_domain: None,
     };
-    let messages = messages(&args).map_err(|m| Stop(exit::NOINPUT, m))?;
+    let messages = messages(&args).map_err(Error::NoInput)?;
     let jobs: Vec<Job> = messages
         .into_iter()
         .map(|message| Job {
@@ -44,7 +44,10 @@ pub async fn run(args: BatchArgs) -> Result<u8, Stop> {
         pooled_instances: Some(args.concurrency + 1),
         ..SandboxOptions::cached()
     };
-    let mailer = Arc::new(mailer(&args.connection, account, &options).await?);
+    let mailer = Connection::resolve(&args.connection, account)?
+        .mailer(&options)
+        .await?;
+    let mailer = Arc::new(mailer);
 
     let bar = if args.quiet {
         ProgressBar::hidden()
@@ -65,7 +68,7 @@ pub async fn run(args: BatchArgs) -> Result<u8, Stop> {
             Outcome::PartlyRefused => exit::NOUSER,
             Outcome::Failed(error) => {
                 ticker.suspend(|| eprintln!("sendbox: {}", escaped(error.to_string())));
-                exit::for_error(error)
+                exit::for_send(error)
             }
         };
         seen.lock().expect("codes lock").insert(code);

@@ -9,20 +9,20 @@ use sendbox::mailer::HeaderField;
 use sendbox::{Attachment, ComposedMessage, Envelope, Mailbox, Message};
 
 use crate::args::SendArgs;
-use crate::{Stop, exit};
+use crate::error::Error;
 
 /// The message and its envelope. `from` is the sender after the account's default, and
 /// `no_from` says where a sender could have come from, should there be none.
 /// Errors name the file that could not be read.
 pub fn message(
     args: &SendArgs,
-    from: Option<&str>,
+    from: Option<Mailbox>,
     no_from: &str,
-) -> Result<(Envelope, Message), Stop> {
-    let usage = |message: &str| Stop(exit::USAGE, message.to_owned());
+) -> Result<(Envelope, Message), Error> {
+    let usage = |message: &str| Error::Usage(message.to_owned());
     if let Some(path) = &args.raw {
         let envelope = Envelope {
-            sender: from.map(mailbox).transpose()?.map(|m| m.address),
+            sender: from.map(|m| m.address),
             recipients: args.to.clone(),
             recipients_from_headers: args.recipients_from_headers,
             qualify_domain: None,
@@ -43,7 +43,7 @@ pub fn message(
         (None, Some(path)) => Some(read_text(path)?),
         (None, None) => None,
     };
-    let mut composed = ComposedMessage::new(mailbox(from)?);
+    let mut composed = ComposedMessage::new(from);
     composed.to = mailbox_lists(&args.to)?;
     composed.cc = mailbox_lists(&args.cc)?;
     composed.bcc = mailbox_lists(&args.bcc)?;
@@ -60,7 +60,9 @@ pub fn message(
         let field = header_field(field)?;
         // The builder writes Reply-To itself, from the composed message's reply-to list.
         if field.name.eq_ignore_ascii_case("reply-to") {
-            composed.reply_to.extend(mailboxes(&field.value)?);
+            composed
+                .reply_to
+                .extend(mailboxes(&field.value).map_err(Error::Data)?);
         } else {
             composed.headers.push(field);
         }
@@ -70,10 +72,10 @@ pub fn message(
 }
 
 /// The mailboxes of an address list (`Alice <a@x.org>, "Doe, J" <j@y.org>`), read by the
-/// parser the component reads headers with.
-pub fn mailboxes(list: &str) -> Result<Vec<Mailbox>, Stop> {
+/// parser the component reads headers with; or why it is not one.
+pub fn mailboxes(list: &str) -> Result<Vec<Mailbox>, String> {
     let found = sendbox_proto::parse_address_list(list)
-        .map_err(|why| Stop(exit::DATAERR, format!("not an address list: {why}")))?;
+        .map_err(|why| format!("not an address list: {why}"))?;
     Ok(found
         .into_iter()
         .map(|m| Mailbox {
@@ -84,33 +86,28 @@ pub fn mailboxes(list: &str) -> Result<Vec<Mailbox>, Stop> {
 }
 
 /// Exactly one mailbox: `alice@example.org` or `Alice Example <alice@example.org>`.
-pub fn mailbox(text: &str) -> Result<Mailbox, Stop> {
+pub fn mailbox(text: &str) -> Result<Mailbox, String> {
     let mut found = mailboxes(text)?;
     match (found.pop(), found.is_empty()) {
         (Some(mailbox), true) => Ok(mailbox),
-        _ => Err(Stop(exit::DATAERR, format!("{text:?} is not one address"))),
+        _ => Err(format!("{text:?} is not one address")),
     }
 }
 
 /// The mailboxes of each list given (each --to may name several).
-fn mailbox_lists(lists: &[String]) -> Result<Vec<Mailbox>, Stop> {
+fn mailbox_lists(lists: &[String]) -> Result<Vec<Mailbox>, Error> {
     let mut all = Vec::new();
     for list in lists {
-        all.extend(mailboxes(list)?);
+        all.extend(mailboxes(list).map_err(Error::Data)?);
     }
     Ok(all)
 }
 
-fn attachment(path: &Path) -> Result<Attachment, Stop> {
+fn attachment(path: &Path) -> Result<Attachment, Error> {
     let filename = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
-        .ok_or_else(|| {
-            Stop(
-                exit::USAGE,
-                format!("{} is not a file name", path.display()),
-            )
-        })?;
+        .ok_or_else(|| Error::Usage(format!("{} is not a file name", path.display())))?;
     Ok(Attachment {
         media_type: mime_guess::from_path(path)
             .first_or_octet_stream()
@@ -121,45 +118,34 @@ fn attachment(path: &Path) -> Result<Attachment, Stop> {
     })
 }
 
-fn header_field(field: &str) -> Result<HeaderField, Stop> {
-    let (name, value) = field.split_once(':').ok_or_else(|| {
-        Stop(
-            exit::USAGE,
-            format!("--header {field:?} is not \"Name: value\""),
-        )
-    })?;
+fn header_field(field: &str) -> Result<HeaderField, Error> {
+    let (name, value) = field
+        .split_once(':')
+        .ok_or_else(|| Error::Usage(format!("--header {field:?} is not \"Name: value\"")))?;
     Ok(HeaderField {
         name: name.trim().to_owned(),
         value: value.trim().to_owned(),
     })
 }
 
-fn read_text(path: &Path) -> Result<String, Stop> {
+fn read_text(path: &Path) -> Result<String, Error> {
     String::from_utf8(read_input(path)?).map_err(|_| {
-        Stop(
-            exit::DATAERR,
-            format!(
-                "{} is not UTF-8 text; attach it, or use --raw",
-                path.display()
-            ),
-        )
+        Error::Data(format!(
+            "{} is not UTF-8 text; attach it, or use --raw",
+            path.display()
+        ))
     })
 }
 
 /// Reads a file, or stdin for `-`.
-pub fn read_input(path: &Path) -> Result<Vec<u8>, Stop> {
+pub fn read_input(path: &Path) -> Result<Vec<u8>, Error> {
     let mut bytes = Vec::new();
     let result = if path == Path::new("-") {
         std::io::stdin().read_to_end(&mut bytes).map(|_| ())
     } else {
         std::fs::read(path).map(|b| bytes = b)
     };
-    result.map_err(|e| {
-        Stop(
-            exit::NOINPUT,
-            format!("cannot read {}: {e}", path.display()),
-        )
-    })?;
+    result.map_err(|e| Error::NoInput(format!("cannot read {}: {e}", path.display())))?;
     Ok(bytes)
 }
 

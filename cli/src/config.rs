@@ -44,32 +44,47 @@ use std::io::{self, Read as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use clap::ValueEnum as _;
-use sendbox::Secret;
+use sendbox::{Mailbox, Secret};
 use serde::Deserialize;
 
 use crate::aliases::Aliases;
-use crate::args::{AuthArg, TlsArg};
+use crate::args::{AuthArg, ServerAddress, TlsArg};
 use crate::log::LogSettings;
+
+/// The config file is wrong, or names no usable account: what is wrong, naming the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error(String);
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<String> for Error {
+    fn from(message: String) -> Self {
+        Error(message)
+    }
+}
 
 /// Names the configuration file when `--config` is not given.
 const PATH_VAR: &str = "SENDBOX_CONFIG";
 
-/// One account: a server and how to log in to it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One account: a server and how to log in to it, checked when the file is read.
+#[derive(Debug, Clone)]
 pub struct Account {
     /// Its name in the file (`[accounts.NAME]`).
     pub name: String,
     /// `HOST[:PORT]` or `[IPv6]:PORT`, as `--server` takes it.
-    pub server: String,
+    pub server: ServerAddress,
     /// How to secure the connection.
     pub tls: TlsArg,
     /// Trust anchors (PEM) instead of the web PKI; `~` expanded, relative to the file.
     pub ca: Option<PathBuf>,
     /// The name to give in EHLO.
     pub ehlo: Option<String>,
-    /// The default sender address.
-    pub from: Option<String>,
+    /// The default sender, `ADDR` or `Name <ADDR>`.
+    pub from: Option<Mailbox>,
     /// The user name for AUTH.
     pub user: Option<String>,
     /// The SASL mechanism; when absent, the strongest both sides allow.
@@ -79,6 +94,19 @@ pub struct Account {
     /// Send a raw message's header as it is, without adding a missing Date, Message-ID or
     /// From.
     pub keep_header: bool,
+}
+
+impl Account {
+    /// The address of its `from`.
+    pub fn address(&self) -> Option<&str> {
+        self.from.as_ref().map(|from| from.address.as_str())
+    }
+
+    /// The domain of its `from`, which bare names such as cron's `root` are given.
+    pub fn domain(&self) -> Option<&str> {
+        let (_, domain) = self.address()?.rsplit_once('@')?;
+        Some(domain)
+    }
 }
 
 /// Where an account's secret comes from. Read it with [`SecretSource::fetch`] only when it
@@ -132,7 +160,7 @@ impl SecretSource {
 
     /// Reads the secret: `Ok(None)` when no source is configured. Errors never contain the
     /// secret or a command's output.
-    pub fn fetch(&self) -> Result<Option<Secret>, String> {
+    pub fn fetch(&self) -> Result<Option<Secret>, Error> {
         Ok(Some(match self {
             Self::None => return Ok(None),
             Self::Password(password) => Secret::Password(password.clone()),
@@ -242,7 +270,7 @@ enum Source {
 impl Config {
     /// Reads the file named by `explicit` (`--config`), else by `$SENDBOX_CONFIG`, else the
     /// default file, which alone may be missing. Errors name the file.
-    pub fn load(explicit: Option<&Path>) -> Result<Config, String> {
+    pub fn load(explicit: Option<&Path>) -> Result<Config, Error> {
         let from_env = std::env::var_os(PATH_VAR);
         match locate(
             explicit,
@@ -257,7 +285,7 @@ impl Config {
 
     /// The account called `name`, which must exist; without a name, the `default` account,
     /// or the only one, or `None`.
-    pub fn account(&self, name: Option<&str>) -> Result<Option<&Account>, String> {
+    pub fn account(&self, name: Option<&str>) -> Result<Option<&Account>, Error> {
         let Some(name) = name else {
             return Ok(match &self.default {
                 Some(default) => self.accounts.get(default),
@@ -266,7 +294,9 @@ impl Config {
             });
         };
         let account = self.accounts.get(name);
-        account.map(Some).ok_or_else(|| self.no_account(name))
+        account
+            .map(Some)
+            .ok_or_else(|| Error(self.no_account(name)))
     }
 
     /// `what` (the need for an account, or for one with a `from`), then why there is no
@@ -321,14 +351,14 @@ impl Config {
         }
     }
 
-    fn read(path: PathBuf, required: bool) -> Result<Config, String> {
+    fn read(path: PathBuf, required: bool) -> Result<Config, Error> {
         let cannot = |e: io::Error| format!("cannot read {}: {e}", path.display());
         let mut file = match File::open(&path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound && !required => {
                 return Ok(Self::empty(Source::Missing(path)));
             }
-            Err(e) => return Err(cannot(e)),
+            Err(e) => return Err(Error(cannot(e))),
         };
         let mut text = String::new();
         file.read_to_string(&mut text).map_err(cannot)?;
@@ -339,7 +369,7 @@ impl Config {
 
     /// Parses and checks the text of the file at `path`; `shared_mode` is its mode when
     /// others than its owner may access it.
-    fn parse(path: PathBuf, text: &str, shared_mode: Option<u32>) -> Result<Config, String> {
+    fn parse(path: PathBuf, text: &str, shared_mode: Option<u32>) -> Result<Config, Error> {
         let file: RawFile = toml::from_str(text).map_err(|e| {
             // Not toml's own rendering: it quotes the line, which may hold a password.
             match e.span() {
@@ -361,11 +391,11 @@ impl Config {
         if let Some(default) = &file.default
             && !accounts.contains_key(default)
         {
-            return Err(format!(
+            return Err(Error(format!(
                 "{}: default account {default:?} is not defined (accounts: {})",
                 path.display(),
                 names(&accounts)
-            ));
+            )));
         }
         let defaults = QueueSettings::default();
         let raw = file.queue.unwrap_or_default();
@@ -397,7 +427,9 @@ impl Config {
             },
         };
         let aliases = match file.aliases {
-            Some(aliases) => Aliases::load(&resolve(aliases, dir).map_err(in_file)?)?,
+            Some(aliases) => {
+                Aliases::load(&resolve(aliases, dir).map_err(in_file)?).map_err(Error)?
+            }
             None => Aliases::default(),
         };
         Ok(Config {
@@ -568,23 +600,14 @@ impl RawAccount {
         }
         if let Some(auth) = self.auth
             && secret != SecretSource::None
-            && secret.is_token() != auth.takes_token()
-        {
-            let (gives, wants) = if secret.is_token() {
-                ("an OAuth token", "\"oauthbearer\" or \"xoauth2\"")
-            } else {
-                (
-                    "a password",
-                    "\"scram-sha256\", \"plain\", \"login\" or \"cram-md5\"",
-                )
-            };
-            return Err(format!(
-                "{} gives {gives}, which auth = {:?} cannot use; use {wants}",
+            && let Some(problem) = auth.refuses(
+                secret.is_token(),
                 secret.key(),
-                auth.to_possible_value()
-                    .expect("no skipped values")
-                    .get_name()
-            ));
+                &format!("auth = {:?}", auth.name()),
+                |name| format!("{name:?}"),
+            )
+        {
+            return Err(problem);
         }
         if self.user.is_none() {
             if secret != SecretSource::None {
@@ -595,13 +618,20 @@ impl RawAccount {
             }
         }
         let ca = self.ca.map(|ca| resolve(ca, dir)).transpose()?;
+        let server = ServerAddress::parse(&self.server).map_err(|why| format!("server {why}"))?;
+        let from = self
+            .from
+            .as_deref()
+            .map(crate::compose::mailbox)
+            .transpose()
+            .map_err(|why| format!("from {why}"))?;
         Ok(Account {
             name,
-            server: self.server,
+            server,
             tls: self.tls,
             ca,
             ehlo: self.ehlo,
-            from: self.from,
+            from,
             user: self.user,
             auth: self.auth,
             secret,
@@ -640,7 +670,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Config, String> {
-        Config::parse(PathBuf::from("/etc/sendbox/config.toml"), text, None)
+        Config::parse(PathBuf::from("/etc/sendbox/config.toml"), text, None).map_err(|e| e.to_string())
     }
 
     fn parse_err(text: &str) -> String {
@@ -678,21 +708,26 @@ mod tests {
         )
         .unwrap();
         let work = config.account(Some("work")).unwrap().unwrap();
+        assert_eq!(work.name, "work");
         assert_eq!(
-            *work,
-            Account {
-                name: "work".into(),
-                server: "smtp.example.org:587".into(),
-                tls: TlsArg::Starttls,
-                ca: Some("/etc/sendbox/certs/private-ca.pem".into()),
-                ehlo: Some("laptop.example.org".into()),
-                from: Some("alice@example.org".into()),
-                user: Some("alice".into()),
-                auth: Some(AuthArg::ScramSha256),
-                secret: SecretSource::PasswordCommand("pass show mail/work".into()),
-                keep_header: false,
+            work.server,
+            ServerAddress {
+                host: "smtp.example.org".into(),
+                port: Some(587)
             }
         );
+        assert_eq!(work.tls, TlsArg::Starttls);
+        assert_eq!(work.ca, Some("/etc/sendbox/certs/private-ca.pem".into()));
+        assert_eq!(work.ehlo.as_deref(), Some("laptop.example.org"));
+        assert_eq!(work.address(), Some("alice@example.org"));
+        assert_eq!(work.domain(), Some("example.org"));
+        assert_eq!(work.user.as_deref(), Some("alice"));
+        assert_eq!(work.auth, Some(AuthArg::ScramSha256));
+        assert_eq!(
+            work.secret,
+            SecretSource::PasswordCommand("pass show mail/work".into())
+        );
+        assert!(!work.keep_header);
         let home = config.account(Some("home")).unwrap().unwrap();
         assert_eq!(home.tls, TlsArg::Implicit);
         assert_eq!(home.ca, Some(dirs::home_dir().unwrap().join("ca.pem")));
@@ -712,18 +747,18 @@ mod tests {
         let only = one.account(None).unwrap().unwrap();
         assert_eq!((only.name.as_str(), only.tls), ("only", TlsArg::Starttls));
         let two = parse("[accounts.a]\nserver = \"a\"\n[accounts.b]\nserver = \"b\"\n").unwrap();
-        assert_eq!(two.account(None), Ok(None));
-        let message = two.account(Some("c")).unwrap_err();
+        assert!(two.account(None).unwrap().is_none());
+        let message = two.account(Some("c")).unwrap_err().to_string();
         assert!(
             message.contains("\"c\"") && message.contains("a, b"),
             "{message}"
         );
         let empty = parse("").unwrap();
-        assert_eq!(empty.account(None), Ok(None));
+        assert!(empty.account(None).unwrap().is_none());
         assert!(
             empty
                 .account(Some("x"))
-                .unwrap_err()
+                .unwrap_err().to_string()
                 .contains("has no accounts")
         );
     }
@@ -870,7 +905,7 @@ mod tests {
         .unwrap();
 
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let message = Config::load(Some(&path)).unwrap_err();
+        let message = Config::load(Some(&path)).unwrap_err().to_string();
         assert!(message.contains(&path.display().to_string()), "{message}");
         assert!(message.contains("mode 0644"), "{message}");
         assert!(message.contains("chmod 600"), "{message}");
@@ -962,7 +997,7 @@ mod tests {
         let missing = Config::parse(tmp.path().join("c.toml"), "aliases = \"nope\"\n", None);
         assert!(
             missing
-                .unwrap_err()
+                .unwrap_err().to_string()
                 .contains("cannot read the aliases file")
         );
     }
@@ -971,14 +1006,14 @@ mod tests {
     fn only_the_default_file_may_be_missing() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.toml");
-        let message = Config::load(Some(&path)).unwrap_err();
+        let message = Config::load(Some(&path)).unwrap_err().to_string();
         assert!(
             message.starts_with(&format!("cannot read {}", path.display())),
             "{message}"
         );
         let config = Config::read(path.clone(), false).unwrap();
-        assert_eq!(config.account(None), Ok(None));
-        let message = config.account(Some("work")).unwrap_err();
+        assert!(config.account(None).unwrap().is_none());
+        let message = config.account(Some("work")).unwrap_err().to_string();
         assert!(message.contains("does not exist"), "{message}");
     }
 
@@ -997,7 +1032,7 @@ mod tests {
     fn failed_command_shows_its_status_not_its_output() {
         // The output ("secret") differs from the command's text, which the message quotes.
         let source = SecretSource::PasswordCommand("printf 'se%sret' cr; exit 3".into());
-        let message = source.fetch().unwrap_err();
+        let message = source.fetch().unwrap_err().to_string();
         assert!(message.contains("password_command"), "{message}");
         assert!(message.contains("exit status: 3"), "{message}");
         assert!(!message.contains("secret"), "{message}");
@@ -1006,7 +1041,7 @@ mod tests {
     #[test]
     fn silent_command_is_an_error() {
         let source = SecretSource::TokenCommand("true".into());
-        let message = source.fetch().unwrap_err();
+        let message = source.fetch().unwrap_err().to_string();
         assert!(
             message.contains("token_command \"true\" printed nothing"),
             "{message}"
@@ -1016,7 +1051,7 @@ mod tests {
     #[test]
     fn environment_variables() {
         let var = "SENDBOX_TEST_SURELY_UNSET_VARIABLE";
-        let message = SecretSource::PasswordEnv(var.into()).fetch().unwrap_err();
+        let message = SecretSource::PasswordEnv(var.into()).fetch().unwrap_err().to_string();
         assert_eq!(message, format!("environment variable {var} is not set"));
         let path = std::env::var("PATH").unwrap();
         assert_eq!(

@@ -13,12 +13,13 @@ use sendbox::{
 };
 use sendbox_loopback::{AuthMechanism, LoopbackOptions, LoopbackServer, ServerTls};
 
-use crate::{Stop, exit};
+use crate::error::{self, Error};
+use crate::exit;
 
 const FROM: &str = "demo@sendbox.invalid";
 const TO: &str = "you@sendbox.invalid";
 
-pub async fn run() -> Result<u8, Stop> {
+pub async fn run() -> Result<u8, Error> {
     let account = ("demo".to_owned(), one_time_password());
     let server = LoopbackServer::start(LoopbackOptions {
         tls: ServerTls::StartTls,
@@ -26,23 +27,16 @@ pub async fn run() -> Result<u8, Stop> {
         mechanisms: vec![AuthMechanism::Plain, AuthMechanism::Login],
         refuse: Vec::new(),
     })
-    .map_err(|e| {
-        Stop(
-            exit::SOFTWARE,
-            format!("cannot start the loopback server: {e}"),
-        )
-    })?;
+    .map_err(|e| Error::Internal(format!("cannot start the loopback server: {e}")))?;
 
     let mut config = Server::new("localhost", server.port(), TlsMode::Starttls);
     config.ca_pem = Some(server.ca_pem().to_owned());
     config.ehlo_name = Some("demo.sendbox.invalid".to_owned());
     let credentials = Credentials::password(account.0, account.1);
-    let sandbox = Sandbox::new()
-        .map_err(|e| Stop(exit::SOFTWARE, format!("cannot load the component: {e:#}")))?;
+    let sandbox = Sandbox::new().map_err(error::component)?;
     let transcript = TranscriptBuffer::new(1 << 20);
     let mailer = Mailer::new(sandbox, config, Some(credentials))
-        .await
-        .map_err(|e| Stop(exit::for_error(&e), e.to_string()))?
+        .await?
         .with_transcript(Transcript::Capture(transcript.clone()));
 
     println!("== sendbox demo ==");
@@ -78,7 +72,7 @@ pub async fn run() -> Result<u8, Stop> {
 
     println!("-- The SMTP dialogue, as the component wrote it (AUTH data redacted) --");
     print!("{}", transcript.contents());
-    let delivery = result.map_err(|e| Stop(exit::for_error(&e), e.to_string()))?;
+    let delivery = result?;
     println!();
     println!("-- Result --");
     println!(

@@ -1,7 +1,11 @@
 //! Exit codes from sysexits.h, so that scripts and MTAs can tell a retry from a failure.
+//! Every failure's code is decided here, from its type.
 
+use sendbox::Delivery;
 use sendbox::mailer::{ErrorKind, Phase};
-use sendbox::{Delivery, Error};
+
+use crate::error::Error;
+use crate::{connection, outbox, queue};
 
 pub const OK: u8 = 0;
 /// The command line was wrong.
@@ -31,9 +35,71 @@ pub const NOPERM: u8 = 77;
 /// The config file is wrong or names no usable account.
 pub const CONFIG: u8 = 78;
 
+/// The exit code for what stopped a command.
+pub fn code(error: &Error) -> u8 {
+    match error {
+        Error::Usage(_) => USAGE,
+        Error::Config(_) => CONFIG,
+        Error::Connection(e) => for_connection(e),
+        Error::Outbox(e) => for_outbox(e),
+        Error::Queue(e) => for_queue(e),
+        Error::Send(e) => for_send(e),
+        Error::Data(_) => DATAERR,
+        Error::NoInput(_) => NOINPUT,
+        Error::Unusable(_) => CONFIG,
+        Error::CannotCreate(_) => CANTCREAT,
+        Error::Io(_) => IOERR,
+        Error::NoHost(_) => NOHOST,
+        Error::Unavailable(_) => UNAVAILABLE,
+        Error::Internal(_) => SOFTWARE,
+    }
+}
+
+fn for_connection(error: &connection::Error) -> u8 {
+    use connection::Error as E;
+    match error {
+        E::NoServer | E::Options(_) | E::Prompt(_) => USAGE,
+        E::Unreadable { .. } => NOINPUT,
+        E::NotCa { .. } | E::Account(_) => CONFIG,
+        E::Component(_) => SOFTWARE,
+        E::ResolveTimeout { .. } => TEMPFAIL,
+        E::Send(e) => for_send(e),
+    }
+}
+
+fn for_outbox(error: &outbox::Error) -> u8 {
+    match error {
+        outbox::Error::CannotCreate(_) => CANTCREAT,
+        outbox::Error::CannotWrite(_) | outbox::Error::Io(_) => IOERR,
+        outbox::Error::TooLarge(_) => DATAERR,
+    }
+}
+
+fn for_queue(error: &queue::Error) -> u8 {
+    match error {
+        queue::Error::BadId(_) => USAGE,
+        queue::Error::NoSuchMessage(_) => NOINPUT,
+        queue::Error::Unreadable { .. } => IOERR,
+        queue::Error::CannotRemove { .. } => TEMPFAIL,
+        queue::Error::NotDelivered { failure, .. } => for_failure(failure),
+    }
+}
+
+/// The code of a queued message's failed attempt: the send's, or what kept it from one.
+pub fn for_failure(failure: &queue::Failure) -> u8 {
+    match failure {
+        queue::Failure::Send(e) => for_send(e),
+        queue::Failure::Connection(e) => for_connection(e),
+        queue::Failure::Unsendable(queue::Unsendable::Envelope(_)) => DATAERR,
+        queue::Failure::Unsendable(queue::Unsendable::Unqualified(_)) => CONFIG,
+        queue::Failure::GaveUp(_) => TEMPFAIL,
+    }
+}
+
 /// The exit code for a failed send. Whatever failed, a temporary failure (a 4xx reply, a
 /// timeout, a lost or refused connection) is 75, so that a retry is tried.
-pub fn for_error(error: &Error) -> u8 {
+pub fn for_send(error: &sendbox::Error) -> u8 {
+    use sendbox::Error;
     let smtp = match error {
         Error::Resolve { .. } => return NOHOST,
         Error::RunTime(_) => return TEMPFAIL,
@@ -59,7 +125,7 @@ pub fn for_error(error: &Error) -> u8 {
 pub fn for_delivery(delivery: &Delivery) -> u8 {
     if delivery.refused.is_empty() {
         OK
-    } else if delivery.refused.iter().any(|r| r.reply.code / 100 == 4) {
+    } else if delivery.refused.iter().any(|r| r.reply.is_transient()) {
         TEMPFAIL
     } else {
         NOUSER

@@ -19,63 +19,50 @@ use anyhow::{Context as _, bail};
 use wac_graph::types::Package;
 use wac_graph::{CompositionGraph, EncodeOptions};
 
-use crate::args::{self, GrantArgs};
-use crate::{Stop, exit};
+use crate::args::GrantArgs;
+use crate::error::Error;
+use crate::exit;
 
 /// The grant component (`grant/`, built by `just grant`).
 pub const GRANT: &[u8] = include_bytes!("../component/grant.wasm");
 
 /// Writes the granted sender for the server the arguments name, and says what it grants.
-pub async fn run(args: GrantArgs) -> Result<u8, Stop> {
-    let (host, port) = args::parse_server(&args.server).map_err(|m| Stop(exit::USAGE, m))?;
-    let port = port.ok_or_else(|| {
-        Stop(
-            exit::USAGE,
-            format!("--server {:?} needs a port: HOST:PORT", args.server),
-        )
+pub async fn run(args: GrantArgs) -> Result<u8, Error> {
+    let port = args.server.port.ok_or_else(|| {
+        Error::Usage(format!(
+            "--server {:?} needs a port: HOST:PORT",
+            args.server.to_string()
+        ))
     })?;
-    let endpoints = sendbox::mailer::resolve(&host, port)
+    let endpoints = sendbox::mailer::resolve(&args.server.host, port)
         .await
-        .map_err(|e| Stop(exit::NOHOST, e.to_string()))?;
+        .map_err(|e| Error::NoHost(e.to_string()))?;
     let read = |path: &std::path::Path| {
-        std::fs::read(path).map_err(|e| {
-            Stop(
-                exit::NOINPUT,
-                format!("cannot read {}: {e}", path.display()),
-            )
-        })
+        std::fs::read(path)
+            .map_err(|e| Error::NoInput(format!("cannot read {}: {e}", path.display())))
     };
     let confined = match &args.component {
         Some(path) => read(path)?,
         None => sendbox::component::COMPONENT.to_vec(),
     };
     // A component given that cannot be confined is bad input; the built-in one, a bug.
-    let failed = if args.component.is_some() {
-        exit::DATAERR
-    } else {
-        exit::SOFTWARE
-    };
-    let mut granted = compose(&confined, &endpoints).map_err(|e| {
-        let what = match &args.component {
-            Some(path) => format!("--component {}", path.display()),
-            None => "the built-in sender".to_owned(),
-        };
-        Stop(failed, format!("cannot grant {what}: {e:#}"))
+    let mut granted = compose(&confined, &endpoints).map_err(|e| match &args.component {
+        Some(path) => Error::Data(format!(
+            "cannot grant --component {}: {e:#}",
+            path.display()
+        )),
+        None => Error::Internal(format!("cannot grant the built-in sender: {e:#}")),
     })?;
     if let Some(app) = &args.into {
         granted = plug_into(&read(app)?, &granted).map_err(|e| {
-            Stop(
-                exit::DATAERR,
-                format!("cannot plug the sender into {}: {e:#}", app.display()),
-            )
+            Error::Data(format!(
+                "cannot plug the sender into {}: {e:#}",
+                app.display()
+            ))
         })?;
     }
-    std::fs::write(&args.output, &granted).map_err(|e| {
-        Stop(
-            exit::CANTCREAT,
-            format!("cannot write {}: {e}", args.output.display()),
-        )
-    })?;
+    std::fs::write(&args.output, &granted)
+        .map_err(|e| Error::CannotCreate(format!("cannot write {}: {e}", args.output.display())))?;
     let what = if args.component.is_some() {
         "the component"
     } else {

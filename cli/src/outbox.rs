@@ -28,34 +28,40 @@ pub mod entry;
 
 pub use entry::{Attempts, Damage, Envelope};
 
-/// A failure of the outbox itself, with the sysexits code it means for sendmail.
+/// A failure of the outbox itself, each saying what and where.
 #[derive(Debug)]
-pub struct OutboxError {
-    /// `CANTCREAT` when the outbox cannot be made or opened; `IOERR` when writing failed.
-    pub code: u8,
-    pub message: String,
+pub enum Error {
+    /// The outbox cannot be made or opened, or is not safe to use.
+    CannotCreate(String),
+    /// A message could not be written to disk.
+    CannotWrite(String),
+    /// Reading or changing the outbox failed.
+    Io(String),
+    /// A message larger than the outbox takes.
+    TooLarge(String),
 }
 
-fn cannot_create(what: &Path, e: io::Error) -> OutboxError {
-    OutboxError {
-        code: crate::exit::CANTCREAT,
-        message: format!("cannot create the outbox {}: {e}", what.display()),
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::CannotCreate(m) | Error::CannotWrite(m) | Error::Io(m) | Error::TooLarge(m) => {
+                f.write_str(m)
+            }
+        }
     }
+}
+
+fn cannot_create(what: &Path, e: io::Error) -> Error {
+    Error::CannotCreate(format!("cannot create the outbox {}: {e}", what.display()))
 }
 
 /// An outbox that exists but is not safe to use: not the user's own, or open to others.
-fn unusable(root: &Path, why: String) -> OutboxError {
-    OutboxError {
-        code: crate::exit::CANTCREAT,
-        message: format!("cannot use the outbox {}: {why}", root.display()),
-    }
+fn unusable(root: &Path, why: String) -> Error {
+    Error::CannotCreate(format!("cannot use the outbox {}: {why}", root.display()))
 }
 
-fn cannot_write(what: &Path, e: io::Error) -> OutboxError {
-    OutboxError {
-        code: crate::exit::IOERR,
-        message: format!("cannot write {} to disk: {e}", what.display()),
-    }
+fn cannot_write(what: &Path, e: io::Error) -> Error {
+    Error::CannotWrite(format!("cannot write {} to disk: {e}", what.display()))
 }
 
 /// A queued or failed message as [`Outbox::peek`] reads it: its envelope unless its file
@@ -100,7 +106,7 @@ pub fn now() -> u64 {
 
 impl Outbox {
     /// Opens the outbox at `root`, creating it (mode 0700) and its folders when missing.
-    pub fn open(root: &Path) -> Result<Outbox, OutboxError> {
+    pub fn open(root: &Path) -> Result<Outbox, Error> {
         for dir in [
             root,
             &root.join("tmp"),
@@ -163,16 +169,13 @@ impl Outbox {
 
     /// Accepts a message: when this returns, it is on disk and survives a crash. The
     /// message comes back locked, so that a runner started meanwhile leaves it to us.
-    pub fn accept(&self, envelope: &Envelope, message: &[u8]) -> Result<Locked, OutboxError> {
+    pub fn accept(&self, envelope: &Envelope, message: &[u8]) -> Result<Locked, Error> {
         if message.len() > entry::MAX_MESSAGE {
-            return Err(OutboxError {
-                code: crate::exit::DATAERR,
-                message: format!(
-                    "the message is {} bytes; the outbox takes at most {} MiB",
-                    message.len(),
-                    entry::MAX_MESSAGE / (1024 * 1024)
-                ),
-            });
+            return Err(Error::TooLarge(format!(
+                "the message is {} bytes; the outbox takes at most {} MiB",
+                message.len(),
+                entry::MAX_MESSAGE / (1024 * 1024)
+            )));
         }
         let id = new_id();
         let tmp = self.root.join("tmp").join(&id);
@@ -417,7 +420,7 @@ fn new_id() -> String {
 }
 
 /// An id as the outbox makes them (digits and dots): never a path to elsewhere.
-fn checked(id: &str) -> io::Result<&str> {
+pub fn checked(id: &str) -> io::Result<&str> {
     let valid = !id.is_empty()
         && id.bytes().all(|b| b.is_ascii_digit() || b == b'.')
         && !id.starts_with('.');
@@ -726,7 +729,7 @@ mod tests {
         // And nothing that large is taken in.
         match outbox.accept(&envelope(), &vec![0; entry::MAX_MESSAGE + 1]) {
             Ok(locked) => panic!("accepted as {}", locked.id),
-            Err(refused) => assert_eq!(refused.code, crate::exit::DATAERR),
+            Err(refused) => assert!(matches!(refused, Error::TooLarge(_)), "{refused}"),
         }
     }
 
@@ -770,7 +773,7 @@ mod tests {
         fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
         let error = Outbox::open(&root).unwrap_err();
         assert_eq!(
-            error.message,
+            error.to_string(),
             format!(
                 "cannot use the outbox {0}: others may use it (mode 755); `chmod 700 {0}` it",
                 root.display()
@@ -781,11 +784,9 @@ mod tests {
     #[test]
     fn an_outbox_that_cannot_be_made_says_so() {
         let error = Outbox::open(Path::new("/dev/null/outbox")).unwrap_err();
-        assert_eq!(error.code, crate::exit::CANTCREAT);
         assert!(
-            error.message.contains("/dev/null/outbox"),
-            "{}",
-            error.message
+            matches!(&error, Error::CannotCreate(m) if m.contains("/dev/null/outbox")),
+            "{error}"
         );
     }
 }

@@ -12,9 +12,73 @@ use std::ffi::{OsStr, OsString};
 use std::io::{self, BufRead as _, BufReader, Read};
 use std::path::PathBuf;
 
-use sendbox::{Dsn, DsnNotify, DsnReturn};
+use sendbox::{Dsn, DsnNotify, DsnReturn, Envelope, Message, SandboxOptions, SendOptions};
 
-use crate::dsn;
+use crate::config::{self, Config};
+use crate::connection::Connection;
+use crate::error::Error;
+use crate::{dsn, exit, outbox, queue, send};
+
+/// sendmail(1): the message on stdin, the server from the config file's account, quiet
+/// on success, sysexits codes on failure.
+pub async fn run(args: Vec<OsString>) -> Result<u8, Error> {
+    let args = parse(args).map_err(Error::Usage)?;
+    if args.help {
+        print!("{USAGE}");
+        return Ok(exit::OK);
+    }
+    if args.version {
+        println!("sendbox {}", env!("CARGO_PKG_VERSION"));
+        return Ok(exit::OK);
+    }
+    let config = Config::load(args.config.as_deref())?;
+    let account = config.account(args.account.as_deref())?.ok_or_else(|| {
+        config::Error::from(config.no_default_account("sendmail needs an account"))
+    })?;
+    let message = read_message(io::stdin().lock(), args.ignore_dots)
+        .map_err(|e| Error::Io(format!("cannot read the message: {e}")))?;
+    // -t is done here rather than in the component, so that the aliases apply to the
+    // header's names too.
+    let (recipients, message) = if args.extract_recipients {
+        extract_recipients(args.recipients.clone(), message).map_err(Error::Data)?
+    } else {
+        (args.recipients.clone(), message)
+    };
+    // Like an MTA: -f wins over the account's address, and bare names such as `root`
+    // (cron's) get the domain of the account's address.
+    let envelope = Envelope {
+        sender: args
+            .sender
+            .clone()
+            .or_else(|| account.address().map(str::to_owned)),
+        recipients: config
+            .aliases
+            .expand(&recipients)
+            .map_err(config::Error::from)?,
+        recipients_from_headers: false,
+        qualify_domain: account.domain().map(str::to_owned),
+    };
+    let options = SendOptions {
+        dsn: args.dsn(),
+        require_tls: false,
+        keep_raw_header: account.keep_header,
+    };
+    if config.queue.enabled {
+        let queued = outbox::Envelope::new(&account.name, envelope, &options, outbox::now());
+        return queue::accept_and_try(&config, account, args.verbose, queued, message).await;
+    }
+    let mailer = Connection::of_account(account, args.verbose)?
+        .mailer(&SandboxOptions::cached())
+        .await?;
+    send::deliver(
+        &mailer,
+        &envelope,
+        Message::Raw(message),
+        &options,
+        args.verbose,
+    )
+    .await
+}
 
 /// What a sendmail command line asks for.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

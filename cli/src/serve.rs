@@ -31,26 +31,28 @@ use tokio::sync::Notify;
 
 use crate::args::ServeArgs;
 use crate::config::Account;
+use crate::config::{self, Config};
+use crate::error::Error;
 use crate::outbox::{self, Outbox};
-use crate::{Stop, exit, queue};
+use crate::queue;
 
 /// Recipients per message (RFC 5321 4.5.3.1.8: a server must take at least 100).
 const MAX_RECIPIENTS: usize = 100;
 /// How often the worker looks for retries that have come due.
 const RETRY_POLL: Duration = Duration::from_secs(60);
 
-pub async fn run(args: ServeArgs) -> Result<u8, Stop> {
+pub async fn run(args: ServeArgs) -> Result<u8, Error> {
     beyond_loopback(&args)?;
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(tls_config(cert, key)?),
         // clap takes the two together or neither.
         _ => None,
     };
-    let config = crate::load_config(args.config.as_deref())?;
-    let account = crate::account(&config, args.account.as_deref())?
+    let config = Config::load(args.config.as_deref())?;
+    let account = config
+        .account(args.account.as_deref())?
         .ok_or_else(|| {
-            Stop(
-                exit::CONFIG,
+            config::Error::from(
                 config.no_default_account("serve needs an account to relay through"),
             )
         })?
@@ -58,12 +60,9 @@ pub async fn run(args: ServeArgs) -> Result<u8, Stop> {
     let login = match &args.require_auth {
         Some(user) => {
             let var = args.password_env.as_deref().ok_or_else(|| {
-                Stop(
-                    exit::USAGE,
-                    "--require-auth needs --password-env VAR".to_owned(),
-                )
+                Error::Usage("--require-auth needs --password-env VAR".to_owned())
             })?;
-            let password = crate::config::secret_from_env(var).map_err(|m| Stop(exit::USAGE, m))?;
+            let password = config::secret_from_env(var).map_err(Error::Usage)?;
             Some(Login {
                 user: user.clone(),
                 password,
@@ -72,12 +71,8 @@ pub async fn run(args: ServeArgs) -> Result<u8, Stop> {
         None => None,
     };
     let outbox = queue::open(&config.queue)?;
-    let listener = TcpListener::bind(args.listen).map_err(|e| {
-        Stop(
-            exit::UNAVAILABLE,
-            format!("cannot listen on {}: {e}", args.listen),
-        )
-    })?;
+    let listener = TcpListener::bind(args.listen)
+        .map_err(|e| Error::Unavailable(format!("cannot listen on {}: {e}", args.listen)))?;
     let wake = Arc::new(Notify::new());
     println!(
         "sendbox serve: listening on {}{}, relaying through account {} (outbox {})",
@@ -115,7 +110,7 @@ pub async fn run(args: ServeArgs) -> Result<u8, Stop> {
 
 /// Refuses an address beyond loopback unless clients must use TLS and log in, saying what
 /// is missing and why.
-fn beyond_loopback(args: &ServeArgs) -> Result<(), Stop> {
+fn beyond_loopback(args: &ServeArgs) -> Result<(), Error> {
     if args.listen.ip().is_loopback() {
         return Ok(());
     }
@@ -135,18 +130,15 @@ fn beyond_loopback(args: &ServeArgs) -> Result<(), Stop> {
     if missing.is_empty() {
         return Ok(());
     }
-    Err(Stop(
-        exit::USAGE,
-        format!(
-            "--listen {}: beyond loopback, sendbox serve also needs {}",
-            args.listen,
-            missing.join("; and ")
-        ),
-    ))
+    Err(Error::Usage(format!(
+        "--listen {}: beyond loopback, sendbox serve also needs {}",
+        args.listen,
+        missing.join("; and ")
+    )))
 }
 
 /// The TLS settings for `--tls-cert` and `--tls-key`, checked before anything listens.
-fn tls_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, Stop> {
+fn tls_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, Error> {
     const CERTIFICATE: &str = "certificate (PEM, -----BEGIN CERTIFICATE-----)";
     const KEY: &str = "private key (PEM: PKCS#8, RSA or SEC1, not encrypted)";
     let chain = CertificateDer::pem_file_iter(cert)
@@ -165,34 +157,28 @@ fn tls_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, Stop> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| Stop(exit::SOFTWARE, format!("cannot set up TLS: {e}")))?
+        .map_err(|e| Error::Internal(format!("cannot set up TLS: {e}")))?
         .with_no_client_auth()
         .with_single_cert(chain, private_key)
         .map_err(|e| {
             let (cert, key) = (cert.display(), key.display());
-            Stop(
-                exit::CONFIG,
-                match e {
-                    rustls::Error::InconsistentKeys(_) => format!(
-                        "--tls-key {key} is not the key of the certificate in --tls-cert {cert}"
-                    ),
-                    e => format!("cannot use --tls-cert {cert} with --tls-key {key}: {e}"),
-                },
-            )
+            Error::Unusable(match e {
+                rustls::Error::InconsistentKeys(_) => format!(
+                    "--tls-key {key} is not the key of the certificate in --tls-cert {cert}"
+                ),
+                e => format!("cannot use --tls-cert {cert} with --tls-key {key}: {e}"),
+            })
         })?;
     Ok(Arc::new(config))
 }
 
 /// Why a PEM file cannot be used: unreadable (66), or not holding what it should (78).
-fn unusable(option: &str, path: &Path, holds: &str, error: pem::Error) -> Stop {
+fn unusable(option: &str, path: &Path, holds: &str, error: pem::Error) -> Error {
     let path = path.display();
     match error {
-        pem::Error::Io(e) => Stop(
-            exit::NOINPUT,
-            format!("{option} {path}: cannot read it: {e}"),
-        ),
-        pem::Error::NoItemsFound => Stop(exit::CONFIG, format!("{option} {path}: no {holds}")),
-        e => Stop(exit::CONFIG, format!("{option} {path}: not a {holds}: {e}")),
+        pem::Error::Io(e) => Error::NoInput(format!("{option} {path}: cannot read it: {e}")),
+        pem::Error::NoItemsFound => Error::Unusable(format!("{option} {path}: no {holds}")),
+        e => Error::Unusable(format!("{option} {path}: not a {holds}: {e}")),
     }
 }
 
@@ -548,19 +534,17 @@ struct Relay {
 impl Relay {
     /// Keeps a message in the outbox: `Kept` only once it is synced to disk.
     fn keep(&self, incoming: Incoming) -> Answer {
-        let envelope = outbox::Envelope {
-            account: Some(self.account.name.clone()),
+        let envelope = sendbox::Envelope {
             sender: Some(incoming.sender),
             recipients: incoming.recipients,
             recipients_from_headers: false,
             qualify_domain: None,
-            dsn_notify: None,
-            dsn_ret: None,
-            dsn_envid: None,
-            keep_raw_header: self.account.keep_header,
-            require_tls: false,
-            accepted_at: outbox::now(),
         };
+        let options = sendbox::SendOptions {
+            keep_raw_header: self.account.keep_header,
+            ..sendbox::SendOptions::default()
+        };
+        let envelope = outbox::Envelope::new(&self.account.name, envelope, &options, outbox::now());
         match self.outbox.accept(&envelope, &incoming.content) {
             Ok(locked) => {
                 let id = locked.id.clone();
@@ -569,7 +553,7 @@ impl Relay {
                 Answer::Kept(id)
             }
             Err(e) => {
-                eprintln!("sendbox serve: {}", e.message);
+                eprintln!("sendbox serve: {e}");
                 Answer::NotNow("cannot queue the message now".to_owned())
             }
         }

@@ -209,9 +209,13 @@ impl Mechanism {
         }
     }
 
+    /// Whether it logs in with an OAuth 2.0 bearer token rather than a password.
+    pub fn takes_token(self) -> bool {
+        matches!(self, Mechanism::OAuthBearer | Mechanism::XOAuth2)
+    }
+
     fn fits(self, secret: &Secret) -> Result<(), String> {
-        let wants_token = matches!(self, Mechanism::OAuthBearer | Mechanism::XOAuth2);
-        match (wants_token, secret) {
+        match (self.takes_token(), secret) {
             (true, Secret::Password(_)) => Err(format!(
                 "{} needs a bearer token, not a password",
                 self.name()
