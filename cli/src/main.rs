@@ -26,7 +26,7 @@ use std::time::Duration;
 use clap::Parser as _;
 use clap::ValueEnum as _;
 use rustls::pki_types::pem::PemObject as _;
-use sendbox::mailer::{Timeouts, format_reply};
+use sendbox::mailer::Timeouts;
 use sendbox::{
     Credentials, Delivery, Envelope, Limits, Mailer, Message, Sandbox, SandboxOptions, Secret,
     SendOptions, Server, Transcript,
@@ -564,14 +564,14 @@ fn report(delivery: &Delivery, report_success: bool) {
         println!(
             "sent to {}: {}",
             escape::escaped(delivery.accepted.join(", ")),
-            escape::escaped(format_reply(&delivery.final_reply))
+            escape::escaped(delivery.final_reply.to_string())
         );
     }
     for refused in &delivery.refused {
         eprintln!(
             "sendbox: recipient {} refused: {} (the message went to the others)",
             escape::escaped(&refused.address),
-            escape::escaped(format_reply(&refused.reply))
+            escape::escaped(refused.reply.to_string())
         );
     }
 }

@@ -20,7 +20,6 @@
 use std::collections::BTreeMap;
 use std::io;
 
-use sendbox::mailer::format_reply;
 use sendbox::{Delivery, Error, Message, SendOptions, Session};
 
 use crate::config::{Account, Config, QueueSettings};
@@ -113,13 +112,9 @@ pub fn settle(
     let reply;
     let logged = match &outcome {
         Outcome::Delivered(delivery) => {
-            let mut text = format_reply(&delivery.final_reply);
+            let mut text = delivery.final_reply.to_string();
             for refused in &delivery.refused {
-                text.push_str(&format!(
-                    "; {} refused: {}",
-                    refused.address,
-                    format_reply(&refused.reply)
-                ));
+                text.push_str(&format!("; {} refused: {}", refused.address, refused.reply));
             }
             reply = text;
             Logged::Delivered { reply: &reply }
@@ -595,7 +590,7 @@ fn tally(counts: &mut Counts, id: &str, outcome: &Outcome) {
                 eprintln!(
                     "sendbox: {id}: recipient {} refused: {}",
                     escaped(&refused.address),
-                    escaped(format_reply(&refused.reply))
+                    escaped(refused.reply.to_string())
                 );
             }
             counts.delivered += 1;

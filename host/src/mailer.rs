@@ -232,7 +232,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Resolve { host, reason } => write!(f, "cannot resolve {host}: {reason}"),
-            Error::Smtp(error) => write!(f, "{}", describe(error)),
+            Error::Smtp(error) => write_send_error(f, error),
             Error::RunTime(limit) => write!(f, "stopped after the run-time limit of {limit:?}"),
             Error::Component(why) => write!(f, "the sandboxed component failed: {why}"),
         }
@@ -241,68 +241,88 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// One line saying what failed, where, the server's words, and whether to retry.
-pub fn describe(error: &SendError) -> String {
-    let mut line = match error.kind {
+/// One line saying what failed, where, the server's words, and whether to retry. It is
+/// [`Error`]'s text rather than [`SendError`]'s: bindgen gives the WIT's error record a
+/// `Display` of its own (its `Debug`).
+fn write_send_error(f: &mut fmt::Formatter<'_>, error: &SendError) -> fmt::Result {
+    match error.kind {
         // Found in what the caller gave, before anything was sent: no SMTP step failed.
-        ErrorKind::InvalidInput => format!("invalid input, nothing sent: {}", error.message),
-        kind => format!(
-            "{} failed ({}): {}",
-            phase_name(error.phase),
-            kind_name(kind),
-            error.message
-        ),
-    };
-    if let Some(reply) = &error.reply {
-        line.push_str(&format!("; server replied {}", format_reply(reply)));
+        ErrorKind::InvalidInput => write!(f, "invalid input, nothing sent: {}", error.message)?,
+        kind => write!(f, "{} failed ({kind}): {}", error.phase, error.message)?,
     }
-    line.push_str(if error.transient {
+    if let Some(reply) = &error.reply {
+        write!(f, "; server replied {reply}")?;
+    }
+    f.write_str(if error.transient {
         " [temporary: retrying later may work]"
     } else {
         " [permanent]"
-    });
-    line
+    })
 }
 
-/// A reply as `550 5.1.1 text`.
-pub fn format_reply(reply: &Reply) -> String {
-    let mut text = reply.code.to_string();
-    if let Some(s) = reply.enhanced_status {
-        text.push_str(&format!(" {}.{}.{}", s.class, s.subject, s.detail));
+impl Reply {
+    /// A 4xx reply: the server may accept later.
+    pub fn is_transient(&self) -> bool {
+        self.code / 100 == 4
     }
-    if !reply.text.is_empty() {
-        text.push(' ');
-        text.push_str(&reply.text.replace('\n', " / "));
-    }
-    text
-}
 
-/// The phase as users know it (`AUTH`, `RCPT`, ...).
-pub fn phase_name(phase: Phase) -> &'static str {
-    match phase {
-        Phase::Connect => "connect",
-        Phase::Greeting => "greeting",
-        Phase::Tls => "TLS",
-        Phase::Ehlo => "EHLO",
-        Phase::Auth => "AUTH",
-        Phase::Mail => "MAIL",
-        Phase::Rcpt => "RCPT",
-        Phase::Data => "DATA",
-        Phase::Quit => "QUIT",
+    /// A 5xx reply: the server refuses for good.
+    pub fn is_permanent(&self) -> bool {
+        self.code / 100 == 5
     }
 }
 
-/// The kind of failure, in words.
-pub fn kind_name(kind: ErrorKind) -> &'static str {
-    match kind {
-        ErrorKind::InvalidInput => "invalid input",
-        ErrorKind::Network => "network",
-        ErrorKind::Timeout => "timeout",
-        ErrorKind::Tls => "TLS",
-        ErrorKind::Auth => "authentication",
-        ErrorKind::Rejected => "rejected",
-        ErrorKind::Protocol => "protocol error",
-        ErrorKind::Closed => "session closed",
+impl fmt::Display for Reply {
+    /// The reply as `550 5.1.1 text`, its lines joined by ` / `.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.code)?;
+        if let Some(status) = self.enhanced_status {
+            write!(f, " {status}")?;
+        }
+        if !self.text.is_empty() {
+            write!(f, " {}", self.text.replace('\n', " / "))?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for EnhancedStatus {
+    /// The status as `5.1.1`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.class, self.subject, self.detail)
+    }
+}
+
+impl fmt::Display for Phase {
+    /// The phase as users know it (`AUTH`, `RCPT`, ...).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Phase::Connect => "connect",
+            Phase::Greeting => "greeting",
+            Phase::Tls => "TLS",
+            Phase::Ehlo => "EHLO",
+            Phase::Auth => "AUTH",
+            Phase::Mail => "MAIL",
+            Phase::Rcpt => "RCPT",
+            Phase::Data => "DATA",
+            Phase::Quit => "QUIT",
+        })
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    /// The kind of failure, in words (`rejected`, `session closed`, ...).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ErrorKind::InvalidInput => "invalid input",
+            ErrorKind::Network => "network",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Tls => "TLS",
+            ErrorKind::Auth => "authentication",
+            ErrorKind::Rejected => "rejected",
+            ErrorKind::Protocol => "protocol error",
+            ErrorKind::Closed => "session closed",
+        })
     }
 }
 
@@ -717,9 +737,22 @@ mod tests {
             transient: true,
         };
         assert_eq!(
-            describe(&error),
+            Error::Smtp(error).to_string(),
             "RCPT failed (rejected): every recipient was refused; server replied 450 4.2.0 mailbox busy / try later [temporary: retrying later may work]"
         );
+    }
+
+    #[test]
+    fn a_reply_is_transient_or_permanent_by_its_first_digit() {
+        let reply = |code| Reply {
+            code,
+            enhanced_status: None,
+            text: String::new(),
+        };
+        assert!(reply(450).is_transient() && !reply(450).is_permanent());
+        assert!(reply(554).is_permanent() && !reply(554).is_transient());
+        assert!(!reply(250).is_transient() && !reply(250).is_permanent());
+        assert_eq!(reply(250).to_string(), "250");
     }
 
     #[test]
@@ -732,7 +765,7 @@ mod tests {
             transient: false,
         };
         assert_eq!(
-            describe(&error),
+            Error::Smtp(error).to_string(),
             "invalid input, nothing sent: address \"bob@@example.net\" has a local part that is not valid [permanent]"
         );
     }
