@@ -399,45 +399,39 @@ impl Mailer {
         message: impl Into<Message>,
         options: &SendOptions,
     ) -> Result<Delivery, Error> {
-        let (mut store, sender) = self.instantiate().await?;
-        let server = self.wit_server();
-        let credentials = self.wit_credentials();
-        let envelope = wit_envelope(envelope);
-        let message = message.into();
-        let call = sender.sendbox_mail_mail_sender().call_send(
-            &mut store,
-            &server,
-            credentials.as_ref(),
-            &envelope,
-            &message,
-            options,
-        );
-        let result = bounded(self.limits.run_time, call).await;
-        finish(result, &store)
+        let (server, credentials) = (self.wit_server(), self.wit_credentials());
+        let (envelope, message) = (wit_envelope(envelope), message.into());
+        let mut instance = self.instantiate().await?;
+        instance
+            .call(async |api, store| {
+                let credentials = credentials.as_ref();
+                api.call_send(store, &server, credentials, &envelope, &message, options)
+                    .await
+            })
+            .await
     }
 
     /// Opens a session: connected, greeted, TLS set up, authenticated.
     pub async fn open(&self) -> Result<Session, Error> {
-        let (mut store, sender) = self.instantiate().await?;
-        let server = self.wit_server();
-        let credentials = self.wit_credentials();
-        let api = sender.sendbox_mail_mail_sender().session();
-        let call = api.call_open(&mut store, &server, credentials.as_ref());
-        let result = bounded(self.limits.run_time, call).await;
-        let handle = finish(result, &store)?;
-        Ok(Session {
-            store,
-            sender,
-            handle,
-            run_time: self.limits.run_time,
-        })
+        let (server, credentials) = (self.wit_server(), self.wit_credentials());
+        let mut instance = self.instantiate().await?;
+        let handle = instance
+            .call(async |api, store| {
+                let credentials = credentials.as_ref();
+                api.session().call_open(store, &server, credentials).await
+            })
+            .await?;
+        Ok(Session { instance, handle })
     }
 
-    async fn instantiate(&self) -> Result<(Store<Confined>, Sender), Error> {
-        self.sandbox
-            .instantiate(self.grant.clone(), self.limits, &self.transcript)
-            .await
-            .map_err(|e| Error::Component(format!("{e:#}")))
+    async fn instantiate(&self) -> Result<Instance, Error> {
+        Instance::new(
+            &self.sandbox,
+            self.grant.clone(),
+            self.limits,
+            &self.transcript,
+        )
+        .await
     }
 
     fn wit_server(&self) -> wit::Server {
@@ -488,26 +482,19 @@ pub async fn prepare(
     message: impl Into<Message>,
     options: &SendOptions,
 ) -> Result<PreparedMessage, Error> {
-    let limits = Limits::default();
-    let (mut store, sender) = sandbox
-        .instantiate(NetworkGrant::new(Vec::new()), limits, &Transcript::Off)
+    let (envelope, message) = (wit_envelope(envelope), message.into());
+    let no_network = NetworkGrant::new(Vec::new());
+    let mut instance =
+        Instance::new(sandbox, no_network, Limits::default(), &Transcript::Off).await?;
+    instance
+        .call(async |api, store| api.call_prepare(store, &envelope, &message, options).await)
         .await
-        .map_err(|e| Error::Component(format!("{e:#}")))?;
-    let envelope = wit_envelope(envelope);
-    let message = message.into();
-    let call = sender
-        .sendbox_mail_mail_sender()
-        .call_prepare(&mut store, &envelope, &message, options);
-    let result = bounded(limits.run_time, call).await;
-    finish(result, &store)
 }
 
 /// One connection that can carry several messages.
 pub struct Session {
-    store: Store<Confined>,
-    sender: Sender,
+    instance: Instance,
     handle: ResourceAny,
-    run_time: Duration,
 }
 
 impl Session {
@@ -530,34 +517,83 @@ impl Session {
         message: impl Into<Message>,
         options: &SendOptions,
     ) -> Result<Delivery, Error> {
-        let envelope = wit_envelope(envelope);
-        let message = message.into();
-        let api = self.sender.sendbox_mail_mail_sender().session();
-        let call = api.call_send(&mut self.store, self.handle, &envelope, &message, options);
-        let result = bounded(self.run_time, call).await;
-        finish(result, &self.store)
+        let (envelope, message) = (wit_envelope(envelope), message.into());
+        let handle = self.handle;
+        self.instance
+            .call(async |api, store| {
+                let session = api.session();
+                session
+                    .call_send(store, handle, &envelope, &message, options)
+                    .await
+            })
+            .await
     }
 
     /// Whether the session can carry another message, as the component sees it: false
     /// once the connection was lost, timed out, broke the protocol or was closed, and
     /// after a call that trapped or ran out of time.
     pub async fn is_open(&mut self) -> bool {
-        let api = self.sender.sendbox_mail_mail_sender().session();
-        let call = api.call_is_open(&mut self.store, self.handle);
-        matches!(
-            tokio::time::timeout(self.run_time, call).await,
-            Ok(Ok(true))
-        )
+        let handle = self.handle;
+        let open = self
+            .instance
+            .call(async |api, store| api.session().call_is_open(store, handle).await.map(Ok))
+            .await;
+        matches!(open, Ok(true))
     }
 
     /// Sends QUIT and closes the connection.
     pub async fn close(mut self) -> Result<(), Error> {
-        let api = self.sender.sendbox_mail_mail_sender().session();
-        let call = api.call_close(&mut self.store, self.handle);
-        let result = bounded(self.run_time, call).await;
-        finish(result, &self.store)?;
-        let dropped = self.handle.resource_drop_async(&mut self.store).await;
-        dropped.map_err(|trap| Error::Component(trap_report(&trap, &self.store)))
+        let handle = self.handle;
+        self.instance
+            .call(async |api, store| api.session().call_close(store, handle).await)
+            .await?;
+        let store = &mut self.instance.store;
+        let dropped = handle.resource_drop_async(&mut *store).await;
+        dropped.map_err(|trap| Error::Component(trap_report(&trap, store)))
+    }
+}
+
+/// A fresh, confined instance of the component, and the bound on each call into it.
+struct Instance {
+    store: Store<Confined>,
+    sender: Sender,
+    run_time: Duration,
+}
+
+impl Instance {
+    async fn new(
+        sandbox: &Sandbox,
+        grant: NetworkGrant,
+        limits: Limits,
+        transcript: &Transcript,
+    ) -> Result<Self, Error> {
+        let (store, sender) = sandbox
+            .instantiate(grant, limits, transcript)
+            .await
+            .map_err(|e| Error::Component(format!("{e:#}")))?;
+        Ok(Instance {
+            store,
+            sender,
+            run_time: limits.run_time,
+        })
+    }
+
+    /// Makes one call of the component's interface, stopping it when it exceeds the
+    /// run-time limit; a trap is reported by [`trap_report`].
+    async fn call<T>(
+        &mut self,
+        call: impl AsyncFnOnce(
+            &wit::Guest,
+            &mut Store<Confined>,
+        ) -> wasmtime::Result<Result<T, SendError>>,
+    ) -> Result<T, Error> {
+        let api = self.sender.sendbox_mail_mail_sender();
+        let outcome = tokio::time::timeout(self.run_time, call(api, &mut self.store)).await;
+        match outcome {
+            Ok(Ok(result)) => result.map_err(Error::Smtp),
+            Ok(Err(trap)) => Err(Error::Component(trap_report(&trap, &self.store))),
+            Err(_) => Err(Error::RunTime(self.run_time)),
+        }
     }
 }
 
@@ -567,27 +603,6 @@ fn wit_envelope(envelope: &Envelope) -> wit::Envelope {
         recipients: envelope.recipients.clone(),
         recipients_from_headers: envelope.recipients_from_headers,
         qualify_domain: envelope.qualify_domain.clone(),
-    }
-}
-
-/// Runs a call of the component, stopping it when it exceeds `limit`.
-async fn bounded<T>(
-    limit: Duration,
-    call: impl Future<Output = wasmtime::Result<Result<T, SendError>>>,
-) -> Result<wasmtime::Result<Result<T, SendError>>, Duration> {
-    tokio::time::timeout(limit, call).await.map_err(|_| limit)
-}
-
-/// Maps a bounded call's outcome to ours; a trap is reported by [`trap_report`].
-fn finish<T>(
-    result: Result<wasmtime::Result<Result<T, SendError>>, Duration>,
-    store: &Store<Confined>,
-) -> Result<T, Error> {
-    match result {
-        Err(limit) => Err(Error::RunTime(limit)),
-        Ok(Err(trap)) => Err(Error::Component(trap_report(&trap, store))),
-        Ok(Ok(Err(error))) => Err(Error::Smtp(error)),
-        Ok(Ok(Ok(value))) => Ok(value),
     }
 }
 
