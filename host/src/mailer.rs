@@ -529,10 +529,15 @@ impl Session {
             .await
     }
 
-    /// Whether the session can carry another message, as the component sees it: false
-    /// once the connection was lost, timed out, broke the protocol or was closed, and
-    /// after a call that trapped or ran out of time.
+    /// Whether the session can carry another message, whatever the last call returned
+    /// (an error, or a delivery that a later failure cut short): false once the connection
+    /// was lost, timed out, broke the protocol or was closed, as the component sees it, and
+    /// after a call that trapped or ran out of time, without entering the instance again.
+    /// A session for which it is true takes the next [`Session::send`].
     pub async fn is_open(&mut self) -> bool {
+        if self.instance.interrupted {
+            return false;
+        }
         let handle = self.handle;
         let open = self
             .instance
@@ -558,6 +563,9 @@ struct Instance {
     store: Store<Confined>,
     sender: Sender,
     run_time: Duration,
+    /// A call trapped or was stopped at the run-time limit: the instance's state is
+    /// unknown, so [`Session::is_open`] does not ask it.
+    interrupted: bool,
 }
 
 impl Instance {
@@ -575,6 +583,7 @@ impl Instance {
             store,
             sender,
             run_time: limits.run_time,
+            interrupted: false,
         })
     }
 
@@ -589,11 +598,13 @@ impl Instance {
     ) -> Result<T, Error> {
         let api = self.sender.sendbox_mail_mail_sender();
         let outcome = tokio::time::timeout(self.run_time, call(api, &mut self.store)).await;
-        match outcome {
-            Ok(Ok(result)) => result.map_err(Error::Smtp),
-            Ok(Err(trap)) => Err(Error::Component(trap_report(&trap, &self.store))),
-            Err(_) => Err(Error::RunTime(self.run_time)),
-        }
+        let error = match outcome {
+            Ok(Ok(result)) => return result.map_err(Error::Smtp),
+            Ok(Err(trap)) => Error::Component(trap_report(&trap, &self.store)),
+            Err(_) => Error::RunTime(self.run_time),
+        };
+        self.interrupted = true;
+        Err(error)
     }
 }
 
