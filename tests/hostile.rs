@@ -1075,3 +1075,34 @@ async fn a_batch_keeps_its_session_after_the_content_is_refused() {
         summary.failures
     );
 }
+
+/// A call the host stopped at its run-time limit leaves the instance mid-call: the session
+/// says at once that it cannot carry another message, without entering the instance again.
+#[tokio::test]
+async fn a_session_stopped_at_its_run_time_limit_is_no_longer_open() {
+    let server = ScriptedServer::start(
+        session_script(vec![
+            Step::Expect("MAIL FROM:<a@example.org>"),
+            Step::Silent,
+        ]),
+        None,
+    );
+    let limits = sendbox::Limits {
+        run_time: Duration::from_secs(1),
+        ..sendbox::Limits::default()
+    };
+    let mailer = mailer_for(&server).await.with_limits(limits);
+    let mut session = mailer.open().await.expect("greeted");
+    let error = session
+        .send(&envelope("a@example.org", &["b@example.org"]), MESSAGE)
+        .await
+        .expect_err("stopped");
+    assert!(matches!(error, sendbox::Error::RunTime(_)), "{error:?}");
+    let asked = std::time::Instant::now();
+    assert!(!session.is_open().await);
+    assert!(
+        asked.elapsed() < Duration::from_millis(500),
+        "is_open took {:?}",
+        asked.elapsed()
+    );
+}

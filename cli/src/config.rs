@@ -670,7 +670,8 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Config, String> {
-        Config::parse(PathBuf::from("/etc/sendbox/config.toml"), text, None).map_err(|e| e.to_string())
+        Config::parse(PathBuf::from("/etc/sendbox/config.toml"), text, None)
+            .map_err(|e| e.to_string())
     }
 
     fn parse_err(text: &str) -> String {
@@ -758,7 +759,8 @@ mod tests {
         assert!(
             empty
                 .account(Some("x"))
-                .unwrap_err().to_string()
+                .unwrap_err()
+                .to_string()
                 .contains("has no accounts")
         );
     }
@@ -997,7 +999,8 @@ mod tests {
         let missing = Config::parse(tmp.path().join("c.toml"), "aliases = \"nope\"\n", None);
         assert!(
             missing
-                .unwrap_err().to_string()
+                .unwrap_err()
+                .to_string()
                 .contains("cannot read the aliases file")
         );
     }
@@ -1051,7 +1054,10 @@ mod tests {
     #[test]
     fn environment_variables() {
         let var = "SENDBOX_TEST_SURELY_UNSET_VARIABLE";
-        let message = SecretSource::PasswordEnv(var.into()).fetch().unwrap_err().to_string();
+        let message = SecretSource::PasswordEnv(var.into())
+            .fetch()
+            .unwrap_err()
+            .to_string();
         assert_eq!(message, format!("environment variable {var} is not set"));
         let path = std::env::var("PATH").unwrap();
         assert_eq!(

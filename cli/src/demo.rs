@@ -6,7 +6,6 @@
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 
-use sendbox::mailer::format_reply;
 use sendbox::{
     ComposedMessage, Credentials, Envelope, Mailbox, Mailer, Sandbox, Server, TlsMode, Transcript,
     TranscriptBuffer,
@@ -78,7 +77,7 @@ pub async fn run() -> Result<u8, Error> {
     println!(
         "Accepted for {}: {}",
         delivery.accepted.join(", "),
-        format_reply(&delivery.final_reply)
+        delivery.final_reply
     );
     println!();
     for received in server.received() {

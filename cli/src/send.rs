@@ -1,7 +1,6 @@
 //! `sendbox send`: one message, composed or raw, straight to the server or through the
 //! outbox (`--queue`). Also how a delivery is reported, which sendmail shares.
 
-use sendbox::mailer::format_reply;
 use sendbox::{Delivery, Envelope, Mailer, Message, Sandbox, SandboxOptions, SendOptions};
 
 use crate::args::{DeliveryArgs, SendArgs};
@@ -115,14 +114,14 @@ pub fn report(delivery: &Delivery, report_success: bool) {
         println!(
             "sent to {}: {}",
             escaped(delivery.accepted.join(", ")),
-            escaped(format_reply(&delivery.final_reply))
+            escaped(delivery.final_reply.to_string())
         );
     }
     for refused in &delivery.refused {
         eprintln!(
             "sendbox: recipient {} refused: {} (the message went to the others)",
             escaped(&refused.address),
-            escaped(format_reply(&refused.reply))
+            escaped(refused.reply.to_string())
         );
     }
 }

@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::mailer::{Envelope, Error, ErrorKind, Mailer, Session};
+use crate::mailer::{Envelope, Error, Mailer, Session};
 
 /// One message to send.
 #[derive(Clone, Debug)]
@@ -82,7 +82,7 @@ pub async fn send_all(
                     let Some((number, job)) = queue.lock().expect("queue lock").pop_front() else {
                         break;
                     };
-                    let outcome = send_one(&mailer, &mut session, &job, true).await;
+                    let outcome = send_one(&mailer, &mut session, &job).await;
                     progress(&outcome);
                     record(&mut summary.lock().expect("summary lock"), number, outcome);
                 }
@@ -100,14 +100,9 @@ pub async fn send_all(
     summary
 }
 
-/// Sends one job over the worker's session, opening one if it has none; `retry` allows
-/// one more try on a new session when the old one turns out to be closed.
-async fn send_one(
-    mailer: &Mailer,
-    session: &mut Option<Session>,
-    job: &Job,
-    retry: bool,
-) -> Outcome {
+/// Sends one job over the worker's session, opening one if it has none, and keeps the
+/// session for the next job only while it is open.
+async fn send_one(mailer: &Mailer, session: &mut Option<Session>, job: &Job) -> Outcome {
     if session.is_none() {
         match mailer.open().await {
             Ok(opened) => *session = Some(opened),
@@ -116,23 +111,14 @@ async fn send_one(
     }
     let open = session.as_mut().expect("opened above");
     let result = open.send(&job.envelope, &job.message[..]).await;
-    if retry && matches!(&result, Err(Error::Smtp(e)) if e.kind == ErrorKind::Closed) {
-        // An earlier failure ended the session after all: one retry on a new one.
+    // Asked after a delivery too: one that a later failure cut short ends the session.
+    if !open.is_open().await {
         *session = None;
-        return Box::pin(send_one(mailer, session, job, false)).await;
     }
     match result {
         Ok(delivery) if delivery.refused.is_empty() => Outcome::Sent,
         Ok(_) => Outcome::PartlyRefused,
-        Err(error) => {
-            // The component knows whether the dialogue survived the failure; a trap or a
-            // call out of time leaves an instance not worth asking.
-            let usable = matches!(error, Error::Smtp(_)) && open.is_open().await;
-            if !usable {
-                *session = None;
-            }
-            Outcome::Failed(error)
-        }
+        Err(error) => Outcome::Failed(error),
     }
 }
 

@@ -54,6 +54,7 @@
 #![warn(missing_docs)]
 
 pub mod batch;
+mod cache;
 pub mod component;
 pub mod mailer;
 pub mod policy;

@@ -232,7 +232,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Resolve { host, reason } => write!(f, "cannot resolve {host}: {reason}"),
-            Error::Smtp(error) => write!(f, "{}", describe(error)),
+            Error::Smtp(error) => write_send_error(f, error),
             Error::RunTime(limit) => write!(f, "stopped after the run-time limit of {limit:?}"),
             Error::Component(why) => write!(f, "the sandboxed component failed: {why}"),
         }
@@ -241,68 +241,88 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// One line saying what failed, where, the server's words, and whether to retry.
-pub fn describe(error: &SendError) -> String {
-    let mut line = match error.kind {
+/// One line saying what failed, where, the server's words, and whether to retry. It is
+/// [`Error`]'s text rather than [`SendError`]'s: bindgen gives the WIT's error record a
+/// `Display` of its own (its `Debug`).
+fn write_send_error(f: &mut fmt::Formatter<'_>, error: &SendError) -> fmt::Result {
+    match error.kind {
         // Found in what the caller gave, before anything was sent: no SMTP step failed.
-        ErrorKind::InvalidInput => format!("invalid input, nothing sent: {}", error.message),
-        kind => format!(
-            "{} failed ({}): {}",
-            phase_name(error.phase),
-            kind_name(kind),
-            error.message
-        ),
-    };
-    if let Some(reply) = &error.reply {
-        line.push_str(&format!("; server replied {}", format_reply(reply)));
+        ErrorKind::InvalidInput => write!(f, "invalid input, nothing sent: {}", error.message)?,
+        kind => write!(f, "{} failed ({kind}): {}", error.phase, error.message)?,
     }
-    line.push_str(if error.transient {
+    if let Some(reply) = &error.reply {
+        write!(f, "; server replied {reply}")?;
+    }
+    f.write_str(if error.transient {
         " [temporary: retrying later may work]"
     } else {
         " [permanent]"
-    });
-    line
+    })
 }
 
-/// A reply as `550 5.1.1 text`.
-pub fn format_reply(reply: &Reply) -> String {
-    let mut text = reply.code.to_string();
-    if let Some(s) = reply.enhanced_status {
-        text.push_str(&format!(" {}.{}.{}", s.class, s.subject, s.detail));
+impl Reply {
+    /// A 4xx reply: the server may accept later.
+    pub fn is_transient(&self) -> bool {
+        self.code / 100 == 4
     }
-    if !reply.text.is_empty() {
-        text.push(' ');
-        text.push_str(&reply.text.replace('\n', " / "));
-    }
-    text
-}
 
-/// The phase as users know it (`AUTH`, `RCPT`, ...).
-pub fn phase_name(phase: Phase) -> &'static str {
-    match phase {
-        Phase::Connect => "connect",
-        Phase::Greeting => "greeting",
-        Phase::Tls => "TLS",
-        Phase::Ehlo => "EHLO",
-        Phase::Auth => "AUTH",
-        Phase::Mail => "MAIL",
-        Phase::Rcpt => "RCPT",
-        Phase::Data => "DATA",
-        Phase::Quit => "QUIT",
+    /// A 5xx reply: the server refuses for good.
+    pub fn is_permanent(&self) -> bool {
+        self.code / 100 == 5
     }
 }
 
-/// The kind of failure, in words.
-pub fn kind_name(kind: ErrorKind) -> &'static str {
-    match kind {
-        ErrorKind::InvalidInput => "invalid input",
-        ErrorKind::Network => "network",
-        ErrorKind::Timeout => "timeout",
-        ErrorKind::Tls => "TLS",
-        ErrorKind::Auth => "authentication",
-        ErrorKind::Rejected => "rejected",
-        ErrorKind::Protocol => "protocol error",
-        ErrorKind::Closed => "session closed",
+impl fmt::Display for Reply {
+    /// The reply as `550 5.1.1 text`, its lines joined by ` / `.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.code)?;
+        if let Some(status) = self.enhanced_status {
+            write!(f, " {status}")?;
+        }
+        if !self.text.is_empty() {
+            write!(f, " {}", self.text.replace('\n', " / "))?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for EnhancedStatus {
+    /// The status as `5.1.1`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.class, self.subject, self.detail)
+    }
+}
+
+impl fmt::Display for Phase {
+    /// The phase as users know it (`AUTH`, `RCPT`, ...).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Phase::Connect => "connect",
+            Phase::Greeting => "greeting",
+            Phase::Tls => "TLS",
+            Phase::Ehlo => "EHLO",
+            Phase::Auth => "AUTH",
+            Phase::Mail => "MAIL",
+            Phase::Rcpt => "RCPT",
+            Phase::Data => "DATA",
+            Phase::Quit => "QUIT",
+        })
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    /// The kind of failure, in words (`rejected`, `session closed`, ...).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ErrorKind::InvalidInput => "invalid input",
+            ErrorKind::Network => "network",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Tls => "TLS",
+            ErrorKind::Auth => "authentication",
+            ErrorKind::Rejected => "rejected",
+            ErrorKind::Protocol => "protocol error",
+            ErrorKind::Closed => "session closed",
+        })
     }
 }
 
@@ -379,45 +399,39 @@ impl Mailer {
         message: impl Into<Message>,
         options: &SendOptions,
     ) -> Result<Delivery, Error> {
-        let (mut store, sender) = self.instantiate().await?;
-        let server = self.wit_server();
-        let credentials = self.wit_credentials();
-        let envelope = wit_envelope(envelope);
-        let message = message.into();
-        let call = sender.sendbox_mail_mail_sender().call_send(
-            &mut store,
-            &server,
-            credentials.as_ref(),
-            &envelope,
-            &message,
-            options,
-        );
-        let result = bounded(self.limits.run_time, call).await;
-        finish(result, &store)
+        let (server, credentials) = (self.wit_server(), self.wit_credentials());
+        let (envelope, message) = (wit_envelope(envelope), message.into());
+        let mut instance = self.instantiate().await?;
+        instance
+            .call(async |api, store| {
+                let credentials = credentials.as_ref();
+                api.call_send(store, &server, credentials, &envelope, &message, options)
+                    .await
+            })
+            .await
     }
 
     /// Opens a session: connected, greeted, TLS set up, authenticated.
     pub async fn open(&self) -> Result<Session, Error> {
-        let (mut store, sender) = self.instantiate().await?;
-        let server = self.wit_server();
-        let credentials = self.wit_credentials();
-        let api = sender.sendbox_mail_mail_sender().session();
-        let call = api.call_open(&mut store, &server, credentials.as_ref());
-        let result = bounded(self.limits.run_time, call).await;
-        let handle = finish(result, &store)?;
-        Ok(Session {
-            store,
-            sender,
-            handle,
-            run_time: self.limits.run_time,
-        })
+        let (server, credentials) = (self.wit_server(), self.wit_credentials());
+        let mut instance = self.instantiate().await?;
+        let handle = instance
+            .call(async |api, store| {
+                let credentials = credentials.as_ref();
+                api.session().call_open(store, &server, credentials).await
+            })
+            .await?;
+        Ok(Session { instance, handle })
     }
 
-    async fn instantiate(&self) -> Result<(Store<Confined>, Sender), Error> {
-        self.sandbox
-            .instantiate(self.grant.clone(), self.limits, &self.transcript)
-            .await
-            .map_err(|e| Error::Component(format!("{e:#}")))
+    async fn instantiate(&self) -> Result<Instance, Error> {
+        Instance::new(
+            &self.sandbox,
+            self.grant.clone(),
+            self.limits,
+            &self.transcript,
+        )
+        .await
     }
 
     fn wit_server(&self) -> wit::Server {
@@ -468,26 +482,19 @@ pub async fn prepare(
     message: impl Into<Message>,
     options: &SendOptions,
 ) -> Result<PreparedMessage, Error> {
-    let limits = Limits::default();
-    let (mut store, sender) = sandbox
-        .instantiate(NetworkGrant::new(Vec::new()), limits, &Transcript::Off)
+    let (envelope, message) = (wit_envelope(envelope), message.into());
+    let no_network = NetworkGrant::new(Vec::new());
+    let mut instance =
+        Instance::new(sandbox, no_network, Limits::default(), &Transcript::Off).await?;
+    instance
+        .call(async |api, store| api.call_prepare(store, &envelope, &message, options).await)
         .await
-        .map_err(|e| Error::Component(format!("{e:#}")))?;
-    let envelope = wit_envelope(envelope);
-    let message = message.into();
-    let call = sender
-        .sendbox_mail_mail_sender()
-        .call_prepare(&mut store, &envelope, &message, options);
-    let result = bounded(limits.run_time, call).await;
-    finish(result, &store)
 }
 
 /// One connection that can carry several messages.
 pub struct Session {
-    store: Store<Confined>,
-    sender: Sender,
+    instance: Instance,
     handle: ResourceAny,
-    run_time: Duration,
 }
 
 impl Session {
@@ -510,34 +517,94 @@ impl Session {
         message: impl Into<Message>,
         options: &SendOptions,
     ) -> Result<Delivery, Error> {
-        let envelope = wit_envelope(envelope);
-        let message = message.into();
-        let api = self.sender.sendbox_mail_mail_sender().session();
-        let call = api.call_send(&mut self.store, self.handle, &envelope, &message, options);
-        let result = bounded(self.run_time, call).await;
-        finish(result, &self.store)
+        let (envelope, message) = (wit_envelope(envelope), message.into());
+        let handle = self.handle;
+        self.instance
+            .call(async |api, store| {
+                let session = api.session();
+                session
+                    .call_send(store, handle, &envelope, &message, options)
+                    .await
+            })
+            .await
     }
 
-    /// Whether the session can carry another message, as the component sees it: false
-    /// once the connection was lost, timed out, broke the protocol or was closed, and
-    /// after a call that trapped or ran out of time.
+    /// Whether the session can carry another message, whatever the last call returned
+    /// (an error, or a delivery that a later failure cut short): false once the connection
+    /// was lost, timed out, broke the protocol or was closed, as the component sees it, and
+    /// after a call that trapped or ran out of time, without entering the instance again.
+    /// A session for which it is true takes the next [`Session::send`].
     pub async fn is_open(&mut self) -> bool {
-        let api = self.sender.sendbox_mail_mail_sender().session();
-        let call = api.call_is_open(&mut self.store, self.handle);
-        matches!(
-            tokio::time::timeout(self.run_time, call).await,
-            Ok(Ok(true))
-        )
+        if self.instance.interrupted {
+            return false;
+        }
+        let handle = self.handle;
+        let open = self
+            .instance
+            .call(async |api, store| api.session().call_is_open(store, handle).await.map(Ok))
+            .await;
+        matches!(open, Ok(true))
     }
 
     /// Sends QUIT and closes the connection.
     pub async fn close(mut self) -> Result<(), Error> {
-        let api = self.sender.sendbox_mail_mail_sender().session();
-        let call = api.call_close(&mut self.store, self.handle);
-        let result = bounded(self.run_time, call).await;
-        finish(result, &self.store)?;
-        let dropped = self.handle.resource_drop_async(&mut self.store).await;
-        dropped.map_err(|trap| Error::Component(trap_report(&trap, &self.store)))
+        let handle = self.handle;
+        self.instance
+            .call(async |api, store| api.session().call_close(store, handle).await)
+            .await?;
+        let store = &mut self.instance.store;
+        let dropped = handle.resource_drop_async(&mut *store).await;
+        dropped.map_err(|trap| Error::Component(trap_report(&trap, store)))
+    }
+}
+
+/// A fresh, confined instance of the component, and the bound on each call into it.
+struct Instance {
+    store: Store<Confined>,
+    sender: Sender,
+    run_time: Duration,
+    /// A call trapped or was stopped at the run-time limit: the instance's state is
+    /// unknown, so [`Session::is_open`] does not ask it.
+    interrupted: bool,
+}
+
+impl Instance {
+    async fn new(
+        sandbox: &Sandbox,
+        grant: NetworkGrant,
+        limits: Limits,
+        transcript: &Transcript,
+    ) -> Result<Self, Error> {
+        let (store, sender) = sandbox
+            .instantiate(grant, limits, transcript)
+            .await
+            .map_err(|e| Error::Component(format!("{e:#}")))?;
+        Ok(Instance {
+            store,
+            sender,
+            run_time: limits.run_time,
+            interrupted: false,
+        })
+    }
+
+    /// Makes one call of the component's interface, stopping it when it exceeds the
+    /// run-time limit; a trap is reported by [`trap_report`].
+    async fn call<T>(
+        &mut self,
+        call: impl AsyncFnOnce(
+            &wit::Guest,
+            &mut Store<Confined>,
+        ) -> wasmtime::Result<Result<T, SendError>>,
+    ) -> Result<T, Error> {
+        let api = self.sender.sendbox_mail_mail_sender();
+        let outcome = tokio::time::timeout(self.run_time, call(api, &mut self.store)).await;
+        let error = match outcome {
+            Ok(Ok(result)) => return result.map_err(Error::Smtp),
+            Ok(Err(trap)) => Error::Component(trap_report(&trap, &self.store)),
+            Err(_) => Error::RunTime(self.run_time),
+        };
+        self.interrupted = true;
+        Err(error)
     }
 }
 
@@ -547,27 +614,6 @@ fn wit_envelope(envelope: &Envelope) -> wit::Envelope {
         recipients: envelope.recipients.clone(),
         recipients_from_headers: envelope.recipients_from_headers,
         qualify_domain: envelope.qualify_domain.clone(),
-    }
-}
-
-/// Runs a call of the component, stopping it when it exceeds `limit`.
-async fn bounded<T>(
-    limit: Duration,
-    call: impl Future<Output = wasmtime::Result<Result<T, SendError>>>,
-) -> Result<wasmtime::Result<Result<T, SendError>>, Duration> {
-    tokio::time::timeout(limit, call).await.map_err(|_| limit)
-}
-
-/// Maps a bounded call's outcome to ours; a trap is reported by [`trap_report`].
-fn finish<T>(
-    result: Result<wasmtime::Result<Result<T, SendError>>, Duration>,
-    store: &Store<Confined>,
-) -> Result<T, Error> {
-    match result {
-        Err(limit) => Err(Error::RunTime(limit)),
-        Ok(Err(trap)) => Err(Error::Component(trap_report(&trap, store))),
-        Ok(Ok(Err(error))) => Err(Error::Smtp(error)),
-        Ok(Ok(Ok(value))) => Ok(value),
     }
 }
 
@@ -717,9 +763,22 @@ mod tests {
             transient: true,
         };
         assert_eq!(
-            describe(&error),
+            Error::Smtp(error).to_string(),
             "RCPT failed (rejected): every recipient was refused; server replied 450 4.2.0 mailbox busy / try later [temporary: retrying later may work]"
         );
+    }
+
+    #[test]
+    fn a_reply_is_transient_or_permanent_by_its_first_digit() {
+        let reply = |code| Reply {
+            code,
+            enhanced_status: None,
+            text: String::new(),
+        };
+        assert!(reply(450).is_transient() && !reply(450).is_permanent());
+        assert!(reply(554).is_permanent() && !reply(554).is_transient());
+        assert!(!reply(250).is_transient() && !reply(250).is_permanent());
+        assert_eq!(reply(250).to_string(), "250");
     }
 
     #[test]
@@ -732,7 +791,7 @@ mod tests {
             transient: false,
         };
         assert_eq!(
-            describe(&error),
+            Error::Smtp(error).to_string(),
             "invalid input, nothing sent: address \"bob@@example.net\" has a local part that is not valid [permanent]"
         );
     }

@@ -18,6 +18,11 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 /// How often the epoch advances; a spinning guest yields to the host at least this often.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// How long the host lets a call run past the component's own overall deadline before it
+/// stops the call. The component ends a slow dialogue itself and says in which phase (a
+/// `timeout`); the host's limit is the backstop for a component that does not, so it
+/// must not fire first.
+const RUN_TIME_GRACE: Duration = Duration::from_secs(60);
 /// Most bytes of stderr kept from a guest that is not asked for a transcript
 /// (enough for a panic message, not enough to grow without bound).
 const QUIET_STDERR: usize = 64 * 1024;
@@ -55,15 +60,18 @@ impl NetworkGrant {
 pub struct Limits {
     /// Most linear memory the component may have, in bytes.
     pub memory_bytes: usize,
-    /// Longest a call may run, waiting included, before the host stops it.
+    /// Longest a call may run, waiting included, before the host stops it. By default a
+    /// minute more than the component's own deadline for a call (`total-ms`, 15 minutes).
     pub run_time: Duration,
 }
 
 impl Default for Limits {
     fn default() -> Self {
+        // The deadline the component applies when the caller sets none: proto's.
+        let component_deadline = sendbox_proto::Timeouts::default().total_ms;
         Limits {
             memory_bytes: 64 << 20,
-            run_time: Duration::from_secs(960),
+            run_time: Duration::from_millis(component_deadline.into()) + RUN_TIME_GRACE,
         }
     }
 }
@@ -216,6 +224,12 @@ pub(crate) fn start_epoch_ticker(engine: &Engine) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_run_time_is_the_components_deadline_and_a_minute() {
+        // The README says 960 s: a change to proto's total must change it too.
+        assert_eq!(Limits::default().run_time, Duration::from_secs(960));
+    }
 
     #[test]
     fn only_the_granted_address_and_port_may_be_reached() {

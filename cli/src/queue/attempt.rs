@@ -1,7 +1,6 @@
 //! One delivery attempt of a queued message: what it asks of the library, how it ended,
 //! and what the outbox and the log keep of it.
 
-use sendbox::mailer::format_reply;
 use sendbox::{Delivery, SendOptions};
 
 use super::policy::{self, Ended, Then};
@@ -208,13 +207,9 @@ pub fn settle(
     let reason;
     let logged = match &outcome {
         Outcome::Delivered(delivery) => {
-            let mut text = format_reply(&delivery.final_reply);
+            let mut text = delivery.final_reply.to_string();
             for refused in &delivery.refused {
-                text.push_str(&format!(
-                    "; {} refused: {}",
-                    refused.address,
-                    format_reply(&refused.reply)
-                ));
+                text.push_str(&format!("; {} refused: {}", refused.address, refused.reply));
             }
             reply = text;
             Logged::Delivered { reply: &reply }

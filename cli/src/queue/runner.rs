@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::io;
 
-use sendbox::mailer::format_reply;
 use sendbox::{Message, SandboxOptions, Session};
 
 use super::attempt::{self, Attempt, Failure, Outcome};
@@ -280,7 +279,7 @@ fn tally(counts: &mut Counts, id: &str, outcome: &Outcome) {
                 eprintln!(
                     "sendbox: {id}: recipient {} refused: {}",
                     escaped(&refused.address),
-                    escaped(format_reply(&refused.reply))
+                    escaped(refused.reply.to_string())
                 );
             }
             counts.delivered += 1;
