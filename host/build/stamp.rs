@@ -1,7 +1,7 @@
 //! The component stamp, `host/component/sendbox.wasm.sources`: the list of what the
 //! committed component is built from, each input with its SHA-256, and the component's own.
 //!
-//! `just guest` builds the component, then runs `host/build.rs` with `SENDBOX_UPDATE_STAMP=1`,
+//! `just guest` builds the component, then runs the build script with `SENDBOX_UPDATE_STAMP=1`,
 //! which calls [`gather`] with the dep-info file that cargo wrote for the guest build and the
 //! package list of `cargo tree -p sendbox-guest --target wasm32-wasip2 -e no-dev`, and writes
 //! the stamp ([`render`]). Every other build of the host calls [`verify`]: it hashes exactly
@@ -21,8 +21,7 @@
 //! component <sha256>                                     the component itself
 //! ```
 //!
-//! This file is compiled twice: by `host/build.rs` (`#[path]`) and, for its unit tests, by
-//! the host library's tests (`component.rs`). It needs only `std` and `sha2`.
+//! The unit tests run as the host's `stamp` test target (`stamp_test.rs`).
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -120,15 +119,6 @@ impl Input {
             },
             _ => return None,
         })
-    }
-
-    /// The files whose change can change this input's hash (for `rerun-if-changed`).
-    pub fn watched(&self, root: &Path) -> PathBuf {
-        match self {
-            Input::File(path) | Input::Tree(path) => root.join(path),
-            Input::Toml { file, .. } | Input::Just { file, .. } => root.join(file),
-            Input::Lock { .. } => root.join("Cargo.lock"),
-        }
     }
 
     /// The SHA-256 of what this input is now, or why it cannot be read.
@@ -801,7 +791,7 @@ mod tests {
 
     #[test]
     fn the_committed_stamp_matches_this_tree() {
-        // The same check as host/build.rs, on the real workspace, plus what it must cover.
+        // The same check as host/build/main.rs, on the real workspace, plus what it must cover.
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         let text = fs::read_to_string(root.join("host/component/sendbox.wasm.sources")).unwrap();
         let stamp = parse(&text).expect("the committed stamp parses");

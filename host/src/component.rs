@@ -1,7 +1,7 @@
 //! The sendbox component: the committed `.wasm` embedded in this crate, compiled once per
 //! [`Sandbox`] and linked against WASI, ready to be instantiated per call.
 //!
-//! `build.rs` refuses to build when `component/sendbox.wasm` is older than the guest, proto
+//! `build/main.rs` refuses to build when `component/sendbox.wasm` is older than the guest, proto
 //! or WIT sources, so a stale component can never be tested or shipped.
 //!
 //! Compiling the component with Cranelift takes most of a second, so [`Sandbox::new`] keeps
@@ -427,12 +427,6 @@ fn store_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()
     }
     result
 }
-
-/// The component stamp's logic, shared with `build.rs`; compiled here for its unit tests.
-#[cfg(test)]
-#[allow(dead_code)]
-#[path = "../build/stamp.rs"]
-mod stamp;
 
 #[cfg(test)]
 mod tests {
