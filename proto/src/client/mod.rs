@@ -153,6 +153,7 @@ pub struct Wait {
 
 /// What the driver must do next.
 #[derive(Debug)]
+#[must_use = "a step ignored loses what it carries: bytes to write, the handshake, an outcome"]
 pub enum Step<'a> {
     /// Write these bytes before the deadline, then poll again.
     Transmit(Vec<u8>, Instant),
