@@ -1,7 +1,7 @@
 //! The component stamp, `host/component/sendbox.wasm.sources`: the list of what the
 //! committed component is built from, each input with its SHA-256, and the component's own.
 //!
-//! `just guest` builds the component, then runs `host/build.rs` with `SENDBOX_UPDATE_STAMP=1`,
+//! `just guest` builds the component, then runs the build script with `SENDBOX_UPDATE_STAMP=1`,
 //! which calls [`gather`] with the dep-info file that cargo wrote for the guest build and the
 //! package list of `cargo tree -p sendbox-guest --target wasm32-wasip2 -e no-dev`, and writes
 //! the stamp ([`render`]). Every other build of the host calls [`verify`]: it hashes exactly
@@ -21,19 +21,21 @@
 //! component <sha256>                                     the component itself
 //! ```
 //!
-//! This file is compiled twice: by `host/build.rs` (`#[path]`) and, for its unit tests, by
-//! the host library's tests (`component.rs`). It needs only `std` and `sha2`.
+//! A `toml` line hashes the parsed value, so comments and layout do not count. The unit
+//! tests run as the host's `stamp` test target (`stamp_test.rs`).
 
+use std::cell::OnceCell;
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
+use toml::{Table, Value};
 
 /// The first lines of the stamp.
-pub const HEADER: &str = "# Written by `just guest`, checked by host/build.rs (see host/build/stamp.rs). Do not edit.\n\
-# What host/component/sendbox.wasm is built from, each with its SHA-256; host/build.rs hashes\n\
-# these again and refuses to build when one differs.\n";
+pub const HEADER: &str = "# Written by `just guest`, checked by host/build/main.rs (see host/build/stamp.rs). Do not edit.\n\
+# What host/component/sendbox.wasm is built from, each with its SHA-256; the host's build\n\
+# script hashes these again and refuses to build when one differs.\n";
 
 /// The directories whose every file is an input, whether or not rustc names it.
 const TREES: &[&str] = &["wit"];
@@ -75,40 +77,25 @@ impl Input {
         match self {
             Input::File(path) => format!("file {path}"),
             Input::Tree(path) => format!("tree {path}"),
-            Input::Toml {
-                file,
-                table,
-                key: None,
-            } => format!("toml {file} [{table}]"),
-            Input::Toml {
-                file,
-                table,
-                key: Some(key),
-            } => format!("toml {file} [{table}] {key}"),
+            Input::Toml { file, table, key } => match key {
+                None => format!("toml {file} [{table}]"),
+                Some(key) => format!("toml {file} [{table}] {key}"),
+            },
             Input::Just { file, name } => format!("just {file} {name}"),
             Input::Lock { name, version } => format!("lock {name} {version}"),
         }
     }
 
     fn parse(words: &[&str]) -> Option<Input> {
-        let owned = |s: &str| s.to_string();
-        let table = |s: &str| {
-            s.strip_prefix('[')
-                .and_then(|s| s.strip_suffix(']'))
-                .map(owned)
-        };
+        let owned = |s: &&str| s.to_string();
+        let table = |s: &&str| Some(s.strip_prefix('[')?.strip_suffix(']')?.to_string());
         Some(match words {
             ["file", path] => Input::File(owned(path)),
             ["tree", path] => Input::Tree(owned(path)),
-            ["toml", file, t] => Input::Toml {
+            ["toml", file, t, key @ ..] if key.len() <= 1 => Input::Toml {
                 file: owned(file),
                 table: table(t)?,
-                key: None,
-            },
-            ["toml", file, t, key] => Input::Toml {
-                file: owned(file),
-                table: table(t)?,
-                key: Some(owned(key)),
+                key: key.first().map(owned),
             },
             ["just", file, name] => Input::Just {
                 file: owned(file),
@@ -121,79 +108,129 @@ impl Input {
             _ => return None,
         })
     }
+}
 
-    /// The files whose change can change this input's hash (for `rerun-if-changed`).
-    pub fn watched(&self, root: &Path) -> PathBuf {
-        match self {
-            Input::File(path) | Input::Tree(path) => root.join(path),
-            Input::Toml { file, .. } | Input::Just { file, .. } => root.join(file),
-            Input::Lock { .. } => root.join("Cargo.lock"),
+/// The workspace whose files the inputs are read from.
+struct Workspace<'a> {
+    root: &'a Path,
+    /// Cargo.lock, parsed once for all the `lock` lines.
+    lock: OnceCell<Result<Table, String>>,
+}
+
+impl<'a> Workspace<'a> {
+    fn new(root: &'a Path) -> Self {
+        Workspace {
+            root,
+            lock: OnceCell::new(),
         }
     }
 
-    /// The SHA-256 of what this input is now, or why it cannot be read.
-    pub fn digest(&self, root: &Path) -> Result<String, String> {
+    /// The SHA-256 of what `input` is now, or why it cannot be read.
+    fn digest(&self, input: &Input) -> Result<String, String> {
         let mut hasher = Sha256::new();
-        match self {
-            Input::File(path) => {
-                let contents =
-                    fs::read(root.join(path)).map_err(|e| format!("cannot read {path}: {e}"))?;
-                hasher.update(&contents);
-            }
+        match input {
+            Input::File(path) => hasher.update(self.read(path)?),
             Input::Tree(path) => {
                 let mut files = Vec::new();
-                collect(&root.join(path), &mut files);
+                collect(&self.root.join(path), &mut files);
                 files.sort();
                 for file in files {
-                    let relative = relative(root, &file).unwrap_or_default();
                     let contents = fs::read(&file)
                         .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-                    hasher.update(relative.as_bytes());
+                    hasher.update(relative(self.root, &file).unwrap_or_default());
                     hasher.update([0]);
                     hasher.update((contents.len() as u64).to_le_bytes());
                     hasher.update(&contents);
                 }
             }
             Input::Toml { file, table, key } => {
-                let text = read_text(root, file)?;
-                match toml_lines(&text, table, key.as_deref()) {
-                    Some(lines) => hasher.update(lines.as_bytes()),
-                    // An absent table is an input too: adding it changes the build.
-                    None => hasher.update(b"\0absent"),
-                }
+                let document = self.toml(file)?;
+                let table = table
+                    .split('.')
+                    .try_fold(&document, |table, name| table.get(name)?.as_table());
+                let selected = match (table, key) {
+                    (Some(table), None) => Some(canonical_table(table)),
+                    (Some(table), Some(key)) => table.get(key).map(canonical),
+                    (None, _) => None,
+                };
+                // An absent table or key is an input too: adding it changes the build.
+                hasher.update(selected.as_deref().unwrap_or("\0absent"));
             }
             Input::Just { file, name } => {
-                let text = read_text(root, file)?;
+                let text = self.text(file)?;
                 let line = just_variable(&text, name)
                     .ok_or_else(|| format!("{file} no longer sets `{name}`"))?;
-                hasher.update(line.as_bytes());
+                hasher.update(line);
             }
             Input::Lock { name, version } => {
-                let text = read_text(root, "Cargo.lock")?;
-                let entry = lock_entries(&text)
+                let lock = self.lock.get_or_init(|| self.toml("Cargo.lock"));
+                let packages = lock.as_ref()?.get("package").and_then(Value::as_array);
+                let entry = packages
                     .into_iter()
-                    .find(|e| e.name == *name && e.version == *version)
+                    .flatten()
+                    .filter_map(Value::as_table)
+                    .find(|p| string(p, "name") == name && string(p, "version") == version)
                     .ok_or_else(|| format!("Cargo.lock no longer has {name} {version}"))?;
-                for field in [&entry.name, &entry.version, &entry.source, &entry.checksum] {
-                    hasher.update(field.as_bytes());
+                for key in ["name", "version", "source", "checksum"] {
+                    hasher.update(string(entry, key));
                     hasher.update([0]);
                 }
             }
         }
         Ok(hex(&hasher.finalize()))
     }
+
+    fn read(&self, path: &str) -> Result<Vec<u8>, String> {
+        fs::read(self.root.join(path)).map_err(|e| format!("cannot read {path}: {e}"))
+    }
+
+    fn text(&self, path: &str) -> Result<String, String> {
+        fs::read_to_string(self.root.join(path)).map_err(|e| format!("cannot read {path}: {e}"))
+    }
+
+    fn toml(&self, path: &str) -> Result<Table, String> {
+        (self.text(path)?.parse()).map_err(|e| format!("cannot parse {path}: {e}"))
+    }
+}
+
+/// The string at `key`, or "" when there is none (a lock entry of a path package has no
+/// source or checksum).
+fn string<'a>(table: &'a Table, key: &str) -> &'a str {
+    table.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+/// `value` written out with each table's keys sorted, so that its hash follows what the
+/// TOML says, and stays the same if some dependency turns on toml's `preserve_order`.
+fn canonical(value: &Value) -> String {
+    match value {
+        Value::String(s) => format!("{s:?}"),
+        Value::Integer(i) => i.to_string(),
+        Value::Float(f) => f.to_string(),
+        Value::Boolean(b) => b.to_string(),
+        Value::Datetime(d) => d.to_string(),
+        Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(canonical).collect();
+            format!("[{}]", items.join(","))
+        }
+        Value::Table(table) => canonical_table(table),
+    }
+}
+
+fn canonical_table(table: &Table) -> String {
+    let mut entries: Vec<String> = table
+        .iter()
+        .map(|(key, value)| format!("{key:?}={}", canonical(value)))
+        .collect();
+    entries.sort();
+    format!("{{{}}}", entries.join(","))
 }
 
 /// What the component is built from, given the guest build's dep-info file and
 /// `cargo tree -p sendbox-guest --target wasm32-wasip2 -e no-dev --prefix none --format {p}`.
 pub fn gather(root: &Path, depinfo: &str, packages: &str) -> Result<Vec<Input>, String> {
     let mut inputs = BTreeSet::new();
-    for tree in TREES {
-        inputs.insert(Input::Tree(tree.to_string()));
-    }
-    for file in FILES {
-        inputs.insert(Input::File(file.to_string()));
-    }
+    inputs.extend(TREES.iter().map(|tree| Input::Tree(tree.to_string())));
+    inputs.extend(FILES.iter().map(|file| Input::File(file.to_string())));
     let files = depinfo_files(depinfo);
     if files.is_empty() {
         return Err("the guest's dep-info names no files".into());
@@ -204,13 +241,12 @@ pub fn gather(root: &Path, depinfo: &str, packages: &str) -> Result<Vec<Input>, 
         let Some(relative) = relative(root, Path::new(&file)) else {
             continue;
         };
-        if TREES
+        if !TREES
             .iter()
             .any(|tree| relative.starts_with(&format!("{tree}/")))
         {
-            continue;
+            inputs.insert(Input::File(relative));
         }
-        inputs.insert(Input::File(relative));
     }
     for (table, key) in ROOT_TABLES {
         inputs.insert(Input::Toml {
@@ -223,10 +259,13 @@ pub fn gather(root: &Path, depinfo: &str, packages: &str) -> Result<Vec<Input>, 
         file: "Justfile".into(),
         name: RUSTFLAGS_VARIABLE.into(),
     });
+    let workspace = Workspace::new(root);
     let mut any = false;
+    // Lines such as `rustls v0.23.46`, `sendbox-proto v0.1.0 (/work/proto)`, `serde_derive
+    // v1.0.229 (proc-macro)`, or a repeat ending in `(*)`.
     for line in packages.lines() {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let (Some(name), Some(version)) = (words.first(), words.get(1)) else {
+        let mut words = line.split_whitespace();
+        let (Some(name), Some(version)) = (words.next(), words.next()) else {
             continue;
         };
         let Some(version) = version.strip_prefix('v') else {
@@ -239,24 +278,21 @@ pub fn gather(root: &Path, depinfo: &str, packages: &str) -> Result<Vec<Input>, 
         });
         // A workspace member: its manifest, and the workspace dependencies it inherits.
         let member = words
-            .iter()
             .filter_map(|w| w.strip_prefix('(')?.strip_suffix(')'))
             .find_map(|dir| relative(root, Path::new(dir)));
         if let Some(member) = member {
-            let manifest = if member.is_empty() {
-                "Cargo.toml".to_string()
-            } else {
-                format!("{member}/Cargo.toml")
+            let manifest = match member.as_str() {
+                "" => "Cargo.toml".to_string(),
+                dir => format!("{dir}/Cargo.toml"),
             };
-            let text = read_text(root, &manifest)?;
-            inputs.insert(Input::File(manifest));
-            for dependency in inherited_dependencies(&text) {
+            for dependency in inherited_dependencies(&workspace.toml(&manifest)?) {
                 inputs.insert(Input::Toml {
                     file: "Cargo.toml".into(),
                     table: "workspace.dependencies".into(),
                     key: Some(dependency),
                 });
             }
+            inputs.insert(Input::File(manifest));
         }
     }
     if !any {
@@ -267,9 +303,11 @@ pub fn gather(root: &Path, depinfo: &str, packages: &str) -> Result<Vec<Input>, 
 
 /// The stamp for `inputs` as they are now and `component`.
 pub fn render(root: &Path, inputs: &[Input], component: &[u8]) -> Result<String, String> {
+    let workspace = Workspace::new(root);
     let mut stamp = HEADER.to_string();
     for input in inputs {
-        stamp.push_str(&format!("{} {}\n", input.describe(), input.digest(root)?));
+        let digest = workspace.digest(input)?;
+        stamp.push_str(&format!("{} {digest}\n", input.describe()));
     }
     stamp.push_str(&format!("component {}\n", hex(&Sha256::digest(component))));
     Ok(stamp)
@@ -310,9 +348,10 @@ pub fn parse(text: &str) -> Option<Stamp> {
 /// Checks every input of the stamp and the component against what is on disk now. The
 /// error lists each difference, one per line.
 pub fn verify(root: &Path, stamp: &Stamp, component: &[u8]) -> Result<(), Vec<String>> {
+    let workspace = Workspace::new(root);
     let mut problems = Vec::new();
     for (input, recorded) in &stamp.inputs {
-        match input.digest(root) {
+        match workspace.digest(input) {
             Ok(now) if now == *recorded => {}
             Ok(_) => problems.push(format!("changed: {}", input.describe())),
             Err(why) => problems.push(format!("{}: {why}", input.describe())),
@@ -331,193 +370,45 @@ pub fn verify(root: &Path, stamp: &Stamp, component: &[u8]) -> Result<(), Vec<St
     }
 }
 
-/// The paths of a Makefile-style dep-info file, as cargo writes it: `target: dep dep ...`,
-/// spaces in names escaped with a backslash.
+/// The paths of a dep-info file as cargo writes it, `target: dep dep ...` with spaces in
+/// names escaped as `\ `, sorted and without repeats.
 pub fn depinfo_files(depinfo: &str) -> Vec<String> {
     let mut files = Vec::new();
     for line in depinfo.lines() {
-        let Some((_, deps)) = split_rule(line) else {
+        let Some((_, deps)) = line.split_once(": ") else {
             continue;
         };
-        let mut current = String::new();
-        let mut chars = deps.chars().peekable();
-        while let Some(c) = chars.next() {
-            match c {
-                '\\' if chars.peek().is_some_and(|n| *n == ' ' || *n == '\\') => {
-                    current.push(chars.next().unwrap_or(' '));
-                }
-                ' ' | '\t' => {
-                    if !current.is_empty() {
-                        files.push(std::mem::take(&mut current));
-                    }
-                }
-                c => current.push(c),
-            }
-        }
-        if !current.is_empty() {
-            files.push(current);
-        }
+        let deps = deps.replace("\\ ", "\0");
+        files.extend(deps.split_whitespace().map(|file| file.replace('\0', " ")));
     }
     files.sort();
     files.dedup();
     files
 }
 
-/// `target: deps` → (`target`, `deps`), skipping an escaped colon or a drive letter.
-fn split_rule(line: &str) -> Option<(&str, &str)> {
-    let bytes = line.as_bytes();
-    (0..bytes.len())
-        .find(|&i| {
-            bytes[i] == b':'
-                && (i == 0 || bytes[i - 1] != b'\\')
-                && bytes.get(i + 1).is_none_or(|b| *b == b' ')
-        })
-        .map(|i| (&line[..i], &line[i + 1..]))
-}
-
-/// The lines of `[table]` (or of its `key`, with the key's continuation lines), blank and
-/// comment lines left out; `None` when there is no such table or key.
-pub fn toml_lines(text: &str, table: &str, key: Option<&str>) -> Option<String> {
-    let mut found_table = false;
-    let mut in_table = false;
-    let mut selected = String::new();
-    let mut open_brackets: i32 = 0;
-    for line in text.lines() {
-        let trimmed = line.trim();
-        if open_brackets > 0 {
-            // A continuation of a selected multi-line value.
-            selected.push_str(trimmed);
-            selected.push('\n');
-            open_brackets += brackets(trimmed);
-            continue;
-        }
-        if trimmed.starts_with('[') {
-            let name = trimmed.trim_start_matches('[');
-            let name = name.split(']').next().unwrap_or_default().trim();
-            in_table = name == table;
-            found_table |= in_table;
-            continue;
-        }
-        if !in_table || trimmed.is_empty() || trimmed.starts_with('#') {
-            continue;
-        }
-        if let Some(key) = key {
-            let this = trimmed.split('=').next().unwrap_or_default().trim();
-            let this = this.trim_matches('"');
-            if this != key && !this.starts_with(&format!("{key}.")) {
-                continue;
-            }
-        }
-        selected.push_str(trimmed);
-        selected.push('\n');
-        open_brackets = brackets(trimmed);
-    }
-    if !found_table || key.is_some() && selected.is_empty() {
-        return None;
-    }
-    Some(selected)
-}
-
-/// Opening minus closing brackets and braces outside strings, to follow multi-line arrays.
-fn brackets(line: &str) -> i32 {
-    let mut depth = 0;
-    let mut in_string = false;
-    for c in line.chars() {
-        match c {
-            '"' => in_string = !in_string,
-            '#' if !in_string => break,
-            '[' | '{' if !in_string => depth += 1,
-            ']' | '}' if !in_string => depth -= 1,
-            _ => {}
-        }
-    }
-    depth
-}
-
 /// The dependencies a member manifest inherits from `[workspace.dependencies]`, in the
 /// tables the guest build compiles (not dev-dependencies).
-pub fn inherited_dependencies(manifest: &str) -> Vec<String> {
-    let mut names = Vec::new();
-    let mut in_dependencies = false;
-    for line in manifest.lines() {
-        let trimmed = line.trim();
-        if trimmed.starts_with('[') {
-            let name = trimmed.trim_matches(|c| c == '[' || c == ']');
-            in_dependencies = name == "dependencies"
-                || name == "build-dependencies"
-                || (name.starts_with("target.")
-                    && (name.ends_with(".dependencies") || name.ends_with(".build-dependencies")));
-            continue;
-        }
-        if !in_dependencies {
-            continue;
-        }
-        let Some((key, value)) = trimmed.split_once('=') else {
-            continue;
-        };
-        let (key, value) = (key.trim(), value.replace(' ', ""));
-        if let Some(name) = key.strip_suffix(".workspace") {
-            if value.starts_with("true") {
-                names.push(name.trim_matches('"').to_string());
-            }
-        } else if value.contains("workspace=true") {
-            names.push(key.trim_matches('"').to_string());
-        }
-    }
-    names
+fn inherited_dependencies(manifest: &Table) -> Vec<String> {
+    let targets = manifest.get("target").and_then(Value::as_table);
+    let platforms = targets
+        .into_iter()
+        .flat_map(|t| t.values().filter_map(Value::as_table));
+    std::iter::once(manifest)
+        .chain(platforms)
+        .flat_map(|table| ["dependencies", "build-dependencies"].map(|kind| table.get(kind)))
+        .filter_map(|dependencies| dependencies?.as_table())
+        .flatten()
+        .filter(|(_, spec)| spec.get("workspace").and_then(Value::as_bool) == Some(true))
+        .map(|(name, _)| name.clone())
+        .collect()
 }
 
 /// The line that sets `name` in a Justfile (`name := ...`), trimmed.
-pub fn just_variable<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+fn just_variable<'a>(text: &'a str, name: &str) -> Option<&'a str> {
     text.lines().map(str::trim).find(|line| {
         line.strip_prefix(name)
             .is_some_and(|rest| rest.trim_start().starts_with(":="))
     })
-}
-
-/// One `[[package]]` of Cargo.lock.
-#[derive(Debug, Default)]
-pub struct LockEntry {
-    pub name: String,
-    pub version: String,
-    pub source: String,
-    pub checksum: String,
-}
-
-/// The packages of a Cargo.lock, with the fields that identify what is compiled.
-pub fn lock_entries(text: &str) -> Vec<LockEntry> {
-    let mut entries = Vec::new();
-    let mut current: Option<LockEntry> = None;
-    for line in text.lines() {
-        let trimmed = line.trim();
-        if trimmed.starts_with('[') {
-            entries.extend(current.take());
-            if trimmed == "[[package]]" {
-                current = Some(LockEntry::default());
-            }
-            continue;
-        }
-        let Some(entry) = current.as_mut() else {
-            continue;
-        };
-        let Some((key, value)) = trimmed.split_once('=') else {
-            continue;
-        };
-        let value = value.trim().trim_matches('"').to_string();
-        match key.trim() {
-            "name" => entry.name = value,
-            "version" => entry.version = value,
-            "source" => entry.source = value,
-            "checksum" => entry.checksum = value,
-            _ => {}
-        }
-    }
-    entries.extend(current);
-    entries
-}
-
-fn read_text(root: &Path, file: &str) -> Result<String, String> {
-    fs::read_to_string(root.join(file)).map_err(|e| format!("cannot read {file}: {e}"))
 }
 
 /// `path` relative to `root` with forward slashes, or `None` when it is outside.
@@ -801,7 +692,7 @@ mod tests {
 
     #[test]
     fn the_committed_stamp_matches_this_tree() {
-        // The same check as host/build.rs, on the real workspace, plus what it must cover.
+        // The same check as host/build/main.rs, on the real workspace, plus what it must cover.
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         let text = fs::read_to_string(root.join("host/component/sendbox.wasm.sources")).unwrap();
         let stamp = parse(&text).expect("the committed stamp parses");

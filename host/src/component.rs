@@ -1,7 +1,7 @@
 //! The sendbox component: the committed `.wasm` embedded in this crate, compiled once per
 //! [`Sandbox`] and linked against WASI, ready to be instantiated per call.
 //!
-//! `build.rs` refuses to build when `component/sendbox.wasm` is older than the guest, proto
+//! `build/main.rs` refuses to build when `component/sendbox.wasm` is older than the guest, proto
 //! or WIT sources, so a stale component can never be tested or shipped.
 //!
 //! Compiling the component with Cranelift takes most of a second, so [`Sandbox::new`] keeps
@@ -169,8 +169,3 @@ pub(crate) fn compile(engine: &Engine, wasm: &[u8]) -> anyhow::Result<Component>
         .map_err(|e| anyhow::Error::from(e).context("compiling the sendbox component"))
 }
 
-/// The component stamp's logic, shared with `build.rs`; compiled here for its unit tests.
-#[cfg(test)]
-#[allow(dead_code)]
-#[path = "../build/stamp.rs"]
-mod stamp;

@@ -42,11 +42,13 @@ pub mod tls;
 
 pub use address::parse_address_list;
 pub use client::{
-    Client, ClientConfig, Delivery, Envelope, Extension, Handshake, Ready, RefusedRecipient, Step,
-    Timer, TlsMode, Wait,
+    Client, ClientConfig, Delivery, Extension, Handshake, Ready, RefusedRecipient, Step, Timer,
+    TlsMode, Wait,
 };
 pub use error::{Error, ErrorKind, Phase};
-pub use message::{Attachment, Composed, EnvelopeRequest, Mailbox, Message, RawHeader, Stamp};
+pub use message::{
+    Attachment, Composed, Envelope, EnvelopeRequest, Mailbox, Message, RawHeader, Stamp,
+};
 pub use params::{Dsn, DsnReturn, Notify, SendOptions};
 pub use reply::{EnhancedStatus, Reply};
 pub use sasl::{Credentials, Mechanism, Secret};

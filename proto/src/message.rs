@@ -16,9 +16,33 @@ use mail_builder::headers::date::Date;
 use mail_builder::headers::text::Text;
 use mail_parser::{HeaderName, HeaderValue, MessageParser};
 
-use crate::client::Envelope;
 use crate::command;
 use crate::error::{Error, Phase};
+
+/// Who the message is from and to (RFC 5321 envelope).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    /// Reverse-path; empty for the null sender `<>`.
+    pub sender: String,
+    /// RCPT TO addresses, in order.
+    pub recipients: Vec<String>,
+}
+
+impl Envelope {
+    /// Checks every address, without connecting to anything. Returns whether an address
+    /// needs SMTPUTF8.
+    pub fn check(&self) -> Result<bool, Error> {
+        if self.recipients.is_empty() {
+            return Err(Error::invalid_input(Phase::Rcpt, "no recipients"));
+        }
+        let mut needs_utf8 =
+            !self.sender.is_empty() && command::check_mailbox(Phase::Mail, &self.sender)?;
+        for recipient in &self.recipients {
+            needs_utf8 |= command::check_mailbox(Phase::Rcpt, recipient)?;
+        }
+        Ok(needs_utf8)
+    }
+}
 
 /// A display name and an address.
 #[derive(Clone, Debug, PartialEq, Eq)]

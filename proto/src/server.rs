@@ -240,6 +240,7 @@ impl Server {
 
     /// The next thing to do at `now`, or `None` until more bytes arrive or the
     /// [`deadline`](Self::deadline) passes.
+    #[must_use = "an event ignored is lost: it is taken off the queue"]
     pub fn poll(&mut self, now: Instant) -> Option<Event> {
         loop {
             if let Some(event) = self.events.pop_front() {

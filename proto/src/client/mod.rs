@@ -55,6 +55,8 @@ mod transaction;
 mod transcript;
 
 pub use capabilities::{Capabilities, Extension};
+// Defined with the message it goes with, so that message.rs need not import the client.
+pub use crate::message::Envelope;
 use hello::AuthState;
 use transaction::Transaction;
 
@@ -92,31 +94,6 @@ pub struct ClientConfig {
     pub transcript: bool,
     /// Time limits per stage and per call.
     pub timeouts: Timeouts,
-}
-
-/// Who the message is from and to (RFC 5321 envelope).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Envelope {
-    /// Reverse-path; empty for the null sender `<>`.
-    pub sender: String,
-    /// RCPT TO addresses, in order.
-    pub recipients: Vec<String>,
-}
-
-impl Envelope {
-    /// Checks every address, without connecting to anything. Returns whether an address
-    /// needs SMTPUTF8.
-    pub fn check(&self) -> Result<bool, Error> {
-        if self.recipients.is_empty() {
-            return Err(Error::invalid_input(Phase::Rcpt, "no recipients"));
-        }
-        let mut needs_utf8 =
-            !self.sender.is_empty() && command::check_mailbox(Phase::Mail, &self.sender)?;
-        for recipient in &self.recipients {
-            needs_utf8 |= command::check_mailbox(Phase::Rcpt, recipient)?;
-        }
-        Ok(needs_utf8)
-    }
 }
 
 /// A recipient the server refused, with its reply.
@@ -176,6 +153,7 @@ pub struct Wait {
 
 /// What the driver must do next.
 #[derive(Debug)]
+#[must_use = "a step ignored loses what it carries: bytes to write, the handshake, an outcome"]
 pub enum Step<'a> {
     /// Write these bytes before the deadline, then poll again.
     Transmit(Vec<u8>, Instant),

@@ -7,13 +7,14 @@
 //! toolchain) with its hash, and the component's hash. Every other build hashes exactly
 //! those inputs again and stops on a difference, so a stale component is never tested or
 //! shipped, while a change to anything the component is not built from (a proto test, a
-//! host-only dependency) needs no rebuild. The logic is in `build/stamp.rs`.
+//! host-only dependency) needs no rebuild. The logic is in `stamp.rs`; its unit tests run
+//! as the `stamp` test target (`stamp_test.rs`).
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-#[allow(dead_code)]
-#[path = "build/stamp.rs"]
+use stamp::Input;
+
 mod stamp;
 
 const COMPONENT: &str = "component/sendbox.wasm";
@@ -26,7 +27,7 @@ fn main() {
         .parent()
         .expect("host/ sits in the workspace")
         .to_path_buf();
-    println!("cargo:rerun-if-changed=build/stamp.rs");
+    println!("cargo:rerun-if-changed=build");
     println!("cargo:rerun-if-changed={COMPONENT}");
     println!("cargo:rerun-if-changed={STAMP}");
     println!("cargo:rerun-if-env-changed=SENDBOX_UPDATE_STAMP");
@@ -56,7 +57,7 @@ fn main() {
             .unwrap_or_else(|e| panic!("hashing the guest's inputs: {e}"));
         fs::write(manifest.join(STAMP), text).expect("writing the component stamp");
         for input in &inputs {
-            println!("cargo:rerun-if-changed={}", input.watched(&root).display());
+            rerun_if_changed(&root, input);
         }
         return;
     }
@@ -66,11 +67,21 @@ fn main() {
         fail(&["host/component/sendbox.wasm.sources is missing or not a stamp".into()]);
     };
     for (input, _) in &recorded.inputs {
-        println!("cargo:rerun-if-changed={}", input.watched(&root).display());
+        rerun_if_changed(&root, input);
     }
     if let Err(problems) = stamp::verify(&root, &recorded, &component) {
         fail(&problems);
     }
+}
+
+/// Reruns this script when the file that `input` is read from changes.
+fn rerun_if_changed(root: &Path, input: &Input) {
+    let file = match input {
+        Input::File(path) | Input::Tree(path) => path,
+        Input::Toml { file, .. } | Input::Just { file, .. } => file,
+        Input::Lock { .. } => "Cargo.lock",
+    };
+    println!("cargo:rerun-if-changed={}", root.join(file).display());
 }
 
 fn fail(problems: &[String]) -> ! {

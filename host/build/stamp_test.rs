@@ -1,0 +1,3 @@
+//! Runs the component stamp's unit tests: cargo does not run a build script's tests.
+
+mod stamp;
