@@ -168,4 +168,3 @@ pub(crate) fn compile(engine: &Engine, wasm: &[u8]) -> anyhow::Result<Component>
     Component::new(engine, wasm)
         .map_err(|e| anyhow::Error::from(e).context("compiling the sendbox component"))
 }
-
