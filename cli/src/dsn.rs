@@ -61,14 +61,10 @@ pub fn ret(value: &str) -> Result<DsnReturn, String> {
     }
 }
 
-/// An envelope id: 1 to 100 printable ASCII characters (RFC 3461), as Postfix checks it.
+/// An envelope id, as proto checks it: printable ASCII, at most 100 characters once
+/// xtext-encoded (RFC 3461).
 pub fn envid(value: &str) -> Result<String, String> {
-    let printable = value.bytes().all(|b| (b' '..=b'~').contains(&b));
-    if value.is_empty() || value.len() > 100 || !printable {
-        return Err(format!(
-            "{value:?} is not 1 to 100 printable ASCII characters"
-        ));
-    }
+    sendbox_proto::check_envid(value).map_err(|why| format!("{value:?}: {why}"))?;
     Ok(value.to_owned())
 }
 
@@ -109,6 +105,11 @@ mod tests {
             assert_eq!(ret_text(ret(text).unwrap()), text);
         }
         assert!(envid("a\tb").is_err());
+        assert!(
+            envid(&"+".repeat(34)).is_err(),
+            "102 characters once encoded"
+        );
+        assert!(envid(&"e".repeat(100)).is_ok());
         assert!(request(None, None, None).is_none());
         let asked = request(None, None, Some("id".into())).unwrap();
         assert_eq!((asked.notify, asked.envid.as_deref()), (None, Some("id")));

@@ -96,6 +96,16 @@ pub fn for_failure(failure: &queue::Failure) -> u8 {
     }
 }
 
+/// The exit code of `queue run` that delivered what it could: 0, or 65 when it found a
+/// damaged file, else 74 when it found one it cannot read.
+pub fn for_run(trouble: queue::Trouble) -> u8 {
+    match trouble {
+        queue::Trouble::None => OK,
+        queue::Trouble::Unreadable => IOERR,
+        queue::Trouble::Damaged => DATAERR,
+    }
+}
+
 /// The exit code for a failed send. Whatever failed, a temporary failure (a 4xx reply, a
 /// timeout, a lost or refused connection) is 75, so that a retry is tried.
 pub fn for_send(error: &sendbox::Error) -> u8 {

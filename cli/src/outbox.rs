@@ -22,6 +22,7 @@ use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::dsn;
 use crate::escape::escaped;
 
 pub mod entry;
@@ -62,6 +63,44 @@ fn unusable(root: &Path, why: String) -> Error {
 
 fn cannot_write(what: &Path, e: io::Error) -> Error {
     Error::CannotWrite(format!("cannot write {} to disk: {e}", what.display()))
+}
+
+/// The outbox's side of an envelope: the entry file holds the DSN request as sendmail's
+/// -N, -R and -V words (entry.rs stands alone for the fuzzer), turned from and into the
+/// library's types here only.
+impl Envelope {
+    /// What the outbox keeps of a message accepted `now` for delivery through `account`:
+    /// the library's envelope and the options it is to be sent with.
+    pub fn new(
+        account: &str,
+        envelope: sendbox::Envelope,
+        options: &sendbox::SendOptions,
+        now: u64,
+    ) -> Envelope {
+        let dsn = options.dsn.as_ref();
+        Envelope {
+            account: Some(account.to_owned()),
+            sender: envelope.sender,
+            recipients: envelope.recipients,
+            recipients_from_headers: envelope.recipients_from_headers,
+            qualify_domain: envelope.qualify_domain,
+            dsn_notify: dsn.and_then(|d| d.notify).map(dsn::notify_text),
+            dsn_ret: dsn.and_then(|d| d.ret).map(|r| dsn::ret_text(r).to_owned()),
+            dsn_envid: dsn.and_then(|d| d.envid.clone()),
+            keep_raw_header: options.keep_raw_header,
+            require_tls: options.require_tls,
+            accepted_at: now,
+        }
+    }
+
+    /// The DSN request it was queued with; an error when its words are not ours.
+    pub fn dsn(&self) -> Result<Option<sendbox::Dsn>, String> {
+        Ok(dsn::request(
+            self.dsn_notify.as_deref().map(dsn::notify).transpose()?,
+            self.dsn_ret.as_deref().map(dsn::ret).transpose()?,
+            self.dsn_envid.as_deref().map(dsn::envid).transpose()?,
+        ))
+    }
 }
 
 /// A queued or failed message as [`Outbox::peek`] reads it: its envelope unless its file
@@ -419,18 +458,22 @@ fn new_id() -> String {
     )
 }
 
-/// An id as the outbox makes them (digits and dots): never a path to elsewhere.
-pub fn checked(id: &str) -> io::Result<&str> {
-    let valid = !id.is_empty()
-        && id.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-        && !id.starts_with('.');
-    if valid {
-        Ok(id)
-    } else {
-        Err(io::Error::new(
+/// Whether `text` is an id as the outbox makes them (digits and dots): never a path to
+/// elsewhere.
+pub fn is_id(text: &str) -> bool {
+    !text.is_empty()
+        && text.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && !text.starts_with('.')
+}
+
+/// `id`, refused before it touches the disk unless it is one of ours.
+fn checked(id: &str) -> io::Result<&str> {
+    match is_id(id) {
+        true => Ok(id),
+        false => Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("{id:?} is not a queue id"),
-        ))
+        )),
     }
 }
 
@@ -448,7 +491,7 @@ fn ids_in(dir: &Path) -> io::Result<Vec<String>> {
     let mut ids: Vec<String> = names_in(dir)?
         .into_iter()
         .filter_map(|name| name.into_string().ok())
-        .filter(|name| checked(name).is_ok())
+        .filter(|name| is_id(name))
         .collect();
     ids.sort_by_key(|id| {
         let mut parts = id.split('.').map(|p| p.parse::<u64>().unwrap_or(0));

@@ -639,9 +639,10 @@ mod tests {
         assert!(err(&["-N", "", "b"]).contains("is not never"));
         assert_eq!(ok(&["-R", "FULL", "b"]).dsn_return, Some(DsnReturn::Full));
         assert!(err(&["-R", "partial", "b"]).contains("not full or hdrs"));
-        assert!(err(&["-V", &"x".repeat(101), "b"]).contains("1 to 100 printable"));
-        assert!(err(&["-V", "a\tb", "b"]).contains("1 to 100 printable"));
-        assert!(err(&["-V", "", "b"]).contains("1 to 100 printable"));
+        assert!(err(&["-V", &"x".repeat(101), "b"]).contains("longer than 100 characters"));
+        assert!(err(&["-V", &"+".repeat(40), "b"]).contains("longer than 100 characters encoded"));
+        assert!(err(&["-V", "a\tb", "b"]).contains("must be printable ASCII"));
+        assert!(err(&["-V", "", "b"]).contains("must be printable ASCII"));
     }
 
     #[test]

@@ -49,7 +49,7 @@ pub use error::{Error, ErrorKind, Phase};
 pub use message::{
     Attachment, Composed, Envelope, EnvelopeRequest, Mailbox, Message, RawHeader, Stamp,
 };
-pub use params::{Dsn, DsnReturn, Notify, SendOptions};
+pub use params::{Dsn, DsnReturn, Notify, SendOptions, check_envid};
 pub use reply::{EnhancedStatus, Reply};
 pub use sasl::{Credentials, Mechanism, Secret};
 pub use time::{Instant, Timeouts};

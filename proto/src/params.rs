@@ -54,25 +54,27 @@ pub struct SendOptions {
 /// RFC 3461 section 4.4: ENVID is at most 100 characters of xtext-encoded text.
 const MAX_ENVID: usize = 100;
 
+/// Why `envid` cannot be a DSN envelope id, if it cannot: it must be printable ASCII, and
+/// at most [`MAX_ENVID`] characters once xtext-encoded (RFC 3461 section 4.4).
+pub fn check_envid(envid: &str) -> Result<(), String> {
+    if envid.is_empty() || !envid.bytes().all(|b| (32..=126).contains(&b)) {
+        return Err("the DSN envelope id must be printable ASCII".to_owned());
+    }
+    if xtext(envid).len() > MAX_ENVID {
+        return Err(format!(
+            "the DSN envelope id is longer than {MAX_ENVID} characters encoded"
+        ));
+    }
+    Ok(())
+}
+
 impl SendOptions {
     /// Refuses values that cannot go on a command line.
     pub fn check(&self) -> Result<(), Error> {
-        let Some(envid) = self.dsn.as_ref().and_then(|d| d.envid.as_deref()) else {
-            return Ok(());
-        };
-        if envid.is_empty() || !envid.bytes().all(|b| (32..=126).contains(&b)) {
-            return Err(Error::invalid_input(
-                Phase::Mail,
-                "the DSN envelope id must be printable ASCII",
-            ));
+        match self.dsn.as_ref().and_then(|d| d.envid.as_deref()) {
+            Some(envid) => check_envid(envid).map_err(|why| Error::invalid_input(Phase::Mail, why)),
+            None => Ok(()),
         }
-        if xtext(envid).len() > MAX_ENVID {
-            return Err(Error::invalid_input(
-                Phase::Mail,
-                format!("the DSN envelope id is longer than {MAX_ENVID} characters encoded"),
-            ));
-        }
-        Ok(())
     }
 }
 

@@ -34,32 +34,6 @@ pub struct Envelope {
 }
 
 impl Envelope {
-    /// What the outbox keeps of a message accepted `now` for delivery through `account`:
-    /// the library's envelope and the options it is to be sent with.
-    pub fn new(
-        account: &str,
-        envelope: sendbox::Envelope,
-        options: &sendbox::SendOptions,
-        now: u64,
-    ) -> Envelope {
-        let dsn = options.dsn.as_ref();
-        Envelope {
-            account: Some(account.to_owned()),
-            sender: envelope.sender,
-            recipients: envelope.recipients,
-            recipients_from_headers: envelope.recipients_from_headers,
-            qualify_domain: envelope.qualify_domain,
-            dsn_notify: dsn.and_then(|d| d.notify).map(crate::dsn::notify_text),
-            dsn_ret: dsn
-                .and_then(|d| d.ret)
-                .map(|r| crate::dsn::ret_text(r).to_owned()),
-            dsn_envid: dsn.and_then(|d| d.envid.clone()),
-            keep_raw_header: options.keep_raw_header,
-            require_tls: options.require_tls,
-            accepted_at: now,
-        }
-    }
-
     /// The recipients, `separator`-joined, with `(header)` standing for those `-t` takes
     /// from the message's To, Cc and Bcc.
     pub fn recipient_list(&self, separator: &str) -> String {

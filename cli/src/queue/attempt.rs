@@ -132,18 +132,7 @@ pub fn request(
         recipients_from_headers: queued.recipients_from_headers,
         qualify_domain,
     };
-    let dsn = (|| {
-        Ok(crate::dsn::request(
-            queued
-                .dsn_notify
-                .as_deref()
-                .map(crate::dsn::notify)
-                .transpose()?,
-            queued.dsn_ret.as_deref().map(crate::dsn::ret).transpose()?,
-            queued.dsn_envid.clone(),
-        ))
-    })()
-    .map_err(Unsendable::Envelope)?;
+    let dsn = queued.dsn().map_err(Unsendable::Envelope)?;
     let options = SendOptions {
         dsn,
         require_tls: queued.require_tls,

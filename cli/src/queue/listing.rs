@@ -143,7 +143,9 @@ fn last_error(attempts: &Result<Attempts, Damage>, label: &str, consequence: &st
 /// it, its attempts, the envelope line and the message.
 pub fn show(config: &Config, id: &str) -> Result<u8, error::Error> {
     let outbox = open(&config.queue)?;
-    let id = outbox::checked(id).map_err(|_| Error::BadId(id.to_owned()))?;
+    if !outbox::is_id(id) {
+        return Err(Error::BadId(id.to_owned()).into());
+    }
     let stored = outbox.stored(id).map_err(|error| match error.kind() {
         io::ErrorKind::NotFound => Error::NoSuchMessage(id.to_owned()),
         _ => Error::Unreadable {
@@ -225,7 +227,9 @@ fn described(envelope: &outbox::Envelope) -> String {
 /// `queue remove ID`.
 pub fn remove(config: &Config, id: &str) -> Result<u8, error::Error> {
     let outbox = open(&config.queue)?;
-    let id = outbox::checked(id).map_err(|_| Error::BadId(id.to_owned()))?;
+    if !outbox::is_id(id) {
+        return Err(Error::BadId(id.to_owned()).into());
+    }
     match outbox.remove(id) {
         Ok(true) => Ok(exit::OK),
         Ok(false) => Err(Error::NoSuchMessage(id.to_owned()).into()),

@@ -27,7 +27,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 pub use attempt::{Failure, Unsendable};
-pub use runner::{accept_and_try, run};
+pub use runner::{Trouble, accept_and_try, run};
 
 use crate::args::{QueueAction, QueueArgs};
 use crate::config::{self, Config, QueueSettings};

@@ -24,9 +24,20 @@ struct Counts {
     failed: usize,
     /// Left where they are, not sent: their file is damaged or cannot be read.
     damaged: usize,
-    /// 0, or what the damage met means: 65 for a damaged file or state, 74 for a file
-    /// that cannot be read.
-    code: u8,
+    /// The worst the run found wrong with the outbox's files.
+    trouble: Trouble,
+}
+
+/// What a run found wrong with the outbox's files, least first: the exit code says it
+/// (`exit::for_run`) after the others are delivered.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Trouble {
+    #[default]
+    None,
+    /// A message's file cannot be read.
+    Unreadable,
+    /// A message's file or state is not what the outbox writes.
+    Damaged,
 }
 
 /// What is wrong with a queued message or its state.
@@ -49,7 +60,7 @@ impl Counts {
         envelope: Option<&outbox::Envelope>,
         problem: Problem,
     ) {
-        let (what, code) = match problem {
+        let (what, trouble) = match problem {
             Problem::Damaged(damage) => {
                 self.damaged += 1;
                 eprintln!(
@@ -57,22 +68,22 @@ impl Counts {
                      what is left, `sendbox queue remove {id}` removes it",
                     escaped(damage.to_string())
                 );
-                (damage.to_string(), exit::DATAERR)
+                (damage.to_string(), Trouble::Damaged)
             }
             Problem::Unreadable(e) => {
                 self.damaged += 1;
                 let what = format!("cannot be read: {e}");
                 eprintln!("sendbox: {id} not sent, {}", escaped(&what));
-                (what, exit::IOERR)
+                (what, Trouble::Unreadable)
             }
             Problem::DamagedState(damage) => {
                 let what = format!("{damage}; counted as never tried, so due now");
                 eprintln!("sendbox: {id}: {}", escaped(&what));
-                (what, exit::DATAERR)
+                (what, Trouble::Damaged)
             }
         };
         log::damaged(&config.log, id, envelope, &what);
-        self.code = exit::combine([self.code, code]);
+        self.trouble = self.trouble.max(trouble);
     }
 
     /// Names what locking or reading a message found wrong: its damage, or the error.
@@ -89,7 +100,7 @@ impl Counts {
         self.queued += other.queued;
         self.failed += other.failed;
         self.damaged += other.damaged;
-        self.code = exit::combine([self.code, other.code]);
+        self.trouble = self.trouble.max(other.trouble);
     }
 }
 
@@ -178,7 +189,7 @@ pub async fn run(config: &Config, everything: bool) -> Result<u8, crate::error::
         queued,
         failed,
         damaged,
-        code,
+        trouble,
     } = counts;
     if delivered + queued + failed + damaged > 0 {
         let damaged = match damaged {
@@ -195,7 +206,7 @@ pub async fn run(config: &Config, everything: bool) -> Result<u8, crate::error::
             if not_due.len() == 1 { "it" } else { "them" }
         );
     }
-    Ok(code)
+    Ok(exit::for_run(trouble))
 }
 
 /// Delivers `ids` through one account's session.
