@@ -387,7 +387,8 @@ pub struct DeliveryArgs {
     /// What a failure notification returns: full or hdrs.
     #[arg(long, value_name = "WHAT", value_parser = dsn::ret)]
     pub dsn_ret: Option<DsnReturn>,
-    /// An envelope id that notifications quote back (1 to 100 printable ASCII characters).
+    /// An envelope id that notifications quote back: printable ASCII, at most 100
+    /// characters once xtext-encoded (RFC 3461).
     #[arg(long, value_name = "ID", value_parser = dsn::envid)]
     pub dsn_envid: Option<String>,
     /// The message may only travel over TLS (RFC 8689); the server must offer REQUIRETLS.
