@@ -34,9 +34,7 @@ impl wit::Guest for Component {
         options: wit::SendOptions,
     ) -> Result<wit::Delivery, wit::SendError> {
         // Refuse bad input before connecting; the dialogue checks it again.
-        let options = options.into();
-        let prepared =
-            session::prepare(envelope.into(), message.into(), &options).map_err(to_wit_error)?;
+        let (prepared, options) = prepared(envelope, message, options)?;
         // One call: its time limit covers connecting and sending together.
         let call_start = session::now();
         let mut session =
@@ -65,6 +63,18 @@ impl wit::Guest for Component {
     }
 }
 
+/// The message built and checked, with its options, before anything is sent.
+fn prepared(
+    envelope: wit::Envelope,
+    message: wit::Message,
+    options: wit::SendOptions,
+) -> Result<(session::Prepared, proto::SendOptions), wit::SendError> {
+    let options = options.into();
+    let prepared =
+        session::prepare(envelope.into(), message.into(), &options).map_err(to_wit_error)?;
+    Ok((prepared, options))
+}
+
 /// The `session` resource: one connection, used from one caller at a time.
 pub struct SessionResource(RefCell<session::Session>);
 
@@ -85,9 +95,7 @@ impl wit::GuestSession for SessionResource {
         message: wit::Message,
         options: wit::SendOptions,
     ) -> Result<wit::Delivery, wit::SendError> {
-        let options = options.into();
-        let prepared =
-            session::prepare(envelope.into(), message.into(), &options).map_err(to_wit_error)?;
+        let (prepared, options) = prepared(envelope, message, options)?;
         self.0
             .borrow_mut()
             .send(session::now(), &prepared, options)
