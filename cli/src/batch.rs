@@ -22,7 +22,11 @@ pub async fn run(args: BatchArgs) -> Result<u8, Error> {
     let account = connection::account(&config, &args.connection)?;
     // --from, else the account's; with neither, each message's Sender or From.
     let sender = match &args.from {
-        Some(text) => Some(compose::mailbox(text).map_err(Error::Data)?.address),
+        Some(text) => Some(
+            compose::mailbox(text)
+                .map_err(|why| Error::Data(format!("--from: {why}")))?
+                .address,
+        ),
         None => account.and_then(|a| a.address()).map(str::to_owned),
     };
     let envelope = Envelope {

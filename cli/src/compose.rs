@@ -86,10 +86,16 @@ pub fn mailboxes(list: &str) -> Result<Vec<Mailbox>, String> {
 }
 
 /// Exactly one mailbox: `alice@example.org` or `Alice Example <alice@example.org>`.
+/// Its address must be one the sender can send from (RFC 5321's `Mailbox`, as proto
+/// checks MAIL FROM), so that a bad sender is refused here rather than at the server.
 pub fn mailbox(text: &str) -> Result<Mailbox, String> {
     let mut found = mailboxes(text)?;
     match (found.pop(), found.is_empty()) {
-        (Some(mailbox), true) => Ok(mailbox),
+        (Some(mailbox), true) => {
+            sendbox_proto::command::check_mailbox(sendbox_proto::Phase::Mail, &mailbox.address)
+                .map_err(|why| why.message)?;
+            Ok(mailbox)
+        }
         _ => Err(format!("{text:?} is not one address")),
     }
 }

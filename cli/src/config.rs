@@ -619,12 +619,16 @@ impl RawAccount {
         }
         let ca = self.ca.map(|ca| resolve(ca, dir)).transpose()?;
         let server = ServerAddress::parse(&self.server).map_err(|why| format!("server {why}"))?;
+        if let Some(ehlo) = &self.ehlo {
+            sendbox_proto::command::check_ehlo_name(ehlo)
+                .map_err(|why| format!("ehlo: {}", why.message))?;
+        }
         let from = self
             .from
             .as_deref()
             .map(crate::compose::mailbox)
             .transpose()
-            .map_err(|why| format!("from {why}"))?;
+            .map_err(|why| format!("from: {why}"))?;
         Ok(Account {
             name,
             server,
@@ -858,6 +862,30 @@ mod tests {
             message.contains("password_env gives a password"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn server_from_and_ehlo_are_checked_when_the_file_is_read() {
+        for (line, said) in [
+            (
+                "server = \"a:b:c\"",
+                "account \"a\": server \"a:b:c\" is not HOST",
+            ),
+            (
+                "server = \"h\"\nfrom = \"bob@@x\"",
+                "account \"a\": from: address \"bob@@x\"",
+            ),
+            (
+                "server = \"h\"\nehlo = \"a b\"",
+                "account \"a\": ehlo: EHLO name \"a b\"",
+            ),
+        ] {
+            let error = parse_err(&format!("[accounts.a]\n{line}\n"));
+            assert!(
+                error.starts_with("/etc/sendbox/config.toml: ") && error.contains(said),
+                "{error}"
+            );
+        }
     }
 
     #[test]

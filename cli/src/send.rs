@@ -15,7 +15,9 @@ pub async fn run(args: SendArgs) -> Result<u8, Error> {
     let config = Config::load(args.connection.config.as_deref())?;
     let account = connection::account(&config, &args.connection)?;
     let from = match &args.from {
-        Some(text) => Some(compose::mailbox(text).map_err(Error::Data)?),
+        Some(text) => {
+            Some(compose::mailbox(text).map_err(|why| Error::Data(format!("--from: {why}")))?)
+        }
         None => account.and_then(|a| a.from.clone()),
     };
     let no_from = match account {
