@@ -138,6 +138,15 @@ impl Aliases {
                     ),
                 ));
             }
+            if target.contains('@')
+                && let Err(why) =
+                    sendbox_proto::command::check_mailbox(sendbox_proto::Phase::Rcpt, target)
+            {
+                return Err(self.refusal(
+                    entry.line,
+                    &format!("{name} goes to {}; give a valid address", why.message),
+                ));
+            }
             self.expand_one(target, path, out)?;
         }
         path.pop();
@@ -271,6 +280,17 @@ mod tests {
             aliases.expand(&strings(&["ok"])).unwrap(),
             strings(&["x@example.org"])
         );
+    }
+
+    #[test]
+    fn an_invalid_address_is_refused_naming_the_line() {
+        let aliases = parse("root: ok@example.org\nbad: a b@example.org\n").unwrap();
+        let error = aliases.expand(&strings(&["bad"])).unwrap_err();
+        assert!(
+            error.contains(":2: bad goes to address \"a b@example.org\""),
+            "{error}"
+        );
+        assert!(aliases.expand(&strings(&["root"])).is_ok());
     }
 
     #[test]

@@ -66,10 +66,10 @@ pub struct ServeArgs {
     pub config: Option<PathBuf>,
     /// Clients must log in (AUTH PLAIN or LOGIN) as this user, with the password in the
     /// environment variable --password-env names.
-    #[arg(long, value_name = "USER", requires = "password_env")]
+    #[arg(long, value_name = "USER", requires = "password_env", value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub require_auth: Option<String>,
     /// The environment variable holding the password for --require-auth.
-    #[arg(long, value_name = "VAR")]
+    #[arg(long, value_name = "VAR", requires = "require_auth")]
     pub password_env: Option<String>,
     /// Offer STARTTLS with this certificate chain (PEM, the server's certificate first);
     /// clients must then STARTTLS before they may log in or send.
@@ -417,8 +417,8 @@ pub struct BatchArgs {
     #[arg(long, value_name = "FILE", group = "source")]
     pub raw: Option<PathBuf>,
     /// How many copies of the --raw message to send (for load tests).
-    #[arg(long, value_name = "N", default_value_t = 1, requires = "raw")]
-    pub count: usize,
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "raw", value_parser = clap::value_parser!(u32).range(1..))]
+    pub count: u32,
     /// Send every file in this directory, each a complete RFC 5322 message.
     #[arg(long, value_name = "DIR", group = "source")]
     pub dir: Option<PathBuf>,
@@ -462,6 +462,11 @@ impl std::fmt::Display for ServerAddress {
 
 fn split_server(server: &str) -> Result<(String, Option<u16>), String> {
     let bad = || format!("{server:?} is not HOST, HOST:PORT or [IPv6]:PORT");
+    // A name, an IPv4 address or an IPv6 one: letters, digits, `-`, `.`, `_` and `:`.
+    let host_char = |c: char| c.is_alphanumeric() || matches!(c, '-' | '.' | '_' | ':' | '[' | ']');
+    if !server.chars().all(host_char) {
+        return Err(bad());
+    }
     let (host, port) = if let Some(rest) = server.strip_prefix('[') {
         let (host, after) = rest.split_once(']').ok_or_else(bad)?;
         match after {
@@ -509,6 +514,8 @@ mod tests {
             "::1",
             "[::1]x",
             "[::1",
+            "host name:25",
+            "host\u{1b}:25",
         ] {
             assert!(split_server(bad).is_err(), "{bad:?} accepted");
         }

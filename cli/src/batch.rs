@@ -35,7 +35,7 @@ pub async fn run(args: BatchArgs) -> Result<u8, Error> {
         recipients_from_headers: false,
         qualify_domain: None,
     };
-    let messages = messages(&args).map_err(Error::NoInput)?;
+    let messages = messages(&args)?;
     let jobs: Vec<Job> = messages
         .into_iter()
         .map(|message| Job {
@@ -95,33 +95,39 @@ pub async fn run(args: BatchArgs) -> Result<u8, Error> {
 
 /// The message bytes: N copies of --raw (shared, not copied), each message of --mbox, or
 /// each file of --dir.
-fn messages(args: &BatchArgs) -> Result<Vec<Arc<[u8]>>, String> {
-    let read = |path: &Path| {
-        std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+fn messages(args: &BatchArgs) -> Result<Vec<Arc<[u8]>>, Error> {
+    let read = |option: &str, path: &Path| {
+        std::fs::read(path).map_err(|e| {
+            Error::NoInput(format!("{option} {}: cannot read it: {e}", path.display()))
+        })
     };
     if let Some(path) = &args.raw {
-        let message: Arc<[u8]> = read(path)?.into();
-        return Ok(vec![message; args.count]);
+        let message: Arc<[u8]> = read("--raw", path)?.into();
+        return Ok(vec![message; args.count as usize]);
     }
     if let Some(path) = &args.mbox {
-        return Ok(split_mbox(&read(path)?)
-            .into_iter()
-            .map(Into::into)
-            .collect());
+        let messages = split_mbox(&read("--mbox", path)?);
+        if messages.is_empty() {
+            return Err(Error::Data(format!(
+                "--mbox {}: no message in it (an mbox file starts with a `From ` line)",
+                path.display()
+            )));
+        }
+        return Ok(messages.into_iter().map(Into::into).collect());
     }
     let dir = args
         .dir
         .as_deref()
         .expect("clap requires --raw, --mbox or --dir");
     let mut paths: Vec<_> = std::fs::read_dir(dir)
-        .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
+        .map_err(|e| Error::NoInput(format!("--dir {}: cannot read it: {e}", dir.display())))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .filter(|path| path.is_file())
         .collect();
     paths.sort();
     paths
         .iter()
-        .map(|path| read(path).map(Into::into))
+        .map(|path| read("--dir", path).map(Into::into))
         .collect()
 }
 

@@ -32,7 +32,7 @@ pub fn message(
                 "give --to, or -t to take the recipients from the message",
             ));
         }
-        return Ok((envelope, Message::Raw(read_input(path)?)));
+        return Ok((envelope, Message::Raw(read_input("--raw", path)?)));
     }
     let from = from.ok_or_else(|| usage(no_from))?;
     if args.to.is_empty() && args.cc.is_empty() && args.bcc.is_empty() {
@@ -40,7 +40,7 @@ pub fn message(
     }
     let text = match (&args.body, &args.body_file) {
         (Some(text), _) => Some(text.clone()),
-        (None, Some(path)) => Some(read_text(path)?),
+        (None, Some(path)) => Some(read_text("--body-file", path)?),
         (None, None) => None,
     };
     let mut composed = ComposedMessage::new(from);
@@ -48,7 +48,11 @@ pub fn message(
     composed.cc = mailbox_lists(&args.cc)?;
     composed.bcc = mailbox_lists(&args.bcc)?;
     composed.subject = args.subject.clone().unwrap_or_default();
-    composed.html = args.html.as_deref().map(read_text).transpose()?;
+    composed.html = args
+        .html
+        .as_deref()
+        .map(|path| read_text("--html", path))
+        .transpose()?;
     composed.text = text;
     composed.attachments = args
         .attach
@@ -119,7 +123,7 @@ fn attachment(path: &Path) -> Result<Attachment, Error> {
             .first_or_octet_stream()
             .essence_str()
             .to_owned(),
-        content: read_input(path)?,
+        content: read_input("--attach", path)?,
         filename,
     })
 }
@@ -134,8 +138,8 @@ fn header_field(field: &str) -> Result<HeaderField, Error> {
     })
 }
 
-fn read_text(path: &Path) -> Result<String, Error> {
-    String::from_utf8(read_input(path)?).map_err(|_| {
+fn read_text(option: &str, path: &Path) -> Result<String, Error> {
+    String::from_utf8(read_input(option, path)?).map_err(|_| {
         Error::Data(format!(
             "{} is not UTF-8 text; attach it, or use --raw",
             path.display()
@@ -143,15 +147,16 @@ fn read_text(path: &Path) -> Result<String, Error> {
     })
 }
 
-/// Reads a file, or stdin for `-`.
-pub fn read_input(path: &Path) -> Result<Vec<u8>, Error> {
+/// Reads a file, or stdin for `-`, that `option` names.
+fn read_input(option: &str, path: &Path) -> Result<Vec<u8>, Error> {
     let mut bytes = Vec::new();
     let result = if path == Path::new("-") {
         std::io::stdin().read_to_end(&mut bytes).map(|_| ())
     } else {
         std::fs::read(path).map(|b| bytes = b)
     };
-    result.map_err(|e| Error::NoInput(format!("cannot read {}: {e}", path.display())))?;
+    result
+        .map_err(|e| Error::NoInput(format!("{option} {}: cannot read it: {e}", path.display())))?;
     Ok(bytes)
 }
 

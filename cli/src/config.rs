@@ -164,8 +164,12 @@ impl SecretSource {
         Ok(Some(match self {
             Self::None => return Ok(None),
             Self::Password(password) => Secret::Password(password.clone()),
-            Self::PasswordEnv(var) => Secret::Password(secret_from_env(var)?),
-            Self::TokenEnv(var) => Secret::BearerToken(secret_from_env(var)?),
+            Self::PasswordEnv(var) => {
+                Secret::Password(secret_from_env(var).map_err(|e| format!("{}: {e}", self.key()))?)
+            }
+            Self::TokenEnv(var) => Secret::BearerToken(
+                secret_from_env(var).map_err(|e| format!("{}: {e}", self.key()))?,
+            ),
             Self::PasswordCommand(command) => Secret::Password(run(self.key(), command)?),
             Self::TokenCommand(command) => Secret::BearerToken(run(self.key(), command)?),
         }))
@@ -319,7 +323,11 @@ impl Config {
                 names(&self.accounts)
             ),
         };
-        format!("{what}, and {why}: write one (README, \"Accounts\"), or name one with --account")
+        let fix = match self.source {
+            Source::File(_) => "name one with --account",
+            Source::Nowhere | Source::Missing(_) => "give --config FILE",
+        };
+        format!("{what}, and {why}: write one (README, \"Accounts\"), or {fix}")
     }
 
     /// Why there is no account called `name`.
@@ -352,7 +360,8 @@ impl Config {
     }
 
     fn read(path: PathBuf, required: bool) -> Result<Config, Error> {
-        let cannot = |e: io::Error| format!("cannot read {}: {e}", path.display());
+        let cannot =
+            |e: io::Error| format!("cannot read {} (the config file): {e}", path.display());
         let mut file = match File::open(&path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound && !required => {
@@ -375,7 +384,13 @@ impl Config {
             match e.span() {
                 Some(span) => {
                     let (line, column) = line_column(text, span.start);
-                    format!("{}:{line}:{column}: {}", path.display(), e.message())
+                    // serde quotes a value of the wrong type: never on a line that may
+                    // hold a password (an inline table's too).
+                    let said = match line_at(text, span.start).contains("password") {
+                        true => "a password must be a string in quotes (the value is not shown)",
+                        false => e.message(),
+                    };
+                    format!("{}:{line}:{column}: {said}", path.display())
                 }
                 None => format!("{}: {}", path.display(), e.message()),
             }
@@ -399,6 +414,17 @@ impl Config {
         }
         let defaults = QueueSettings::default();
         let raw = file.queue.unwrap_or_default();
+        for (key, value, most) in [
+            ("retry_minutes", raw.retry_minutes, MAX_RETRY_MINUTES),
+            ("give_up_days", raw.give_up_days, MAX_GIVE_UP_DAYS),
+        ] {
+            if value.is_some_and(|value| value > most) {
+                return Err(Error(format!(
+                    "{}: [queue] {key} is at most {most}",
+                    path.display()
+                )));
+            }
+        }
         let queue = QueueSettings {
             enabled: raw.enabled.unwrap_or(defaults.enabled),
             dir: match raw.dir {
@@ -474,6 +500,11 @@ fn locate(
     }
 }
 
+/// The longest first retry delay `[queue] retry_minutes` may ask for: a day.
+const MAX_RETRY_MINUTES: u64 = 24 * 60;
+/// The longest `[queue] give_up_days`: a year.
+const MAX_GIVE_UP_DAYS: u64 = 366;
+
 /// Where users without a home directory keep their outbox, one folder each.
 pub const SYSTEM_SPOOL: &str = "/var/spool/sendbox";
 
@@ -492,6 +523,15 @@ fn default_outbox(home: Option<PathBuf>, data_dir: Option<PathBuf>, uid: u32) ->
 
 /// The system-wide file, for daemons that have no home directory.
 const SYSTEM_FILE: &str = "/etc/sendbox/config.toml";
+
+/// The line of `text` that byte `offset` is on.
+fn line_at(text: &str, offset: usize) -> &str {
+    let start = text
+        .get(..offset)
+        .and_then(|t| t.rfind('\n'))
+        .map_or(0, |i| i + 1);
+    text[start..].lines().next().unwrap_or_default()
+}
 
 /// The 1-based line and column (in characters) of byte `offset` in `text`.
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
@@ -862,6 +902,26 @@ mod tests {
             message.contains("password_env gives a password"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn a_password_of_the_wrong_type_is_not_shown() {
+        for value in ["12345678", "987654.321", "0x1F2E3D", "[\"hunter2\"]"] {
+            let error = parse_err(&format!(
+                "[accounts.a]\nserver = \"h\"\nuser = \"u\"\npassword = {value}\n"
+            ));
+            let inline = parse_err(&format!(
+                "accounts.b = {{ server = \"h\", user = \"u\", password = {value} }}\n"
+            ));
+            assert!(
+                !inline.contains("hunter2") && !inline.contains("1234"),
+                "{inline}"
+            );
+            assert!(error.contains("a password must be a string"), "{error}");
+            for shown in ["12345678", "987654", "2043453", "1F2E3D", "hunter2"] {
+                assert!(!error.contains(shown), "{error}");
+            }
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use std::fmt;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject as _;
@@ -118,13 +118,18 @@ impl Connection {
             .ehlo
             .clone()
             .or_else(|| account.and_then(|a| a.ehlo.clone()));
-        let ca = match (&options.ca, account.and_then(|a| a.ca.as_deref())) {
-            (Some(path), _) => Some(("--ca", path.as_path())),
-            (None, Some(path)) => Some(("the account's `ca`", path)),
+        let ca = match (
+            &options.ca,
+            account.and_then(|a| Some((a, a.ca.as_deref()?))),
+        ) {
+            (Some(path), _) => Some(("--ca".to_owned(), path.as_path())),
+            (None, Some((account, path))) => {
+                Some((format!("account {:?}: ca", account.name), path))
+            }
             (None, None) => None,
         };
         if let Some((given_by, path)) = ca {
-            server.ca_pem = Some(read_ca(given_by, path)?);
+            server.ca_pem = Some(read_ca(&given_by, path)?);
         }
         Ok(Connection {
             server,
@@ -261,7 +266,7 @@ fn credentials(
         Some((account, secret)) => {
             let in_account = |problem| {
                 Error::Account(config::Error::from(format!(
-                    "account {}: {problem}",
+                    "account {:?}: {problem}",
                     account.name
                 )))
             };
@@ -282,13 +287,14 @@ fn credentials(
 /// The secret from the options: a token or password from the environment, a password
 /// from a file, or from the terminal; never from the command line itself.
 fn secret_from_options(options: &ConnectionArgs) -> Result<Secret, Error> {
-    let from_env =
-        |var: &str| config::secret_from_env(var).map_err(|e| Error::Options(e.to_string()));
+    let from_env = |option: &str, var: &str| {
+        config::secret_from_env(var).map_err(|e| Error::Options(format!("{option}: {e}")))
+    };
     if let Some(var) = &options.token_env {
-        return from_env(var).map(Secret::BearerToken);
+        return from_env("--token-env", var).map(Secret::BearerToken);
     }
     if let Some(var) = &options.password_env {
-        return from_env(var).map(Secret::Password);
+        return from_env("--password-env", var).map(Secret::Password);
     }
     if let Some(path) = &options.password_file {
         return read_password_file(path).map(Secret::Password);
@@ -298,12 +304,20 @@ fn secret_from_options(options: &ConnectionArgs) -> Result<Secret, Error> {
         .map_err(Error::Prompt)
 }
 
-fn read_password_file(path: &PathBuf) -> Result<String, Error> {
+/// The first line of the file; an empty one is refused, as an empty variable is (it would
+/// only fail later, at AUTH).
+fn read_password_file(path: &Path) -> Result<String, Error> {
+    let what = format!("--password-file {}", path.display());
     let text = std::fs::read_to_string(path).map_err(|error| Error::Unreadable {
-        what: format!("--password-file {}", path.display()),
+        what: what.clone(),
         error,
     })?;
-    Ok(text.lines().next().unwrap_or("").to_owned())
+    match text.lines().next() {
+        Some(line) if !line.is_empty() => Ok(line.to_owned()),
+        _ => Err(Error::Options(format!(
+            "{what}: its first line, the password, is empty"
+        ))),
+    }
 }
 
 #[cfg(test)]

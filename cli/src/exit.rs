@@ -92,7 +92,7 @@ pub fn for_failure(failure: &queue::Failure) -> u8 {
         queue::Failure::Connection(e) => for_connection(e),
         queue::Failure::Unsendable(queue::Unsendable::Envelope(_)) => DATAERR,
         queue::Failure::Unsendable(queue::Unsendable::Unqualified(_)) => CONFIG,
-        queue::Failure::GaveUp(_) => TEMPFAIL,
+        queue::Failure::NotTried(_) | queue::Failure::GaveUp(_) => TEMPFAIL,
     }
 }
 

@@ -42,13 +42,15 @@ async fn main() -> ExitCode {
     }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(error) => {
-            let _ = error.print();
-            return ExitCode::from(if error.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            });
+        Err(error) if error.use_stderr() => {
+            // It may quote an argument: no escape sequence reaches the terminal.
+            eprint!("{}", escape::escaped_lines(&error.render().to_string()));
+            return ExitCode::from(exit::USAGE);
+        }
+        // --help and --version.
+        Err(help) => {
+            let _ = help.print();
+            return ExitCode::from(exit::OK);
         }
     };
     let result = match cli.command {

@@ -458,10 +458,14 @@ fn new_id() -> String {
     )
 }
 
+/// The longest id: the outbox makes ids of about 40 characters.
+const MAX_ID: usize = 64;
+
 /// Whether `text` is an id as the outbox makes them (digits and dots): never a path to
 /// elsewhere.
 pub fn is_id(text: &str) -> bool {
     !text.is_empty()
+        && text.len() <= MAX_ID
         && text.bytes().all(|b| b.is_ascii_digit() || b == b'.')
         && !text.starts_with('.')
 }

@@ -80,7 +80,7 @@ async fn send_queued(
     };
     let queued = outbox::Envelope::new(&account.name, completed, &options, outbox::now());
     let verbose = args.connection.verbose;
-    queue::accept_and_try(config, account, verbose, queued, prepared.content).await
+    queue::accept_and_try(config, account, verbose, true, queued, prepared.content).await
 }
 
 /// The DSN and REQUIRETLS options.

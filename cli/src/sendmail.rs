@@ -65,7 +65,9 @@ pub async fn run(args: Vec<OsString>) -> Result<u8, Error> {
     };
     if config.queue.enabled {
         let queued = outbox::Envelope::new(&account.name, envelope, &options, outbox::now());
-        return queue::accept_and_try(&config, account, args.verbose, queued, message).await;
+        let (verbose, report_success) = (args.verbose, args.verbose);
+        return queue::accept_and_try(&config, account, verbose, report_success, queued, message)
+            .await;
     }
     let mailer = Connection::of_account(account, args.verbose)?
         .mailer(&SandboxOptions::cached())

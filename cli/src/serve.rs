@@ -62,7 +62,8 @@ pub async fn run(args: ServeArgs) -> Result<u8, Error> {
             let var = args.password_env.as_deref().ok_or_else(|| {
                 Error::Usage("--require-auth needs --password-env VAR".to_owned())
             })?;
-            let password = config::secret_from_env(var).map_err(Error::Usage)?;
+            let password = config::secret_from_env(var)
+                .map_err(|e| Error::Usage(format!("--password-env: {e}")))?;
             Some(Login {
                 user: user.clone(),
                 password,

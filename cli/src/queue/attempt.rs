@@ -35,6 +35,9 @@ pub enum Failure {
     Connection(connection::Error),
     /// The queued message cannot be sent as it is.
     Unsendable(Unsendable),
+    /// Not tried: the server proved unusable for this run's other messages, for this
+    /// reason.
+    NotTried(String),
     /// Queued for longer than `give_up_days`: the last failure, and how long it tried.
     GaveUp(String),
 }
@@ -83,9 +86,9 @@ impl Failure {
             Failure::Unsendable(Unsendable::Envelope(problem)) => {
                 format!("the queued envelope is unusable: {problem}")
             }
-            Failure::Unsendable(Unsendable::Unqualified(reason)) | Failure::GaveUp(reason) => {
-                reason.clone()
-            }
+            Failure::Unsendable(Unsendable::Unqualified(reason))
+            | Failure::NotTried(reason)
+            | Failure::GaveUp(reason) => reason.clone(),
         }
     }
 }

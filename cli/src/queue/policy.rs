@@ -58,7 +58,7 @@ pub fn decide(
     let failed = |reason: String| Attempts {
         count,
         last_at: now,
-        next_at: now + retry_delay(settings.retry_secs, count),
+        next_at: now.saturating_add(retry_delay(settings.retry_secs, count)),
         last_error: Some(reason),
     };
     let (narrow_to, reason) = match ended {
@@ -100,7 +100,8 @@ pub fn decide(
     let then = if age >= settings.give_up_secs {
         Then::GiveUp {
             attempts: failed(format!(
-                "gave up after {count} attempts over {}: {reason}",
+                "gave up after {} over {}: {reason}",
+                super::listing::counted(count.into(), "attempt", "attempts"),
                 super::listing::age(age)
             )),
             expired: true,

@@ -218,20 +218,23 @@ async fn run_account(
 ) -> Result<Counts, outbox::Error> {
     let mut counts = Counts::default();
     let connection = Connection::of_account(account, false);
-    let mailer = match async { connection?.mailer(&SandboxOptions::cached()).await }.await {
-        Ok(mailer) => mailer,
+    let mailer = async { connection?.mailer(&SandboxOptions::cached()).await }.await;
+    // Once the server proves unusable in this run, every other message records the same
+    // reason without a new try, so that its retries back off and its age is checked, as
+    // an MTA defers all mail for a dead destination.
+    let (mailer, mut unusable) = match mailer {
+        Ok(mailer) => (Some(mailer), None),
         Err(problem) => {
             eprintln!(
-                "sendbox: account {}: {}; left queued",
+                "sendbox: account {}: {}",
                 escaped(&account.name),
                 escaped(problem.to_string())
             );
-            counts.queued = ids.len();
-            return Ok(counts);
+            (None, Some(problem.to_string()))
         }
     };
     let mut session: Option<Session> = None;
-    for (done, id) in ids.iter().enumerate() {
+    for id in ids {
         // Damaged or unreadable since it was peeked at: named, and the others go on.
         let (locked, message) = match outbox.lock(id) {
             Ok(Some(locked)) => match outbox.message(&locked) {
@@ -247,20 +250,22 @@ async fn run_account(
                 continue;
             }
         };
-        let attempt = match attempt::request(&locked.envelope, account) {
-            Err(unsendable) => Attempt::Failed(Failure::Unsendable(unsendable)),
-            Ok((envelope, options)) => {
+        let attempt = match (
+            attempt::request(&locked.envelope, account),
+            &mailer,
+            &unusable,
+        ) {
+            (Err(unsendable), _, _) => Attempt::Failed(Failure::Unsendable(unsendable)),
+            (Ok((envelope, options)), Some(mailer), None) => {
                 if session.is_none() {
                     match mailer.open().await {
                         Ok(opened) => session = Some(opened),
                         Err(error) => {
-                            // The server cannot be used now: this message records why, and
-                            // the rest wait for the next run untouched.
+                            unusable = Some(error.to_string());
                             let outcome =
                                 attempt::settle(outbox, locked, Err(error).into(), config)?;
                             tally(&mut counts, id, &outcome);
-                            counts.queued += ids.len() - done - 1;
-                            return Ok(counts);
+                            continue;
                         }
                     }
                 }
@@ -272,6 +277,9 @@ async fn run_account(
                     session = None;
                 }
                 result.into()
+            }
+            (Ok(_), _, reason) => {
+                Attempt::Failed(Failure::NotTried(reason.clone().unwrap_or_default()))
             }
         };
         let outcome = attempt::settle(outbox, locked, attempt, config)?;
@@ -311,11 +319,13 @@ fn tally(counts: &mut Counts, id: &str, outcome: &Outcome) {
 
 /// sendmail and `send --queue` with the outbox: the message is on disk before anything
 /// else, then tried at once through the account. Exit 0 once it is delivered or safely
-/// queued; a permanent failure still fails.
+/// queued; a permanent failure still fails. `verbose` shows the dialogue, and
+/// `report_success` prints what the server accepted.
 pub async fn accept_and_try(
     config: &Config,
     account: &Account,
     verbose: bool,
+    report_success: bool,
     queued: outbox::Envelope,
     message: Vec<u8>,
 ) -> Result<u8, crate::error::Error> {
@@ -333,9 +343,15 @@ pub async fn accept_and_try(
         (Err(problem), _) => Attempt::Failed(Failure::Connection(problem)),
         (_, Err(unsendable)) => Attempt::Failed(Failure::Unsendable(unsendable)),
     };
-    match attempt::settle(&outbox, locked, attempt, config)? {
+    let outcome = match attempt::settle(&outbox, locked, attempt, config) {
+        Ok(outcome) => outcome,
+        // Accepted and on disk already: a failure to record the attempt (a full disk)
+        // leaves it queued as it was, which is no failure to report.
+        Err(e) => Outcome::Queued(format!("the attempt could not be recorded: {e}")),
+    };
+    match outcome {
         Outcome::Delivered(delivery) => {
-            crate::send::report(&delivery, verbose);
+            crate::send::report(&delivery, report_success);
             let refused_for_good = delivery.refused.iter().any(|r| r.reply.is_permanent());
             Ok(if refused_for_good {
                 exit::NOUSER
