@@ -154,6 +154,27 @@ fn exit_64_for_a_wrong_command_line() {
         &["sendmail", "-bp"],
         &["frobnicate"],
         &["grant", "--server", "127.0.0.1", "-o", "x.wasm"],
+        &["grant", "--server", "bad host:25", "-o", "x.wasm"],
+        &["send", "--server", "bad host:25", "--to", "b@example.org"],
+        &["serve", "--password-env", "RELAY_PASSWORD"],
+        &[
+            "serve",
+            "--require-auth",
+            "",
+            "--password-env",
+            "RELAY_PASSWORD",
+        ],
+        &[
+            "batch",
+            "--server",
+            "127.0.0.1:1",
+            "--to",
+            "b@x",
+            "--raw",
+            "m",
+            "--count",
+            "0",
+        ],
     ] {
         let output = sendbox(&files, args, Stdio::null());
         assert_eq!(
@@ -193,6 +214,27 @@ fn exit_65_for_an_invalid_address_before_connecting() {
     );
     assert_code(&output, 65, "invalid input, nothing sent: ");
     // The input was refused before any connection.
+    listener.set_nonblocking(true).unwrap();
+    assert!(listener.accept().is_err(), "it connected anyway");
+}
+
+#[test]
+fn an_empty_password_file_is_refused_before_connecting() {
+    let files = Files::new();
+    let empty = files.path("empty-password");
+    std::fs::write(&empty, "\nsecond line\n").unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let args = [
+        "--to",
+        "bob@example.org",
+        "--user",
+        USER,
+        "--password-file",
+        empty.to_str().unwrap(),
+    ];
+    let output = send_to(&files, port, "starttls", &args);
+    assert_code(&output, 64, "its first line, the password, is empty");
     listener.set_nonblocking(true).unwrap();
     assert!(listener.accept().is_err(), "it connected anyway");
 }

@@ -427,9 +427,32 @@ fn a_permanent_refusal_leaves_the_queue_for_failed() {
 fn a_message_queued_past_its_age_limit_is_given_up() {
     let setup = Setup::new(&closed_port(), "give_up_days = 0");
     let output = setup.sendmail("too old");
-    assert_exit(&output, 75, "gave up after 1 attempts");
+    assert_exit(&output, 75, "gave up after 1 attempt over");
     assert!(setup.messages_in("queue").is_empty());
     assert_eq!(setup.messages_in("failed").len(), 1);
+}
+
+#[test]
+fn a_dead_server_defers_every_due_message_of_its_account() {
+    let setup = Setup::new(&closed_port(), "retry_minutes = 0");
+    let ids: Vec<String> = (0..3).map(|n| setup.queued(&format!("dead {n}"))).collect();
+    let attempts = |id: &str| {
+        let state = setup.outbox().join("queue").join(format!("{id}.state"));
+        let state: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(state).unwrap()).unwrap();
+        state["count"].as_u64().unwrap()
+    };
+    assert_eq!(
+        ids.iter().map(|id| attempts(id)).collect::<Vec<_>>(),
+        [1, 1, 1]
+    );
+    let run = setup.queue(&["run"]);
+    assert_exit(&run, 0, "0 delivered, 3 still queued, 0 failed");
+    // One connection was tried, and each message records this run's failure.
+    assert_eq!(
+        ids.iter().map(|id| attempts(id)).collect::<Vec<_>>(),
+        [2, 2, 2]
+    );
 }
 
 #[test]
@@ -489,6 +512,22 @@ fn a_full_disk_is_never_claimed_as_accepted() {
     );
     // A small one still fits: the failure was the disk's, and it left nothing behind.
     assert_exit(&setup.sendmail("fits"), 0, "queued as");
+    // Filling the disk up: whatever fails (the message, or only the record of the attempt
+    // after it), exit 0 means it is in queue/, and a failure means it is not.
+    let mut refused = 0;
+    for n in 0..80 {
+        let before = setup.messages_in("queue").len();
+        let output = setup.sendmail(&format!("filler {n} {}", "y".repeat(1500)));
+        let after = setup.messages_in("queue").len();
+        match output.status.code() {
+            Some(0) => assert_eq!(after, before + 1, "exit 0, but not queued: {output:?}"),
+            _ => {
+                assert_eq!(after, before, "it failed, but was queued: {output:?}");
+                refused += 1;
+            }
+        }
+    }
+    assert!(refused > 0, "the disk never filled up");
 }
 
 #[test]
@@ -682,6 +721,18 @@ fn send_queue_keeps_the_message_as_built_until_it_is_delivered() {
     setup.point_at("127.0.0.1:25", "");
     assert_exit(&setup.queue(&["flush"]), 0, "1 delivered");
     assert_eq!(arrived(std::slice::from_ref(&subject)), [1]);
+    // Delivered at once, it says so, as `send` does.
+    let subject_now = format!("{subject} at once");
+    let sent = send(&[
+        "--to",
+        "bob@sendbox.test",
+        "--subject",
+        &subject_now,
+        "--body",
+        "x",
+    ]);
+    assert_exit(&sent, 0, "sent to bob@sendbox.test: 250");
+    assert_eq!(arrived(&[subject_now]), [1]);
     for user in ["bob", "carol"] {
         let copy = support::postfix::delivered(user, &subject);
         assert!(copy.contains(message_id.trim_end()), "{user}: {copy}");

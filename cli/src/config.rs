@@ -905,6 +905,25 @@ mod tests {
     }
 
     #[test]
+    fn queue_settings_are_bounded() {
+        let error = parse_err("[queue]\nretry_minutes = 307445734561825860\n");
+        assert!(
+            error.contains("[queue] retry_minutes is at most 1440"),
+            "{error}"
+        );
+        let error = parse_err("[queue]\ngive_up_days = 367\n");
+        assert!(
+            error.contains("[queue] give_up_days is at most 366"),
+            "{error}"
+        );
+        let config = parse("[queue]\nretry_minutes = 1440\ngive_up_days = 0\n").unwrap();
+        assert_eq!(
+            (config.queue.retry_secs, config.queue.give_up_secs),
+            (86400, 0)
+        );
+    }
+
+    #[test]
     fn a_password_of_the_wrong_type_is_not_shown() {
         for value in ["12345678", "987654.321", "0x1F2E3D", "[\"hunter2\"]"] {
             let error = parse_err(&format!(
@@ -1146,7 +1165,10 @@ mod tests {
             .fetch()
             .unwrap_err()
             .to_string();
-        assert_eq!(message, format!("environment variable {var} is not set"));
+        assert_eq!(
+            message,
+            format!("password_env: environment variable {var} is not set")
+        );
         let path = std::env::var("PATH").unwrap();
         assert_eq!(
             SecretSource::TokenEnv("PATH".into()).fetch(),

@@ -805,7 +805,8 @@ mod tests {
     fn ids_are_checked_before_they_touch_the_disk() {
         let dir = tempfile::tempdir().unwrap();
         let outbox = Outbox::open(&dir.path().join("outbox")).unwrap();
-        for id in ["../x", "", ".1", "1/2", "a"] {
+        let long = "1".repeat(65);
+        for id in ["../x", "", ".1", "1/2", "a", &long] {
             assert!(outbox.lock(id).is_err(), "{id:?}");
             assert!(outbox.remove(id).is_err(), "{id:?}");
         }
