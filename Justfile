@@ -25,9 +25,13 @@ setup:
 # Rebuild the component from guest/, proto/ and wit/, and record what it is built from
 # (host/component/sendbox.wasm.sources: the files rustc read, the Cargo.lock entries of
 # the packages compiled in, the manifest tables, RUSTFLAGS and toolchain), each hashed.
+# Then compile it ahead of time for x86-64 Linux (sendbox.x86_64-linux.cwasm), so that no
+# run compiles it; a test checks that this build compiles it to the same bytes.
 guest: (wasm "sendbox-guest" "host/component/sendbox.wasm")
     cargo tree -p sendbox-guest --target wasm32-wasip2 -e no-dev --prefix none --format '{p}' --locked > target/sendbox-guest.packages
     SENDBOX_UPDATE_STAMP=1 SENDBOX_GUEST_DEPINFO="{{justfile_directory()}}/target/wasm32-wasip2/guest/sendbox_guest.d" SENDBOX_GUEST_PACKAGES="{{justfile_directory()}}/target/sendbox-guest.packages" cargo check -p sendbox --quiet
+    cargo run --quiet -p sendbox --example precompile -- host/component/sendbox.x86_64-linux.cwasm
+    @echo "host/component/sendbox.x86_64-linux.cwasm: $(wc -c < host/component/sendbox.x86_64-linux.cwasm) bytes"
 
 # Rebuild the nosy test component that the sandbox tests run.
 probe: (wasm "sendbox-probe" "tests/probe/probe.wasm")
@@ -54,6 +58,7 @@ lint:
     cargo fmt --all -- --check
     cargo clippy --all-targets -p sendbox-proto -p sendbox -p sendbox-cli -p sendbox-loopback -p sendbox-bench -- -D warnings
     cargo clippy -p sendbox-proto --all-features -- -D warnings
+    cargo clippy -p sendbox --no-default-features --lib -- -D warnings
     cargo clippy -p sendbox-guest -p sendbox-probe -p sendbox-grant -p sendbox-notify-http --target wasm32-wasip2 -- -D warnings
 
 # Run the component under Node.js through jco, confined to one server (needs `just postfix`;

@@ -19,6 +19,8 @@ fn sandbox(dir: &Path) -> Sandbox {
     Sandbox::with_options(&SandboxOptions {
         cache_dir: Some(dir.to_path_buf()),
         pooled_instances: None,
+        // The cache serves where the precompiled code cannot run: made to serve here.
+        compile_at_run_time: true,
     })
     .expect("a refused cache only costs the compilation")
 }

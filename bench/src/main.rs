@@ -2,7 +2,8 @@
 //! loopback only, and prints a markdown table of medians with the ratio sendbox / peer.
 //!
 //! The workloads, one module each: [`cold_start`] (a whole process sends one message over
-//! STARTTLS and AUTH to Postfix), [`throughput`] (one and many connections to smtp-sink),
+//! STARTTLS and AUTH to Postfix), [`homeless`] (one send without a home, so without a
+//! compiled-code cache, against one with it and against msmtp), [`throughput`] (one and many connections to smtp-sink),
 //! [`tls_bulk`] (one and many connections over STARTTLS and AUTH to a sink in this process,
 //! against lettre), [`handshake`] (a TLS session in the component against native rustls),
 //! [`footprint`] (size, compile and instantiation time), [`grant`] (a send through
@@ -18,6 +19,7 @@ mod cold_start;
 mod footprint;
 mod grant;
 mod handshake;
+mod homeless;
 mod large;
 mod machine;
 mod outbox;
@@ -48,8 +50,8 @@ struct Args {
     /// Where tests/postfix/setup.sh keeps the test CA, user name and password.
     #[arg(long, default_value = "/var/lib/sendbox-postfix")]
     postfix_dir: PathBuf,
-    /// Run only these workloads (repeatable): cold-start, throughput, tls-bulk, handshake,
-    /// grant, outbox, large, footprint.
+    /// Run only these workloads (repeatable): cold-start, homeless, throughput, tls-bulk,
+    /// handshake, grant, outbox, large, footprint.
     #[arg(long, value_name = "WORKLOAD")]
     only: Vec<String>,
 }
@@ -65,6 +67,9 @@ fn main() -> anyhow::Result<()> {
     let wanted = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
     if wanted("cold-start") {
         cold_start::run(&setup, &plan, &mut table);
+    }
+    if wanted("homeless") {
+        homeless::run(&setup, &plan, &mut table);
     }
     let message = throughput::message_file(&setup);
     {

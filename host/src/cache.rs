@@ -14,7 +14,6 @@
 //! [`Sandbox`]: crate::Sandbox
 //! [`Sandbox::cache`]: crate::Sandbox::cache
 
-use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
@@ -23,42 +22,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-use crate::component;
-
-/// What became of the compiled-code cache when a [`Sandbox`] was set up
-/// ([`Sandbox::cache`]).
-///
-/// [`Sandbox`]: crate::Sandbox
-/// [`Sandbox::cache`]: crate::Sandbox::cache
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum CacheUse {
-    /// No cache directory was given: the component was compiled in memory.
-    Off,
-    /// The compiled component was loaded from this file.
-    Loaded(PathBuf),
-    /// The component was compiled and stored in this file for next time.
-    Stored(PathBuf),
-    /// The component was compiled, but storing it failed (only a cost: the next
-    /// [`Sandbox`](crate::Sandbox) compiles again). The text says why.
-    NotStored(String),
-    /// The cache could have been written by someone other than the user, so it was neither
-    /// read nor written and the component was compiled in memory. The text names the path
-    /// and what is wrong with it; a program may want to show it as a warning.
-    Refused(String),
-}
-
-impl fmt::Display for CacheUse {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CacheUse::Off => write!(f, "no compiled-code cache"),
-            CacheUse::Loaded(path) => write!(f, "compiled code loaded from {}", path.display()),
-            CacheUse::Stored(path) => write!(f, "compiled code stored in {}", path.display()),
-            CacheUse::NotStored(why) => write!(f, "compiled code not cached: {why}"),
-            CacheUse::Refused(why) => write!(f, "compiled-code cache not used: {why}"),
-        }
-    }
-}
+use crate::component::{self, CacheUse};
 
 /// Loads the compiled component from `dir`, or compiles it and stores it there, provided
 /// the cache can be trusted ([`trusted_cache_dir`], [`trusted_cache_file`]). A cache that
@@ -285,6 +249,7 @@ mod tests {
         let options = SandboxOptions {
             cache_dir: Some(dir.clone()),
             pooled_instances: None,
+            compile_at_run_time: true,
         };
         Sandbox::with_options(&options).unwrap();
         let cached: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -312,6 +277,7 @@ mod tests {
         let options = SandboxOptions {
             cache_dir: Some(dir.clone()),
             pooled_instances: None,
+            compile_at_run_time: true,
         };
         Sandbox::with_options(&options).unwrap();
         assert_eq!(

@@ -54,6 +54,7 @@
 #![warn(missing_docs)]
 
 pub mod batch;
+#[cfg(feature = "compiler")]
 mod cache;
 pub mod component;
 pub mod mailer;
