@@ -92,6 +92,29 @@ pub fn precompile() -> anyhow::Result<Vec<u8>> {
         .map_err(|e| anyhow::Error::from(e).context("compiling the sendbox component"))
 }
 
+/// Gives back the memory of `bytes` of the binary once they have been copied: their pages
+/// are the executable file's, read back from it should they ever be read again.
+#[cfg(target_os = "linux")]
+fn release(bytes: &'static [u8]) {
+    const PAGE: usize = 4096;
+    let start = (bytes.as_ptr() as usize).next_multiple_of(PAGE);
+    let end = (bytes.as_ptr() as usize + bytes.len()) / PAGE * PAGE;
+    if end > start {
+        // SAFETY: whole pages inside a read-only static, which nothing writes: dropping
+        // them only makes the next read fault them in from the file again.
+        let _ = unsafe {
+            rustix::mm::madvise(
+                start as *mut std::ffi::c_void,
+                end - start,
+                rustix::mm::Advice::LinuxDontNeed,
+            )
+        };
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn release(_bytes: &'static [u8]) {}
+
 /// The settings of every engine sendbox makes.
 fn config(pooled: Option<u32>) -> Config {
     let mut config = Config::new();
@@ -210,6 +233,7 @@ impl Sandbox {
             // SAFETY: compiled by `just guest` from COMPONENT, checked like it by the build
             // script; wasmtime checks that this engine and CPU can run it.
             Some(compiled) => unsafe { Component::deserialize(&engine, compiled) }
+                .inspect(|_| release(compiled))
                 .map_err(|e| format!("its precompiled code cannot run here: {e:#}")),
             None => Err(format!(
                 "it is precompiled for x86-64 Linux only, not for {}",
