@@ -53,6 +53,24 @@ wasm package dest:
 check-guest: guest probe grant
     git diff --exit-code --stat -- host/component/ tests/probe/probe.wasm cli/component/grant.wasm || (echo "the committed components are not what the sources build" && exit 1)
 
+# Build the Debian packages sendbox and sendbox-mta into target/debian/ (installs cargo-deb
+# when missing: about 2 minutes of compiling, once). The man pages and completions come
+# from the binary itself; file times come from the last commit, so that the same commit
+# gives the same packages.
+deb:
+    command -v cargo-deb >/dev/null || cargo install cargo-deb --version 3.8.0 --locked
+    cargo build --release -p sendbox-cli --locked
+    rm -rf target/release/man target/release/completions target/debian
+    target/release/sendbox generate man target/release/man
+    gzip -9n target/release/man/*
+    mkdir -p target/release/completions
+    target/release/sendbox generate completions bash > target/release/completions/sendbox
+    target/release/sendbox generate completions zsh > target/release/completions/_sendbox
+    target/release/sendbox generate completions fish > target/release/completions/sendbox.fish
+    SOURCE_DATE_EPOCH=$(git log -1 --format=%ct) cargo deb -p sendbox-cli --no-build --variant sendbox
+    SOURCE_DATE_EPOCH=$(git log -1 --format=%ct) cargo deb -p sendbox-cli --no-build --variant mta
+    @ls -l target/debian/*.deb
+
 # Lints as CI runs them, the guest included.
 lint:
     cargo fmt --all -- --check

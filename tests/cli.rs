@@ -929,9 +929,9 @@ fn sendmail_without_an_account_exits_78_and_other_modes_64() {
 
     // Other modes of an MTA, and a bad command line.
     for args in [
-        &["sendmail", "-C", config.to_str().unwrap(), "-bp"][..],
+        &["sendmail", "-C", config.to_str().unwrap(), "-bd"][..],
         &["sendmail", "-C", config.to_str().unwrap(), "-bs"],
-        &["sendmail", "-C", config.to_str().unwrap(), "-q"],
+        &["sendmail", "-C", config.to_str().unwrap(), "-q30m"],
         &[
             "sendmail",
             "-C",
@@ -953,11 +953,11 @@ fn sendmail_without_an_account_exits_78_and_other_modes_64() {
     let output = run_at(
         sendbox_bin(),
         dir.path(),
-        &["sendmail", "-C", config.to_str().unwrap(), "-bp"],
+        &["sendmail", "-C", config.to_str().unwrap(), "-bs"],
         &[],
         b"",
     );
-    assert_exit(&output, 64, "-bp is not supported");
+    assert_exit(&output, 64, "-bs is not supported");
     assert_eq!(server.connections(), 0);
 }
 
@@ -997,8 +997,8 @@ fn a_link_named_sendmail_is_sendbox_sendmail() {
     let received = server.received();
     assert_eq!(received.len(), 2);
     assert_eq!(received[1].recipients, ["bob@example.org"]);
-    let output = run_at(&link, dir.path(), &["-bp"], &env, b"");
-    assert_exit(&output, 64, "-bp is not supported");
+    let output = run_at(&link, dir.path(), &["-bs"], &env, b"");
+    assert_exit(&output, 64, "-bs is not supported");
 }
 
 /// An account's `from` may be `"Name <ADDR>"`: `send` takes the address from it, and
@@ -1476,7 +1476,9 @@ fn sendmail_dsn_options_become_mail_and_rcpt_parameters() {
 #[test]
 fn help_names_every_command_the_config_rule_and_what_each_argument_is() {
     let help = run_sendbox(&["--help"], "", None);
-    for command in ["grant", "queue", "serve", "sendmail", "batch", "demo"] {
+    for command in [
+        "grant", "queue", "serve", "sendmail", "batch", "demo", "generate",
+    ] {
         assert!(
             String::from_utf8_lossy(&help.stdout)
                 .lines()
@@ -1601,4 +1603,54 @@ fn the_transcript_keeps_its_order_and_a_ca_that_is_no_certificate_is_named() {
         &format!("--ca {}: not a CA certificate in PEM", key.display()),
     );
     assert_eq!(server.connections(), 1);
+}
+
+#[test]
+fn generate_writes_the_man_pages_and_prints_completions() {
+    let dir = tempfile::tempdir().unwrap();
+    let man = dir.path().join("man");
+    let written = run_sendbox(&["generate", "man", man.to_str().unwrap()], "", None);
+    assert_exit(&written, 0, "17 pages written to ");
+    for page in [
+        "sendbox.1",
+        "sendbox-send.1",
+        "sendbox-sendmail.8",
+        "sendbox.toml.5",
+    ] {
+        let text = std::fs::read_to_string(man.join(page)).unwrap();
+        assert!(
+            text.starts_with(".") && text.contains(".SH"),
+            "{page}: {text}"
+        );
+    }
+    // No temporary file left behind.
+    assert_eq!(std::fs::read_dir(&man).unwrap().count(), 17);
+
+    for (shell, needle) in [
+        ("bash", "complete -F _sendbox"),
+        ("zsh", "#compdef sendbox"),
+        ("fish", "complete -c sendbox"),
+    ] {
+        let printed = run_sendbox(&["generate", "completions", shell], "", None);
+        assert_exit(&printed, 0, "");
+        let script = String::from_utf8_lossy(&printed.stdout);
+        assert!(script.contains(needle), "{shell}: {script}");
+        assert!(script.contains("queue"), "{shell}: no subcommands");
+    }
+    assert_exit(
+        &run_sendbox(&["generate", "completions", "tcsh"], "", None),
+        64,
+        "invalid value 'tcsh'",
+    );
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    assert_exit(
+        &run_sendbox(
+            &["generate", "man", file.join("man").to_str().unwrap()],
+            "",
+            None,
+        ),
+        73,
+        "name a folder you can write to",
+    );
 }

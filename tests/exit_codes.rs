@@ -151,7 +151,7 @@ fn exit_64_for_a_wrong_command_line() {
     for args in [
         &["send", "--server", "127.0.0.1:1", "--tls", "ssl"][..],
         &["send", "--server", "127.0.0.1:1", "--timeout", "3601"],
-        &["sendmail", "-bp"],
+        &["sendmail", "-bs"],
         &["frobnicate"],
         &["grant", "--server", "127.0.0.1", "-o", "x.wasm"],
         &["grant", "--server", "bad host:25", "-o", "x.wasm"],

@@ -92,6 +92,18 @@ impl Setup {
         self.sendmail_to(&["bob@sendbox.test"], subject)
     }
 
+    /// sendbox through a link called `name` (sendmail, mailq, newaliases), as sendbox-mta
+    /// installs them, with `-C CONFIG` and then `args`.
+    fn linked_as(&self, name: &str, args: &[&str]) -> Output {
+        let link = self.dir.path().join(name);
+        if !link.exists() {
+            std::os::unix::fs::symlink(sendbox_bin(), &link).unwrap();
+        }
+        let mut command = sendbox_command(&link, self.dir.path(), "");
+        command.arg("-C").arg(self.config()).args(args);
+        command.output().unwrap()
+    }
+
     /// `sendbox queue --config CONFIG ACTION...`.
     fn queue(&self, action: &[&str]) -> Output {
         let config = self.config();
@@ -1318,4 +1330,110 @@ fn list_shows_sender_and_size_and_remove_failed_empties_failed() {
     assert!(setup.messages_in("failed").is_empty());
     // The queued one is not touched.
     assert_eq!(setup.messages_in("queue"), [id]);
+}
+
+#[test]
+fn mailq_and_sendmail_bp_list_the_outbox_as_queue_list_does() {
+    let setup = Setup::new(&closed_port(), "");
+    let id = setup.queued("waiting for mailq");
+    let stdout = |output: &Output| String::from_utf8_lossy(&output.stdout).into_owned();
+    for (name, args) in [("mailq", &[][..]), ("sendmail", &["-bp"])] {
+        let before = stdout(&setup.queue(&["list"]));
+        let listed = setup.linked_as(name, args);
+        let after = stdout(&setup.queue(&["list"]));
+        assert_exit(&listed, 0, &id);
+        // The same rows (a minute may turn between the two lists).
+        assert!(
+            stdout(&listed) == before || stdout(&listed) == after,
+            "{name} {args:?}:\n{}\nqueue list:\n{before}",
+            stdout(&listed)
+        );
+        assert!(
+            stdout(&listed).contains("to bob@sendbox.test"),
+            "{}",
+            stdout(&listed)
+        );
+    }
+    assert_exit(
+        &setup.linked_as("mailq", &["bob@sendbox.test"]),
+        64,
+        "-bp (mailq) takes no recipients",
+    );
+    assert_eq!(
+        setup.messages_in("queue"),
+        [id],
+        "listing changed the queue"
+    );
+}
+
+#[test]
+fn sendmail_q_runs_what_is_due_and_qf_flushes_everything() {
+    let setup = Setup::new(&closed_port(), "");
+    let waiting = setup.queued("not due yet");
+    let server = loopback(ServerTls::None);
+    setup.point_at(&format!("127.0.0.1:{}", server.port()), "");
+    // Tried once and due in 30 minutes: -q leaves it, -qf sends it.
+    assert_exit(&setup.linked_as("sendmail", &["-q"]), 0, "");
+    assert_eq!(
+        setup.messages_in("queue"),
+        [waiting],
+        "-q sent a message not due"
+    );
+    assert_exit(&setup.linked_as("sendmail", &["-qf"]), 0, "1 delivered");
+    assert!(setup.messages_in("queue").is_empty());
+    assert_eq!(subjects(&server), ["Subject: not due yet"]);
+
+    // Due at once after a failure: -q sends it.
+    setup.point_at(&closed_port(), "retry_minutes = 0");
+    setup.queued("due now");
+    setup.point_at(&format!("127.0.0.1:{}", server.port()), "retry_minutes = 0");
+    assert_exit(&setup.linked_as("sendmail", &["-q"]), 0, "1 delivered");
+    assert!(setup.messages_in("queue").is_empty());
+    assert_eq!(subjects(&server).len(), 2);
+    assert_exit(
+        &setup.linked_as("sendmail", &["-q30m"]),
+        64,
+        "sendbox runs no queue daemon",
+    );
+}
+
+#[test]
+fn newaliases_checks_the_aliases_file_and_names_each_bad_line() {
+    let setup = Setup::new(&closed_port(), "");
+    assert_exit(
+        &setup.linked_as("newaliases", &[]),
+        0,
+        "names no aliases file",
+    );
+    let config = std::fs::read_to_string(setup.config()).unwrap();
+    std::fs::write(setup.config(), format!("aliases = \"aliases\"\n{config}")).unwrap();
+    let aliases = setup.dir.path().join("aliases");
+    let check = |text: &str, code: i32, needle: &str| {
+        std::fs::write(&aliases, text).unwrap();
+        for (name, args) in [
+            ("newaliases", &[][..]),
+            ("sendmail", &["-bi"]),
+            ("sendmail", &["-I"]),
+        ] {
+            let checked = setup.linked_as(name, args);
+            assert_exit(&checked, code, needle);
+        }
+    };
+    check(
+        "# as Debian ships it\npostmaster: root\nroot: admin@sendbox.test\n",
+        0,
+        "aliases: 2 aliases, each usable",
+    );
+    check(
+        "postmaster: root\nroot admin@sendbox.test\n",
+        78,
+        "aliases:2: not `name: address, ...`",
+    );
+    check(
+        "postmaster: root\nroot: admin@sendbox.test\nbackup: |/usr/local/bin/handle\n",
+        78,
+        "aliases:3: backup goes to `|/usr/local/bin/handle`, a pipe",
+    );
+    check("a: b\nb: a\n", 78, "loop");
+    check("root: admin@bad..example\n", 78, "aliases:1: root goes to");
 }

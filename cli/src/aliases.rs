@@ -81,6 +81,30 @@ impl Aliases {
         })
     }
 
+    /// The file they were read from, if any.
+    pub fn file(&self) -> Option<&Path> {
+        (!self.file.as_os_str().is_empty()).then_some(self.file.as_path())
+    }
+
+    /// How many names have an alias.
+    pub fn count(&self) -> usize {
+        self.map.len()
+    }
+
+    /// What would stop a message to any of the names: each name followed to its
+    /// addresses, each problem once, with its file and line.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems: Vec<String> = Vec::new();
+        for name in self.map.keys() {
+            if let Err(problem) = self.expand(std::slice::from_ref(name))
+                && !problems.contains(&problem)
+            {
+                problems.push(problem);
+            }
+        }
+        problems
+    }
+
     /// The recipients with each local name (no `@`) replaced by its addresses, followed
     /// through names that are aliases too, or by the `default` ones; other addresses,
     /// and names without an alias, stay as they are.

@@ -13,9 +13,10 @@ use crate::dsn;
 const CONFIG_HELP: &str = "The config file [default: $SENDBOX_CONFIG, else \
     ~/.config/sendbox/config.toml if it exists, else /etc/sendbox/config.toml]";
 
-/// Send mail through a sandboxed SMTP client that can reach one server and nothing else.
+/// Send mail through a sandboxed SMTP client that can reach one server and nothing else:
+/// send, batch, sendmail, queue, serve, grant, generate and demo.
 #[derive(Parser, Debug)]
-#[command(name = "sendbox", version, about)]
+#[command(name = "sendbox", version)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -51,6 +52,31 @@ pub enum Command {
     /// A local relay: an SMTP listener on loopback whose messages go into the outbox (250
     /// only once on disk) and on through the account, for programs that only speak SMTP.
     Serve(ServeArgs),
+    /// Write the man pages or print a shell's completions, made from these very options.
+    Generate(GenerateArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    #[command(subcommand)]
+    pub what: Generated,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Generated {
+    /// Write sendbox(1), a page per subcommand, sendbox-sendmail(8) and sendbox.toml(5)
+    /// into DIR (made if missing), for `man -l` or MANPATH.
+    Man {
+        /// The folder to write the pages to.
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Print the completion script for SHELL, such as
+    /// `sendbox generate completions bash > /etc/bash_completion.d/sendbox`.
+    Completions {
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Args, Debug)]

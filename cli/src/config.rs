@@ -713,6 +713,75 @@ fn resolve(path: PathBuf, dir: &Path) -> Result<PathBuf, String> {
 mod tests {
     use super::*;
 
+    /// The keys the parser accepts in the table that `text` opens: serde's refusal of an
+    /// unknown key lists them.
+    fn accepted_keys(text: &str) -> Vec<String> {
+        let error = toml::from_str::<RawFile>(&format!("{text}\nno_such_key = 1\n"))
+            .err()
+            .expect("an unknown key is refused");
+        let message = error.message();
+        let (_, expected) = message
+            .split_once("expected one of ")
+            .unwrap_or_else(|| panic!("{message}"));
+        expected
+            .split(", ")
+            .map(|key| key.trim().trim_matches('`').to_owned())
+            .collect()
+    }
+
+    /// The keys sendbox.toml(5) names: the bold tag of each tagged paragraph that is a
+    /// key's name.
+    fn page_keys() -> Vec<String> {
+        let page = crate::generate::CONFIG_PAGE.1;
+        let lines: Vec<&str> = page.lines().collect();
+        lines
+            .windows(2)
+            .filter(|pair| pair[0] == ".TP")
+            .filter_map(|pair| pair[1].strip_prefix(".B "))
+            .filter(|key| key.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn the_page_names_every_key_and_only_those() {
+        let mut accepted = Vec::new();
+        for table in ["", "[accounts.a]\nserver = \"x\"", "[queue]", "[log]"] {
+            let keys = accepted_keys(table);
+            assert!(keys.len() >= 3, "{table}: {keys:?}");
+            accepted.extend(keys);
+        }
+        let named = page_keys();
+        for key in &accepted {
+            // Tables have their own sections.
+            if !["accounts", "queue", "log"].contains(&key.as_str()) {
+                assert!(
+                    named.contains(key),
+                    "the parser takes `{key}`, which sendbox.toml(5) does not name"
+                );
+            }
+        }
+        for key in &named {
+            assert!(
+                accepted.contains(key),
+                "sendbox.toml(5) names `{key}`, which the parser refuses"
+            );
+        }
+    }
+
+    #[test]
+    fn the_pages_example_is_a_valid_file() {
+        let page = crate::generate::CONFIG_PAGE.1;
+        let (_, example) = page.split_once(".SH EXAMPLE\n.EX\n").unwrap();
+        let (example, _) = example.split_once(".EE").unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let aliases = tmp.path().join("aliases");
+        std::fs::write(&aliases, "root: alice@example.org\n").unwrap();
+        let example = example.replace("/etc/aliases", aliases.to_str().unwrap());
+        let config = Config::parse(tmp.path().join("c.toml"), &example, None).unwrap();
+        assert!(config.account(None).unwrap().is_some());
+    }
+
     fn parse(text: &str) -> Result<Config, String> {
         Config::parse(PathBuf::from("/etc/sendbox/config.toml"), text, None)
             .map_err(|e| e.to_string())

@@ -1,6 +1,7 @@
 //! The `sendbox` command: `sendbox send`, `sendbox sendmail`, `sendbox queue`, `sendbox
-//! serve`, `sendbox batch`, `sendbox grant` and `sendbox demo`. Invoked through a link named `sendmail`, it
-//! is `sendbox sendmail`.
+//! serve`, `sendbox batch`, `sendbox grant`, `sendbox generate` and `sendbox demo`.
+//! Invoked through a link named `sendmail`, it is `sendbox sendmail`; named `mailq`,
+//! `sendmail -bp`; named `newaliases`, `sendmail -bi`.
 //!
 //! This file only dispatches: `args` is the command line, `connection` resolves the options
 //! and the account into a server to reach, each command has its module, and what stops a
@@ -17,6 +18,7 @@ mod dsn;
 mod error;
 mod escape;
 mod exit;
+mod generate;
 mod grant;
 mod log;
 mod outbox;
@@ -37,8 +39,11 @@ use crate::error::Error;
 async fn main() -> ExitCode {
     let mut argv = std::env::args_os();
     let invoked_as = argv.next().unwrap_or_default();
-    if Path::new(&invoked_as).file_name() == Some("sendmail".as_ref()) {
-        return finish(sendmail::run(argv.collect()).await);
+    // Through a link named sendmail, mailq or newaliases, it is that command.
+    let name = Path::new(&invoked_as).file_name().unwrap_or_default();
+    if let Some(implied) = sendmail::implied_by(name) {
+        let args = implied.iter().map(Into::into).chain(argv).collect();
+        return finish(sendmail::run(args).await);
     }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -61,6 +66,7 @@ async fn main() -> ExitCode {
         Command::Grant(args) => grant::run(args).await,
         Command::Queue(args) => queue::command(args).await,
         Command::Serve(args) => serve::run(args).await,
+        Command::Generate(args) => generate::run(args),
     };
     finish(result)
 }

@@ -5,8 +5,11 @@
 //! `--config`, parsed as getopt(3) does there: letters may be grouped (`-ti`), a value may
 //! be glued on (`-fADDR`, `-oi`, `-B8BITMIME`) or be the next argument (`-f ADDR`), and the
 //! first operand or `--` ends the options. clap cannot express this. Options that only tune
-//! a local MTA (`-oem`, `-odi`, `-L`, ...) are accepted and ignored; the other modes of an
-//! MTA (`-bp`, `-bs`, `-q`, ...) are refused.
+//! a local MTA (`-oem`, `-odi`, `-L`, ...) are accepted and ignored. Besides sending, it
+//! has the modes a system MTA answers to: `-bp` (mailq) lists the outbox, `-q` runs it,
+//! `-qf` flushes it, and `-bi` (newaliases) checks the aliases file; the others (`-bs`,
+//! `-bd`, `-q30m`, ...) are refused. doc/sendbox-sendmail.8 lists every option, and a
+//! test holds this parser to it.
 
 use std::ffi::{OsStr, OsString};
 use std::io::{self, BufRead as _, BufReader, Read};
@@ -32,6 +35,12 @@ pub async fn run(args: Vec<OsString>) -> Result<u8, Error> {
         return Ok(exit::OK);
     }
     let config = Config::load(args.config.as_deref())?;
+    match args.mode {
+        Mode::Send => {}
+        Mode::ListQueue => return queue::list(&config),
+        Mode::RunQueue { everything } => return queue::run(&config, everything).await,
+        Mode::CheckAliases => return check_aliases(&config),
+    }
     let account = config.account(args.account.as_deref())?.ok_or_else(|| {
         config::Error::from(config.no_default_account("sendmail needs an account"))
     })?;
@@ -82,9 +91,57 @@ pub async fn run(args: Vec<OsString>) -> Result<u8, Error> {
     .await
 }
 
+/// `newaliases` (`sendmail -bi`): the aliases file the config names, read and checked
+/// as every send reads it, and then each name followed to its addresses, so that a pipe,
+/// a file or a loop is reported now rather than when a message reaches it.
+fn check_aliases(config: &Config) -> Result<u8, Error> {
+    let Some(file) = config.aliases.file() else {
+        println!("the config file names no aliases file (`aliases`): nothing to check");
+        return Ok(exit::OK);
+    };
+    let problems = config.aliases.problems();
+    if !problems.is_empty() {
+        return Err(config::Error::from(problems.join("\n")).into());
+    }
+    let count = config.aliases.count() as u64;
+    println!(
+        "{}: {}, each usable",
+        file.display(),
+        queue::counted(count, "alias", "aliases")
+    );
+    Ok(exit::OK)
+}
+
+/// The names under which a link to sendbox is sendmail, and the options each implies:
+/// `mailq` is `sendmail -bp`, `newaliases` is `sendmail -bi`, as with every MTA.
+pub fn implied_by(name: &OsStr) -> Option<&'static [&'static str]> {
+    match name.to_str()? {
+        "sendmail" => Some(&[]),
+        "mailq" => Some(&["-bp"]),
+        "newaliases" => Some(&["-bi"]),
+        _ => None,
+    }
+}
+
+/// What a sendmail command line asks to be done.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Send the message on stdin (`-bm`, the default).
+    #[default]
+    Send,
+    /// List the outbox (`-bp`, mailq).
+    ListQueue,
+    /// Deliver what is due (`-q`), or everything queued (`-qf`).
+    RunQueue { everything: bool },
+    /// Check the aliases file (`-bi`, `-I`, newaliases).
+    CheckAliases,
+}
+
 /// What a sendmail command line asks for.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct SendmailArgs {
+    /// What to do: send, unless a mode option says otherwise.
+    pub mode: Mode,
     /// The envelope sender (`-f`, `-r`); `Some("")` for the null sender (`-f '<>'`).
     pub sender: Option<String>,
     /// Also send to the addresses in the message's To, Cc and Bcc (`-t`).
@@ -135,8 +192,16 @@ Options:
       --help         print this help
       --version      print the version
 
+Other modes (each also a link to sendbox with the name in brackets):
+  -bp                list the outbox, as `sendbox queue list` does  [mailq]
+  -q                 deliver what is due in the outbox (`sendbox queue run`)
+  -qf                deliver everything in the outbox now (`sendbox queue flush`)
+  -bi, -I            check the aliases file the config names, with line numbers  [newaliases]
+  -bm                send (the default)
+
 Accepted and ignored, as they only tune a local MTA: -oem, -odi, -B8BITMIME, -F NAME, -L,
--G, -m, -n, -U and the like. Refused: the other modes of an MTA (-bp, -bs, -q, -I).
+-G, -m, -n, -U and the like. Refused: the other modes of an MTA (-bs, -bd, -bv, -q30m).
+sendbox-sendmail(8) lists every option.
 ";
 
 impl SendmailArgs {
@@ -171,6 +236,16 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<SendmailArgs, 
     if parsed.help || parsed.version {
         return Ok(parsed);
     }
+    if parsed.mode != Mode::Send {
+        return match operands.first() {
+            Some(operand) => Err(format!(
+                "{} takes no recipients, but {} was given",
+                parsed.mode.named(),
+                operand.display()
+            )),
+            None => Ok(parsed),
+        };
+    }
     for operand in &operands {
         parsed.recipients.extend(addresses(utf8(operand)?)?);
     }
@@ -196,9 +271,21 @@ impl SendmailArgs {
                 // Gateway submission, "me too", no aliasing, initial submission: nothing a
                 // client does differently.
                 'G' | 'm' | 'n' | 'U' => {}
-                'I' => return Err(not_sending("-I")),
+                'I' => self.set_mode(Mode::CheckAliases)?,
                 // Never takes the next argument: Postfix treats a lone -q specially too.
-                'q' => return Err(not_sending(&format!("-q{glued}"))),
+                'q' => {
+                    let everything = match glued {
+                        "" => false,
+                        "f" => true,
+                        _ => {
+                            return Err(format!(
+                                "-q{glued}: sendbox runs no queue daemon; run `sendmail -q` \
+                             (sendbox queue run) from cron or the sendbox-queue timer"
+                            ));
+                        }
+                    };
+                    return self.set_mode(Mode::RunQueue { everything });
+                }
                 'C' => {
                     self.config = Some(value(letter, glued, rest)?.into());
                     return Ok(());
@@ -228,14 +315,34 @@ impl SendmailArgs {
             'R' => self.dsn_return = Some(dsn::ret(value).map_err(|why| format!("-R {why}"))?),
             'V' => self.dsn_envid = Some(dsn::envid(value).map_err(|why| format!("-V {why}"))?),
             'a' => self.account = Some(value.to_owned()),
-            'b' if value == "m" => {}
-            'b' => return Err(not_sending(&format!("-b{value}"))),
+            'b' => {
+                let mode = match value {
+                    "m" => Mode::Send,
+                    "p" => Mode::ListQueue,
+                    "i" => Mode::CheckAliases,
+                    _ => return Err(not_sending(&format!("-b{value}"))),
+                };
+                self.set_mode(mode)?;
+            }
             // Postfix looks at the first letter only.
             'o' if value.starts_with('i') => self.ignore_dots = true,
             // -A -B -L -O -X -e -h -p and the other -o: settings of a local MTA. -X names a
             // log file, which is never opened.
             _ => {}
         }
+        Ok(())
+    }
+
+    /// A mode option: two that disagree are an error, not a guess.
+    fn set_mode(&mut self, mode: Mode) -> Result<(), String> {
+        if self.mode != Mode::Send && self.mode != mode {
+            return Err(format!(
+                "{} and {} ask for two things; give one",
+                self.mode.named(),
+                mode.named()
+            ));
+        }
+        self.mode = mode;
         Ok(())
     }
 
@@ -291,9 +398,25 @@ fn utf8(arg: &OsStr) -> Result<&str, String> {
         .ok_or_else(|| format!("argument {} is not valid UTF-8", arg.display()))
 }
 
-/// The error for a mode of an MTA other than sending.
+/// The error for a mode of an MTA that sendbox does not have.
 fn not_sending(option: &str) -> String {
-    format!("sendbox sendmail only sends mail; {option} is not supported")
+    format!(
+        "{option} is not supported: sendbox sendmail sends (-bm), lists the outbox (-bp), \
+         runs it (-q, -qf) and checks the aliases (-bi)"
+    )
+}
+
+impl Mode {
+    /// The option that asks for it, for messages.
+    fn named(self) -> &'static str {
+        match self {
+            Mode::Send => "-bm",
+            Mode::ListQueue => "-bp (mailq)",
+            Mode::RunQueue { everything: false } => "-q",
+            Mode::RunQueue { everything: true } => "-qf",
+            Mode::CheckAliases => "-bi (newaliases)",
+        }
+    }
 }
 
 /// The address of `-f` or `-r`: `""` for `<>` or nothing.
@@ -587,27 +710,142 @@ mod tests {
     }
 
     #[test]
-    fn other_modes_are_refused() {
+    fn the_modes_of_a_system_mta() {
+        let mode = |list: &[&str]| ok(list).mode;
+        assert_eq!(mode(&["-bp"]), Mode::ListQueue);
+        assert_eq!(mode(&["-b", "p"]), Mode::ListQueue);
+        assert_eq!(mode(&["-q"]), Mode::RunQueue { everything: false });
+        assert_eq!(mode(&["-qf"]), Mode::RunQueue { everything: true });
+        assert_eq!(mode(&["-bi"]), Mode::CheckAliases);
+        assert_eq!(mode(&["-I"]), Mode::CheckAliases);
+        // What the links' names imply, then what the caller adds.
+        assert_eq!(mode(implied_by("mailq".as_ref()).unwrap()), Mode::ListQueue);
+        assert_eq!(mode(&["-bp", "-v"]), Mode::ListQueue);
         assert_eq!(
-            err(&["-bp"]),
-            "sendbox sendmail only sends mail; -bp is not supported"
+            mode(implied_by("newaliases".as_ref()).unwrap()),
+            Mode::CheckAliases
         );
+        assert_eq!(implied_by("sendmail".as_ref()), Some(&[][..]));
+        assert_eq!(implied_by("sendbox".as_ref()), None);
+        assert_eq!(mode(&["-bm", "b"]), Mode::Send);
+        assert_eq!(
+            err(&["-bp", "bob@x"]),
+            "-bp (mailq) takes no recipients, but bob@x was given"
+        );
+        assert_eq!(
+            err(&["-bp", "-q"]),
+            "-bp (mailq) and -q ask for two things; give one"
+        );
+        assert!(err(&["-bi", "-bm", "b"]).contains("ask for two things"));
+    }
+
+    #[test]
+    fn other_modes_are_refused() {
         for (mode, named) in [
             (&["-bs"][..], "-bs"),
             (&["-bd"], "-bd"),
-            (&["-b", "i"], "-bi"),
             (&["-bv", "bob@x"], "-bv"),
-            (&["-q"], "-q"),
-            (&["-q30m"], "-q30m"),
-            (&["-qRexample.org"], "-qRexample.org"),
-            (&["-I"], "-I"),
-            (&["-tI"], "-I"),
+            (&["-tbt"], "-bt"),
         ] {
             let message = err(mode);
             assert!(
-                message.starts_with("sendbox sendmail only sends mail; ")
-                    && message.contains(&format!(" {named} is not supported")),
+                message.starts_with(&format!("{named} is not supported: sendbox sendmail sends")),
                 "{mode:?}: {message}"
+            );
+        }
+        for daemon in ["-q30m", "-qRexample.org", "-qI1234"] {
+            let message = err(&[daemon]);
+            assert!(
+                message.starts_with(&format!("{daemon}: sendbox runs no queue daemon")),
+                "{message}"
+            );
+        }
+    }
+
+    /// The options sendbox-sendmail(8) lists: each `\-x` or `\-\-name` at the start of a
+    /// tagged paragraph's tag.
+    fn page_options() -> Vec<String> {
+        let mut tags = Vec::new();
+        let mut lines = crate::generate::SENDMAIL_PAGE.1.lines();
+        while let Some(line) = lines.next() {
+            if line == ".TP"
+                && let Some(tag) = lines.next()
+            {
+                let tag = ["\\fB", "\\fI", "\\fR"]
+                    .iter()
+                    .fold(tag.replace("\\-", "-"), |tag, font| tag.replace(font, ""));
+                tags.extend(
+                    tag.split([' ', ',', '"'])
+                        .filter(|word| word.starts_with('-'))
+                        .map(str::to_owned),
+                );
+            }
+        }
+        tags
+    }
+
+    /// Every letter the parser does not call unknown, with a value glued on or not, must
+    /// be on the page; so must every long option it takes.
+    #[test]
+    fn the_page_lists_every_option_the_parser_knows() {
+        let listed = page_options();
+        assert!(listed.len() > 20, "too few options found: {listed:?}");
+        for letter in (b'!'..=b'~').map(char::from).filter(|&c| c != '-') {
+            let alone = args(&[&format!("-{letter}"), "value", "bob@x"]);
+            let known = !matches!(&alone, Err(e) if e.starts_with("unknown option"));
+            if known {
+                assert!(
+                    listed
+                        .iter()
+                        .any(|tag| tag.starts_with(&format!("-{letter}"))),
+                    "-{letter} is known to the parser ({alone:?}) but not in sendbox-sendmail(8)"
+                );
+            }
+        }
+        for mode in ["m", "p", "i"] {
+            assert!(
+                listed.contains(&format!("-b{mode}")),
+                "-b{mode}: {listed:?}"
+            );
+        }
+        // The long options any sendmail or msmtp user might try, and those on the page.
+        let candidates = [
+            "account",
+            "config",
+            "help",
+            "version",
+            "host",
+            "port",
+            "from",
+            "auth",
+            "user",
+            "tls",
+            "timeout",
+            "debug",
+            "read-recipients",
+            "read-envelope-from",
+            "file",
+            "logfile",
+            "syslog",
+            "domain",
+            "dsn-notify",
+            "dsn-return",
+            "serverinfo",
+            "rmqs",
+            "protocol",
+            "passwordeval",
+            "add-missing-from-header",
+            "verbose",
+            "queue",
+        ];
+        let on_page = listed.iter().filter_map(|tag| tag.strip_prefix("--"));
+        for name in candidates.into_iter().chain(on_page) {
+            let given = args(&[&format!("--{name}"), "value", "bob@x"]);
+            let known = !matches!(&given, Err(e) if e.starts_with("unknown option"));
+            assert_eq!(
+                known,
+                listed.contains(&format!("--{name}")),
+                "--{name}: the parser says {given:?}; the page must list exactly what it takes"
             );
         }
     }

@@ -27,6 +27,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 pub use attempt::{Failure, Unsendable};
+pub use listing::{counted, list};
 pub use runner::{Trouble, accept_and_try, run};
 
 use crate::args::{QueueAction, QueueArgs};
