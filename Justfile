@@ -54,11 +54,13 @@ check-guest: guest probe grant
     git diff --exit-code --stat -- host/component/ tests/probe/probe.wasm cli/component/grant.wasm || (echo "the committed components are not what the sources build" && exit 1)
 
 # Build the Debian packages sendbox and sendbox-mta into target/debian/ (installs cargo-deb
-# when missing: about 2 minutes of compiling, once). The man pages and completions come
+# when missing: about 2 minutes of compiling, once; and dpkg-dev, as root). The man pages and completions come
 # from the binary itself; file times come from the last commit, so that the same commit
 # gives the same packages.
 deb:
     command -v cargo-deb >/dev/null || cargo install cargo-deb --version 3.8.0 --locked
+    # dpkg-shlibdeps (dpkg-dev) finds the libc version the binary needs, for Depends.
+    command -v dpkg-shlibdeps >/dev/null || { [ "$(id -u)" = 0 ] && apt-get install -y -qq dpkg-dev; } || { echo "just deb needs dpkg-dev: sudo apt install dpkg-dev" >&2; exit 1; }
     cargo build --release -p sendbox-cli --locked
     rm -rf target/release/man target/release/completions target/debian
     target/release/sendbox generate man target/release/man

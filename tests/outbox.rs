@@ -1335,6 +1335,9 @@ fn list_shows_sender_and_size_and_remove_failed_empties_failed() {
 #[test]
 fn mailq_and_sendmail_bp_list_the_outbox_as_queue_list_does() {
     let setup = Setup::new(&closed_port(), "");
+    // Before anything was queued: empty, and listing does not make the outbox.
+    assert_exit(&setup.linked_as("mailq", &[]), 0, "is empty");
+    assert!(!setup.outbox().exists(), "mailq made the outbox");
     let id = setup.queued("waiting for mailq");
     let stdout = |output: &Output| String::from_utf8_lossy(&output.stdout).into_owned();
     for (name, args) in [("mailq", &[][..]), ("sendmail", &["-bp"])] {

@@ -30,6 +30,7 @@ just deb
 sendbox_deb=$(ls target/debian/sendbox_*.deb)
 mta_deb=$(ls target/debian/sendbox-mta_*.deb)
 ls -l "$sendbox_deb" "$mta_deb"
+dpkg-deb -f "$sendbox_deb" Depends | grep -q 'libc6 (>= ' || fail "sendbox does not depend on libc6"
 
 step "lintian"
 lintian --fail-on error,warning --pedantic "$sendbox_deb" "$mta_deb" 2>&1 | grep -v 'root privileges' || true

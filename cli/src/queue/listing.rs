@@ -13,6 +13,13 @@ use crate::outbox::{self, Attempts, Damage, Peeked};
 /// row that says what is wrong; like mailq, `list` exits 0 whatever the queue holds, and
 /// `run` is what fails on damage.
 pub fn list(config: &Config) -> Result<u8, error::Error> {
+    // Listing makes nothing: an outbox not made yet (no message was ever queued) is empty.
+    let missing = std::fs::symlink_metadata(&config.queue.dir)
+        .is_err_and(|e| e.kind() == io::ErrorKind::NotFound);
+    if missing {
+        println!("the outbox {} is empty", config.queue.dir.display());
+        return Ok(exit::OK);
+    }
     let outbox = open(&config.queue)?;
     let io = io_error(&outbox);
     let now = outbox::now();
