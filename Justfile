@@ -69,6 +69,12 @@ deb:
     target/release/sendbox generate completions bash > target/release/completions/sendbox
     target/release/sendbox generate completions zsh > target/release/completions/_sendbox
     target/release/sendbox generate completions fish > target/release/completions/sendbox.fish
+    # The precompiled component, mapped from /usr/lib/sendbox instead of copied from the
+    # binary (4 MiB less resident per run); named by the hash of the binary's copy, as the
+    # binary looks for it, and without the symbol table (wasmtime reads only its own
+    # sections; the symbols are for profilers).
+    rm -rf target/release/lib && mkdir -p target/release/lib
+    strip --strip-all -o target/release/lib/sendbox-$(sha256sum host/component/sendbox.x86_64-linux.cwasm | cut -c1-16).x86_64-linux.cwasm host/component/sendbox.x86_64-linux.cwasm
     SOURCE_DATE_EPOCH=$(git log -1 --format=%ct) cargo deb -p sendbox-cli --no-build --variant sendbox
     SOURCE_DATE_EPOCH=$(git log -1 --format=%ct) cargo deb -p sendbox-cli --no-build --variant mta
     @ls -l target/debian/*.deb

@@ -21,6 +21,7 @@ fn sandbox(dir: &Path) -> Sandbox {
         pooled_instances: None,
         // The cache serves where the precompiled code cannot run: made to serve here.
         compile_at_run_time: true,
+        installed_dir: None,
     })
     .expect("a refused cache only costs the compilation")
 }
@@ -239,4 +240,90 @@ fn a_cache_path_that_is_a_directory_is_refused() {
     let dir = private_dir();
     std::fs::create_dir(dir.path().join(cache_file_name())).unwrap();
     assert_refused(&sandbox(dir.path()), "not a regular file");
+}
+
+/// The precompiled code (x86-64 Linux), with a cache and a directory a package installs
+/// its copy in, as [`SandboxOptions::cached`] names them.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+fn precompiled(cache: Option<&Path>, installed: Option<&Path>) -> Sandbox {
+    Sandbox::with_options(&SandboxOptions {
+        cache_dir: cache.map(Path::to_path_buf),
+        installed_dir: installed.map(Path::to_path_buf),
+        ..SandboxOptions::default()
+    })
+    .expect("the precompiled code runs here")
+}
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[test]
+fn the_precompiled_code_is_stored_by_the_first_run_then_mapped() {
+    let dir = private_dir();
+    let stored = match precompiled(Some(dir.path()), None).cache() {
+        CacheUse::Stored(path) => path.clone(),
+        other => panic!("not stored: {other:?}"),
+    };
+    let name = stored.file_name().unwrap().to_str().unwrap();
+    assert!(
+        name.starts_with("sendbox-") && name.ends_with(".x86_64-linux.cwasm"),
+        "{name}"
+    );
+    let committed =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("component/sendbox.x86_64-linux.cwasm");
+    assert!(
+        std::fs::read(&stored).unwrap() == std::fs::read(committed).unwrap(),
+        "not the embedded code"
+    );
+    assert_eq!(
+        precompiled(Some(dir.path()), None).cache(),
+        &CacheUse::Loaded(stored.clone())
+    );
+    // Garbage under its name is not this engine's code: replaced by the embedded copy.
+    std::fs::write(&stored, GARBAGE).unwrap();
+    assert_eq!(
+        precompiled(Some(dir.path()), None).cache(),
+        &CacheUse::Stored(stored.clone())
+    );
+    assert_ne!(std::fs::read(&stored).unwrap(), GARBAGE);
+    // Without a cache: the embedded code, copied.
+    assert_eq!(precompiled(None, None).cache(), &CacheUse::Precompiled);
+}
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[test]
+fn an_installed_copy_is_mapped_only_when_nobody_else_could_have_written_it() {
+    let scratch = private_dir();
+    let name = match precompiled(Some(scratch.path()), None).cache() {
+        CacheUse::Stored(path) => path.file_name().unwrap().to_owned(),
+        other => panic!("not stored: {other:?}"),
+    };
+    let installed = private_dir();
+    chmod(installed.path(), 0o755);
+    let copy = installed.path().join(&name);
+    std::fs::copy(scratch.path().join(&name), &copy).unwrap();
+    chmod(&copy, 0o644);
+    assert_eq!(
+        precompiled(None, Some(installed.path())).cache(),
+        &CacheUse::Loaded(copy.clone())
+    );
+    // Writable by others, or in a directory others can write to: not loaded, and the
+    // binary's own copy runs.
+    chmod(&copy, 0o666);
+    assert_eq!(
+        precompiled(None, Some(installed.path())).cache(),
+        &CacheUse::Precompiled
+    );
+    chmod(&copy, 0o644);
+    chmod(installed.path(), 0o777);
+    assert_eq!(
+        precompiled(None, Some(installed.path())).cache(),
+        &CacheUse::Precompiled
+    );
+    // A copy of other code under the name: never loaded, never replaced (not the cache).
+    chmod(installed.path(), 0o755);
+    std::fs::write(&copy, GARBAGE).unwrap();
+    assert_eq!(
+        precompiled(None, Some(installed.path())).cache(),
+        &CacheUse::Precompiled
+    );
+    assert_eq!(std::fs::read(&copy).unwrap(), GARBAGE);
 }

@@ -13,12 +13,14 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use sha2::Digest as _;
 use stamp::Input;
 
 mod stamp;
 
 const COMPONENT: &str = "component/sendbox.wasm";
 const STAMP: &str = "component/sendbox.wasm.sources";
+const PRECOMPILED: &str = "component/sendbox.x86_64-linux.cwasm";
 
 fn main() {
     let manifest =
@@ -31,6 +33,16 @@ fn main() {
     println!("cargo:rerun-if-changed={COMPONENT}");
     println!("cargo:rerun-if-changed={STAMP}");
     println!("cargo:rerun-if-env-changed=SENDBOX_UPDATE_STAMP");
+    // The name under which an installed or cached copy of the precompiled code is found:
+    // its own hash, so that a build only ever maps the code it was built with.
+    println!("cargo:rerun-if-changed={PRECOMPILED}");
+    let precompiled = fs::read(manifest.join(PRECOMPILED)).expect("reading the precompiled code");
+    let id: String = sha2::Sha256::digest(&precompiled)
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    println!("cargo:rustc-env=SENDBOX_PRECOMPILED_ID={id}");
     if !root.join("guest").is_dir() {
         // Built outside the workspace (e.g. from a package): the sources are not here.
         println!(

@@ -11,22 +11,95 @@
 //! compiled in memory, the cache is neither read nor written, and [`Sandbox::cache`] says
 //! why. The library prints nothing; the caller decides whether to warn.
 //!
+//! The component's precompiled code (x86-64 Linux) goes the same way: it is embedded in
+//! the binary, but a copy in a file is mapped rather than copied into memory, so that only
+//! the code a run touches is resident (4 MiB less at the peak of a send). The copy is
+//! found under the name of its own hash in [`INSTALLED_DIR`], where a package puts it
+//! (trusted by the same rules), else in the cache, where the first run stores it.
+//!
 //! [`Sandbox`]: crate::Sandbox
 //! [`Sandbox::cache`]: crate::Sandbox::cache
 
+#[cfg(feature = "compiler")]
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
+#[cfg(feature = "compiler")]
 use anyhow::Context as _;
+#[cfg(feature = "compiler")]
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use crate::component::{self, CacheUse};
 
+/// Where the Debian package installs the precompiled code (`just deb`).
+pub const INSTALLED_DIR: &str = "/usr/lib/sendbox";
+
+/// The file name of a copy of the precompiled code: the hash of its bytes (computed by
+/// the build script), so that a binary maps only the code it embeds.
+pub(crate) fn precompiled_name() -> String {
+    format!(
+        "sendbox-{}.x86_64-linux.cwasm",
+        env!("SENDBOX_PRECOMPILED_ID")
+    )
+}
+
+/// The precompiled code `embedded` in the binary, mapped from a trusted copy in
+/// `installed` or `cache_dir` when there is one; else loaded from the binary (a copy in
+/// memory) and stored in the cache for the next run. An untrusted or unusable copy is
+/// never loaded: the embedded code is. Errors only when the embedded code cannot run here.
+pub(crate) fn load_precompiled(
+    engine: &Engine,
+    embedded: &'static [u8],
+    installed: Option<&Path>,
+    cache_dir: Option<&Path>,
+) -> Result<(Component, CacheUse), String> {
+    let name = precompiled_name();
+    if let Some(dir) = installed
+        && check_ancestors(dir).is_ok()
+    {
+        let path = dir.join(&name);
+        if let Ok(Some(file)) = trusted_cache_file(&path)
+            && let Some(component) = load(engine, file)
+        {
+            return Ok((component, CacheUse::Loaded(path)));
+        }
+    }
+    let cache = cache_dir.and_then(|dir| trusted_cache_dir(dir).ok());
+    let mut stored = None;
+    if let Some(dir) = &cache {
+        let path = dir.join(&name);
+        match trusted_cache_file(&path) {
+            Ok(Some(file)) => match load(engine, file) {
+                Some(component) => return Ok((component, CacheUse::Loaded(path))),
+                // Not this engine's code after all: replaced below.
+                None => stored = Some(path),
+            },
+            Ok(None) => stored = Some(path),
+            // Not to be used, nor overwritten.
+            Err(_) => {}
+        }
+    }
+    let stored = match (&cache, stored) {
+        (Some(dir), Some(path)) => Some(match store_atomically(dir, &path, embedded) {
+            Ok(()) => CacheUse::Stored(path),
+            Err(e) => CacheUse::NotStored(format!("writing {}: {e}", path.display())),
+        }),
+        _ => None,
+    };
+    // SAFETY: compiled by `just guest` from the component, checked like it by the build
+    // script; wasmtime checks that this engine and CPU can run it.
+    let component = unsafe { Component::deserialize(engine, embedded) }
+        .map_err(|e| format!("its precompiled code cannot run here: {e:#}"))?;
+    component::release(embedded);
+    Ok((component, stored.unwrap_or(CacheUse::Precompiled)))
+}
+
 /// Loads the compiled component from `dir`, or compiles it and stores it there, provided
 /// the cache can be trusted ([`trusted_cache_dir`], [`trusted_cache_file`]). A cache that
 /// cannot be read or written only costs the compilation.
+#[cfg(feature = "compiler")]
 pub(crate) fn load_or_compile(
     engine: &Engine,
     wasm: &[u8],
@@ -68,8 +141,9 @@ pub(crate) fn load_or_compile(
 //
 // SAFETY (every deserialize): the file is a regular file in a directory only the user (or
 // root) can write, owned by the user or root and writable by nobody else (checked on the
-// open file), and named by the hash of what it was compiled from: this module's own
-// output. It is replaced by a rename, never changed in place, so a mapping of it stays as
+// open file), and named by the hash of what it was compiled from (or, for the
+// precompiled code, of itself): this module's own output, or the package's copy of the
+// embedded code. It is replaced by a rename, never changed in place, so a mapping of it stays as
 // it was. wasmtime also checks its header against this engine and refuses a mismatch,
 // which falls back to compiling.
 fn load(engine: &Engine, mut file: std::fs::File) -> Option<Component> {
@@ -201,6 +275,7 @@ fn trusted_cache_file(path: &Path) -> Result<Option<std::fs::File>, String> {
 }
 
 /// The component's SHA-256, with wasmtime's version and settings folded in.
+#[cfg(feature = "compiler")]
 fn cache_key(engine: &Engine, wasm: &[u8]) -> String {
     let mut settings = std::collections::hash_map::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut settings);
@@ -250,6 +325,7 @@ mod tests {
             cache_dir: Some(dir.clone()),
             pooled_instances: None,
             compile_at_run_time: true,
+            installed_dir: None,
         };
         Sandbox::with_options(&options).unwrap();
         let cached: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -278,6 +354,7 @@ mod tests {
             cache_dir: Some(dir.clone()),
             pooled_instances: None,
             compile_at_run_time: true,
+            installed_dir: None,
         };
         Sandbox::with_options(&options).unwrap();
         assert_eq!(

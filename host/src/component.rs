@@ -18,7 +18,6 @@ use std::path::PathBuf;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
-#[cfg(feature = "compiler")]
 use crate::cache;
 use crate::policy::{self, Confined, Limits, NetworkGrant, Transcript};
 
@@ -57,6 +56,7 @@ mod bindings {
 
 pub use bindings::exports::sendbox::mail::mail_sender as wit;
 pub use bindings::{Sender, SenderPre};
+pub use cache::INSTALLED_DIR;
 
 /// A wasmtime engine set up as sendbox runs components: epoch interruption on, so that
 /// [`policy::confined_store`] can stop a guest that computes instead of waiting, and a
@@ -95,7 +95,7 @@ pub fn precompile() -> anyhow::Result<Vec<u8>> {
 /// Gives back the memory of `bytes` of the binary once they have been copied: their pages
 /// are the executable file's, read back from it should they ever be read again.
 #[cfg(target_os = "linux")]
-fn release(bytes: &'static [u8]) {
+pub(crate) fn release(bytes: &'static [u8]) {
     const PAGE: usize = 4096;
     let start = (bytes.as_ptr() as usize).next_multiple_of(PAGE);
     let end = (bytes.as_ptr() as usize + bytes.len()) / PAGE * PAGE;
@@ -113,7 +113,7 @@ fn release(bytes: &'static [u8]) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn release(_bytes: &'static [u8]) {}
+pub(crate) fn release(_bytes: &'static [u8]) {}
 
 /// The settings of every engine sendbox makes.
 fn config(pooled: Option<u32>) -> Config {
@@ -146,9 +146,11 @@ pub enum CacheUse {
     Precompiled,
     /// No cache directory was given: the component was compiled in memory.
     Off,
-    /// The compiled component was loaded from this file.
+    /// The compiled component was loaded from this file: the cache, or for the precompiled
+    /// code a copy installed with sendbox, mapped rather than copied.
     Loaded(PathBuf),
-    /// The component was compiled and stored in this file for next time.
+    /// The component was compiled (or its precompiled code copied from the binary) and
+    /// stored in this file for next time.
     Stored(PathBuf),
     /// The component was compiled, but storing it failed (only a cost: the next
     /// [`Sandbox`](crate::Sandbox) compiles again). The text says why.
@@ -184,12 +186,16 @@ pub struct SandboxOptions {
     /// Compile the component (with the cache) even where its precompiled code would run:
     /// for the cache's own tests. Needs the `compiler` feature.
     pub compile_at_run_time: bool,
+    /// Where a package installed a copy of the precompiled code, mapped from there rather
+    /// than copied from the binary: [`INSTALLED_DIR`](crate::component::INSTALLED_DIR).
+    pub installed_dir: Option<PathBuf>,
 }
 
 impl SandboxOptions {
     /// The default cache: `$SENDBOX_CACHE_DIR`, else `$XDG_CACHE_HOME/sendbox`, else
     /// `~/.cache/sendbox` when the home directory exists (a daemon's `/nonexistent` is
-    /// never made); no cache otherwise.
+    /// never made); no cache otherwise. The precompiled code installed by a package in
+    /// [`INSTALLED_DIR`] is used when it is there.
     pub fn cached() -> Self {
         let env = |name| {
             std::env::var_os(name)
@@ -207,6 +213,7 @@ impl SandboxOptions {
             cache_dir,
             pooled_instances: None,
             compile_at_run_time: false,
+            installed_dir: Some(PathBuf::from(INSTALLED_DIR)),
         }
     }
 }
@@ -232,16 +239,19 @@ impl Sandbox {
             _ if options.compile_at_run_time => Err("compiling at run time was asked for".into()),
             // SAFETY: compiled by `just guest` from COMPONENT, checked like it by the build
             // script; wasmtime checks that this engine and CPU can run it.
-            Some(compiled) => unsafe { Component::deserialize(&engine, compiled) }
-                .inspect(|_| release(compiled))
-                .map_err(|e| format!("its precompiled code cannot run here: {e:#}")),
+            Some(compiled) => cache::load_precompiled(
+                &engine,
+                compiled,
+                options.installed_dir.as_deref(),
+                options.cache_dir.as_deref(),
+            ),
             None => Err(format!(
                 "it is precompiled for x86-64 Linux only, not for {}",
                 std::env::consts::ARCH
             )),
         };
         let (component, cache) = match precompiled {
-            Ok(component) => (component, CacheUse::Precompiled),
+            Ok(loaded) => loaded,
             Err(why) => compile_here(&engine, options, why)?,
         };
         Self::link(engine, component, cache)
@@ -341,6 +351,22 @@ mod tests {
             Some(&compiled[..]) == PRECOMPILED,
             "component/sendbox.x86_64-linux.cwasm is stale (wasmtime, its settings or the \
              component changed): run `just guest` and commit it"
+        );
+    }
+
+    /// `just deb` names the packaged copy by `sha256sum | cut -c1-16`, as the build script
+    /// names it.
+    #[test]
+    fn the_precompiled_codes_file_name_is_its_hash() {
+        use sha2::Digest as _;
+        let hash: String = sha2::Sha256::digest(PRECOMPILED.unwrap())
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            cache::precompiled_name(),
+            format!("sendbox-{hash}.x86_64-linux.cwasm")
         );
     }
 

@@ -54,7 +54,6 @@
 #![warn(missing_docs)]
 
 pub mod batch;
-#[cfg(feature = "compiler")]
 mod cache;
 pub mod component;
 pub mod mailer;

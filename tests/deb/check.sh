@@ -37,6 +37,9 @@ lintian --fail-on error,warning --pedantic "$sendbox_deb" "$mta_deb" 2>&1 | grep
 lintian --fail-on error,warning "$sendbox_deb" "$mta_deb" >/dev/null 2>&1 ||
     fail "lintian reports an error or an unjustified warning"
 
+root_tmp=$(mktemp -d)
+trap 'rm -rf "$root_tmp"' EXIT
+
 step "install sendbox with dpkg"
 dpkg -i "$sendbox_deb" >/dev/null
 dpkg-query -W -f='${Package} ${Version} ${Status}\n' sendbox | grep -q 'install ok installed' ||
@@ -44,6 +47,29 @@ dpkg-query -W -f='${Package} ${Version} ${Status}\n' sendbox | grep -q 'install 
 [ "$(command -v sendbox)" = /usr/bin/sendbox ] || fail "sendbox is not /usr/bin/sendbox"
 [ -d /var/spool/sendbox ] && [ "$(stat -c %a /var/spool/sendbox)" = 1733 ] ||
     fail "/var/spool/sendbox was not made with mode 1733"
+
+step "a user without a home maps the installed precompiled code (not the binary's copy)"
+cwasm=$(ls /usr/lib/sendbox/sendbox-*.x86_64-linux.cwasm)
+# A server that accepts and never greets holds the send while its mappings are read.
+python3 -c 'import socket,sys,time
+s=socket.socket(); s.bind(("127.0.0.1",0)); s.listen()
+print(s.getsockname()[1], flush=True); c=s.accept(); time.sleep(30)' >"$root_tmp/port" &
+silent=$!
+for _ in $(seq 1 50); do [ -s "$root_tmp/port" ] && break; sleep 0.1; done
+# setpriv execs in place (runuser would fork): $! is the send itself.
+setpriv --reuid=nobody --regid=nogroup --clear-groups env HOME=/nonexistent /usr/bin/sendbox send --server "127.0.0.1:$(cat "$root_tmp/port")" \
+    --tls none --from a@sendbox.test --to b@sendbox.test --subject s --body b --timeout 20 \
+    >/dev/null 2>&1 &
+sending=$!
+mapped=no
+for _ in $(seq 1 100); do
+    if grep -q "$cwasm" "/proc/$sending/maps" 2>/dev/null; then mapped=yes; break; fi
+    sleep 0.1
+done
+kill "$sending" "$silent" 2>/dev/null || true
+wait "$sending" "$silent" 2>/dev/null || true
+[ $mapped = yes ] || fail "the send did not map $cwasm"
+echo "mapped: $cwasm"
 
 step "the man pages render, without a groff warning"
 for page in sendbox sendbox-send sendbox-queue-run sendbox.toml sendbox-sendmail; do
@@ -99,8 +125,8 @@ fi
 dpkg-deb -f "$mta_deb" Provides Conflicts Replaces
 
 step "sendbox-mta's links, extracted beside sendbox, as cron and mailx use them"
-root=$(mktemp -d)
-trap 'rm -rf "$root"' EXIT
+root=$root_tmp/root
+mkdir "$root"
 dpkg-deb -x "$sendbox_deb" "$root"
 dpkg-deb -x "$mta_deb" "$root"
 for link in usr/sbin/sendmail usr/lib/sendmail usr/bin/mailq usr/sbin/newaliases; do
