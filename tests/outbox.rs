@@ -931,6 +931,8 @@ fn queue_show_and_remove_work_on_a_damaged_entry() {
 fn escape_sequences_in_a_queued_envelope_are_escaped_in_list_run_and_the_log() {
     let setup = Setup::new(&closed_port(), &format!("retry_minutes = 0\n{LOGGED}"));
     assert_exit(&setup.queue(&["list"]), 0, "is empty");
+    // `list` makes no outbox; `run` does.
+    assert_exit(&setup.queue(&["run"]), 0, "");
     // As an SMTP client could have handed it over; sendmail would refuse such addresses.
     let accepted_at = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -994,7 +996,7 @@ fn a_daemon_without_a_home_gets_the_system_spool_and_no_home_is_made() {
     // A copy nobody can run wherever the checkout is (a home of mode 0700, say).
     let program = dir.path().join("sendbox");
     std::fs::copy(sendbox_bin(), &program).unwrap();
-    for (user, uid) in [("nobody", 65534), ("root", 0)] {
+    let sendmail_as = |user: &str| {
         let mut command = Command::new("runuser");
         command
             .args(["-u", user, "--", "env", "-i"])
@@ -1002,16 +1004,13 @@ fn a_daemon_without_a_home_gets_the_system_spool_and_no_home_is_made() {
             .arg(format!("SENDBOX_CONFIG={}", config.display()))
             .arg(&program)
             .args(["sendmail", "bob@sendbox.test"]);
-        let output = run_piped(command, b"Subject: from a daemon\n\nhi\n");
-        // Neither the outbox nor the compiled-code cache makes a home.
-        assert!(!home.exists(), "{user}: a home was made: {}", text(&output));
-        let mine = spool.join(uid.to_string());
-        if spool_was_there {
-            // Made by an administrator (contrib/sendbox.tmpfiles): the message waits there.
-            assert_exit(&output, 0, "");
-            assert!(mine.join("queue").is_dir(), "{user}: {}", text(&output));
-            let _ = std::fs::remove_dir_all(&mine);
-        } else {
+        run_piped(command, b"Subject: from a daemon\n\nhi\n")
+    };
+    let users = [("nobody", 65534), ("root", 0)];
+    if !spool_was_there {
+        for (user, uid) in users {
+            let output = sendmail_as(user);
+            let mine = spool.join(uid.to_string());
             assert_exit(
                 &output,
                 73,
@@ -1023,6 +1022,36 @@ fn a_daemon_without_a_home_gets_the_system_spool_and_no_home_is_made() {
             // The spool is an administrator's to make, with its mode.
             assert!(!spool.exists(), "{user} made {}", spool.display());
         }
+        // Made as the package (or contrib/sendbox.tmpfiles) makes it.
+        std::fs::create_dir(spool).unwrap();
+        std::fs::set_permissions(spool, std::os::unix::fs::PermissionsExt::from_mode(0o1733))
+            .unwrap();
+    }
+    for (user, uid) in users {
+        // The first message of a user new to the spool is kept, not refused: the user
+        // cannot open the spool (mode 1733) to sync its new folder's entry.
+        let mine = spool.join(uid.to_string());
+        let _ = std::fs::remove_dir_all(&mine);
+        let output = sendmail_as(user);
+        // Neither the outbox nor the compiled-code cache makes a home.
+        assert!(!home.exists(), "{user}: a home was made: {}", text(&output));
+        assert_exit(&output, 0, "");
+        let messages = std::fs::read_dir(mine.join("queue")).map(|entries| {
+            entries
+                .filter(|e| {
+                    !e.as_ref()
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .ends_with(".state")
+                })
+                .count()
+        });
+        assert_eq!(messages.ok(), Some(1), "{user}: {}", text(&output));
+        let _ = std::fs::remove_dir_all(&mine);
+    }
+    if !spool_was_there {
+        std::fs::remove_dir(spool).unwrap();
     }
     // Without the outbox the component is loaded at once: its compiled-code cache makes
     // no home either.
@@ -1364,8 +1393,38 @@ fn mailq_and_sendmail_bp_list_the_outbox_as_queue_list_does() {
     );
     assert_eq!(
         setup.messages_in("queue"),
-        [id],
+        std::slice::from_ref(&id),
         "listing changed the queue"
+    );
+
+    // A reader gone (`mailq | head -0`) ends the list quietly; a full disk is exit 74.
+    let mailq = |stdout: Stdio| {
+        let mut command = sendbox_command(&setup.dir.path().join("mailq"), setup.dir.path(), "");
+        command.arg("-C").arg(setup.config()).stdout(stdout);
+        command.output().unwrap()
+    };
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let listed = mailq(Stdio::from(writer));
+    assert_exit(&listed, 0, "");
+    assert!(listed.stderr.is_empty(), "{}", text(&listed));
+    let full = std::fs::File::create("/dev/full").unwrap();
+    assert_exit(
+        &mailq(Stdio::from(full)),
+        74,
+        "cannot write to standard output",
+    );
+
+    // Listing needs neither the aliases file nor anything but the outbox; an account
+    // named must exist all the same.
+    let config = std::fs::read_to_string(setup.config()).unwrap();
+    std::fs::write(setup.config(), format!("aliases = \"missing\"\n{config}")).unwrap();
+    assert_exit(&setup.linked_as("mailq", &[]), 0, &id);
+    assert_exit(&setup.linked_as("sendmail", &["-bp", "-a", "main"]), 0, &id);
+    assert_exit(
+        &setup.linked_as("mailq", &["-a", "nosuch"]),
+        78,
+        "\"nosuch\"",
     );
 }
 

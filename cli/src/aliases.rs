@@ -15,11 +15,15 @@
 //! a file (`/path`) or `:include:`, is refused with the file and line when a recipient
 //! reaches it: never turned into an address. A longer loop is refused the same way.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 /// How deep a chain of names may go (sendmail's `MAXALIASDEPTH` is 10).
 const MAX_DEPTH: usize = 10;
+
+/// The largest aliases file read; Debian's is a few hundred bytes.
+const MAX_FILE: u64 = 16 * 1024 * 1024;
 
 /// The aliases of one file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -36,12 +40,29 @@ struct Entry {
 }
 
 impl Aliases {
-    /// Reads `path`; errors name the file and the line.
+    /// Reads `path`, which must be a regular file (never waiting on a FIFO or reading a
+    /// device without end); errors name the file and the line. Lines that are not UTF-8
+    /// are refused, except comments (an old file's Latin-1 name in a comment).
     pub fn load(path: &Path) -> Result<Aliases, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read the aliases file {}: {e}", path.display()))?;
+        let cannot =
+            |why: String| format!("cannot read the aliases file {}: {why}", path.display());
+        let bytes = read_regular_file(path).map_err(cannot)?;
+        let mut text = String::with_capacity(bytes.len());
+        for (index, line) in bytes.split_inclusive(|&b| b == b'\n').enumerate() {
+            match std::str::from_utf8(line) {
+                Ok(line) => text.push_str(line),
+                Err(_) if line.trim_ascii_start().starts_with(b"#") => text.push('\n'),
+                Err(_) => {
+                    return Err(format!(
+                        "aliases {}:{}: not UTF-8 text; save the file as UTF-8",
+                        path.display(),
+                        index + 1
+                    ));
+                }
+            }
+        }
         Self::parse(path, &text)
-            .map_err(|(line, problem)| format!("{}:{line}: {problem}", path.display()))
+            .map_err(|(line, problem)| format!("aliases {}:{line}: {problem}", path.display()))
     }
 
     fn parse(file: &Path, text: &str) -> Result<Aliases, (usize, String)> {
@@ -92,17 +113,20 @@ impl Aliases {
     }
 
     /// What would stop a message to any of the names: each name followed to its
-    /// addresses, each problem once, with its file and line.
+    /// addresses, each problem once, in the order of the lines.
     pub fn problems(&self) -> Vec<String> {
-        let mut problems: Vec<String> = Vec::new();
-        for name in self.map.keys() {
-            if let Err(problem) = self.expand(std::slice::from_ref(name))
-                && !problems.contains(&problem)
-            {
-                problems.push(problem);
+        let mut problems: BTreeSet<(usize, String)> = BTreeSet::new();
+        for (name, entry) in &self.map {
+            if let Err(problem) = self.expand(std::slice::from_ref(name)) {
+                problems.insert((entry.line, problem));
             }
         }
+        let mut seen = BTreeSet::new();
         problems
+            .into_iter()
+            .map(|(_, problem)| problem)
+            .filter(|problem| seen.insert(problem.clone()))
+            .collect()
     }
 
     /// The recipients with each local name (no `@`) replaced by its addresses, followed
@@ -162,13 +186,21 @@ impl Aliases {
                     ),
                 ));
             }
-            if target.contains('@')
-                && let Err(why) =
-                    sendbox_proto::command::check_mailbox(sendbox_proto::Phase::Rcpt, target)
+            // A local name is checked as the local part it becomes (`root@domain`).
+            let as_address = match target.contains('@') {
+                true => target.clone(),
+                false => format!("{target}@localhost"),
+            };
+            if let Err(why) =
+                sendbox_proto::command::check_mailbox(sendbox_proto::Phase::Rcpt, &as_address)
             {
+                let what = match target.contains('@') {
+                    true => why.message,
+                    false => format!("`{target}`, which is neither an address nor a local name"),
+                };
                 return Err(self.refusal(
                     entry.line,
-                    &format!("{name} goes to {}; give a valid address", why.message),
+                    &format!("{name} goes to {what}; give a valid address"),
                 ));
             }
             self.expand_one(target, path, out)?;
@@ -190,6 +222,10 @@ fn unsupported(target: &str) -> Option<&'static str> {
         Some("a file")
     } else if target.to_ascii_lowercase().starts_with(":include:") {
         Some("a list of addresses to include")
+    } else if target.to_ascii_lowercase().starts_with(":error:") {
+        Some("an error to return to the sender")
+    } else if target.starts_with('\\') {
+        Some("a local mailbox")
     } else {
         None
     }
@@ -205,6 +241,35 @@ fn uncommented(line: &str) -> &str {
         Some(at) => &line[..at],
         None => line,
     }
+}
+
+/// The whole of `path`, opened without following a FIFO's wait (O_NONBLOCK) and read only
+/// when it is a regular file of at most [`MAX_FILE`] bytes.
+fn read_regular_file(path: &Path) -> Result<Vec<u8>, String> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    let metadata = file.metadata().map_err(|e| e.to_string())?;
+    if !metadata.is_file() {
+        return Err("it is not a regular file".to_owned());
+    }
+    if metadata.len() > MAX_FILE {
+        return Err(format!(
+            "it is larger than {} MiB",
+            MAX_FILE / (1024 * 1024)
+        ));
+    }
+    let mut bytes = Vec::with_capacity(metadata.len() as usize);
+    file.take(MAX_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_FILE {
+        return Err("it grew while it was read".to_owned());
+    }
+    Ok(bytes)
 }
 
 /// `"text"` without its quotes (aliases(5) quotes names and targets that hold spaces).
@@ -315,6 +380,77 @@ mod tests {
             "{error}"
         );
         assert!(aliases.expand(&strings(&["root"])).is_ok());
+    }
+
+    #[test]
+    fn what_sendmail_could_never_send_is_refused_naming_the_line() {
+        let aliases = parse(
+            "ok: root\nbounce: :error:5.1.1 gone\nlocal: \\root, a@example.org\nspace: a b\n",
+        )
+        .unwrap();
+        let problems = aliases.problems();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(
+            problems[0].contains(":2: bounce goes to `:error:5.1.1 gone`, an error"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[1].contains(":3: local goes to `\\root`, a local mailbox"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[2].contains(":4: space goes to `a b`, which is neither"),
+            "{problems:?}"
+        );
+        assert_eq!(
+            aliases.expand(&strings(&["ok"])).unwrap(),
+            strings(&["root"])
+        );
+    }
+
+    #[test]
+    fn many_bad_entries_are_each_reported_once_in_line_order() {
+        let mut text = String::new();
+        for n in 0..50_000 {
+            text.push_str(&format!("n{n}: |/bin/handle\n"));
+        }
+        let problems = parse(&text).unwrap().problems();
+        assert_eq!(problems.len(), 50_000);
+        assert!(problems[0].contains(":1: n0 goes to"), "{}", problems[0]);
+        assert!(problems[49_999].contains(":50000: n49999 goes to"));
+    }
+
+    #[test]
+    fn a_file_that_is_not_text_or_not_a_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let latin1 = dir.path().join("latin1");
+        std::fs::write(&latin1, b"# maintained by J\xfcrgen\nroot: a@example.org\n").unwrap();
+        assert_eq!(
+            Aliases::load(&latin1)
+                .unwrap()
+                .expand(&strings(&["root"]))
+                .unwrap(),
+            strings(&["a@example.org"])
+        );
+        std::fs::write(&latin1, b"root: a@example.org\nj\xfcrgen: b@example.org\n").unwrap();
+        let error = Aliases::load(&latin1).unwrap_err();
+        assert!(
+            error.ends_with("latin1:2: not UTF-8 text; save the file as UTF-8"),
+            "{error}"
+        );
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let error = Aliases::load(&fifo).unwrap_err();
+        assert!(error.ends_with("it is not a regular file"), "{error}");
+        let error = Aliases::load(Path::new("/dev/zero")).unwrap_err();
+        assert!(error.ends_with("it is not a regular file"), "{error}");
     }
 
     #[test]

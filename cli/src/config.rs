@@ -228,8 +228,9 @@ pub struct Config {
     accounts: BTreeMap<String, Account>,
     pub queue: QueueSettings,
     pub log: LogSettings,
-    /// Local names to addresses, for sendmail's recipients.
-    pub aliases: Aliases,
+    /// The aliases file (`aliases`), read only by what uses it ([`Config::aliases`]): a
+    /// missing one must not stop `mailq` or a queue run.
+    aliases: Option<PathBuf>,
 }
 
 /// The outbox's settings (`[queue]`).
@@ -285,6 +286,23 @@ impl Config {
             Some((path, required)) => Self::read(path, required),
             None => Ok(Self::empty(Source::Nowhere)),
         }
+    }
+
+    /// The file it was read from, if any.
+    pub fn file(&self) -> Option<&Path> {
+        match &self.source {
+            Source::File(path) => Some(path),
+            Source::Nowhere | Source::Missing(_) => None,
+        }
+    }
+
+    /// The aliases file the config names, read and checked now (its errors name the file
+    /// and the line); `None` when it names none.
+    pub fn aliases(&self) -> Result<Option<Aliases>, Error> {
+        self.aliases
+            .as_deref()
+            .map(|path| Aliases::load(path).map_err(Error))
+            .transpose()
     }
 
     /// The account called `name`, which must exist; without a name, the `default` account,
@@ -355,7 +373,7 @@ impl Config {
             accounts: BTreeMap::new(),
             queue: QueueSettings::default(),
             log: LogSettings::default(),
-            aliases: Aliases::default(),
+            aliases: None,
         }
     }
 
@@ -452,12 +470,10 @@ impl Config {
                 _ => None,
             },
         };
-        let aliases = match file.aliases {
-            Some(aliases) => {
-                Aliases::load(&resolve(aliases, dir).map_err(in_file)?).map_err(Error)?
-            }
-            None => Aliases::default(),
-        };
+        let aliases = file
+            .aliases
+            .map(|aliases| resolve(aliases, dir).map_err(in_file))
+            .transpose()?;
         Ok(Config {
             source: Source::File(path),
             default: file.default,
@@ -1165,16 +1181,24 @@ mod tests {
         assert_eq!(config.log.file, Some(tmp.path().join("sendbox.log")));
         assert_eq!(config.log.syslog, Some(PathBuf::from("/dev/log")));
         assert_eq!(
-            config.aliases.expand(&["root".to_owned()]).unwrap(),
+            config
+                .aliases()
+                .unwrap()
+                .unwrap()
+                .expand(&["root".to_owned()])
+                .unwrap(),
             ["admin@example.org"]
         );
         let defaults = parse("").unwrap();
         assert_eq!(defaults.queue, QueueSettings::default());
         assert!(defaults.queue.enabled && defaults.queue.retry_secs == 1800);
         assert_eq!(defaults.log, LogSettings::default());
+        // Read when used: a missing file stops what needs it, not the config.
         let missing = Config::parse(tmp.path().join("c.toml"), "aliases = \"nope\"\n", None);
         assert!(
             missing
+                .unwrap()
+                .aliases()
                 .unwrap_err()
                 .to_string()
                 .contains("cannot read the aliases file")

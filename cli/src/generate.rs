@@ -96,8 +96,8 @@ fn see_also(cli: &clap::Command) -> String {
     format!(".SH \"SEE ALSO\"\n{}\n", names.join(",\n"))
 }
 
-/// Writes each page through a temporary file and a rename, so that an interrupted run
-/// leaves no half page.
+/// Writes every page to a temporary file first, and only then renames them into place,
+/// so that a failure leaves the pages as they were rather than some of them new.
 fn write_pages(dir: &Path, pages: &[(String, Vec<u8>)]) -> Result<(), Error> {
     let cannot = |path: &Path, e: io::Error| {
         Error::CannotCreate(format!(
@@ -106,17 +106,22 @@ fn write_pages(dir: &Path, pages: &[(String, Vec<u8>)]) -> Result<(), Error> {
         ))
     };
     fs::create_dir_all(dir).map_err(|e| cannot(dir, e))?;
-    for (name, text) in pages {
-        let path = dir.join(name);
-        let tmp = dir.join(format!(".{name}.new"));
-        fs::write(&tmp, text)
-            .and_then(|()| fs::rename(&tmp, &path))
-            .map_err(|e| {
-                let _ = fs::remove_file(&tmp);
-                cannot(&path, e)
-            })?;
+    let temporary = |name: &str| dir.join(format!(".{name}.new"));
+    let written = pages.iter().try_for_each(|(name, text)| {
+        fs::write(temporary(name), text).map_err(|e| cannot(&temporary(name), e))
+    });
+    let placed = written.and_then(|()| {
+        pages.iter().try_for_each(|(name, _)| {
+            let path = dir.join(name);
+            fs::rename(temporary(name), &path).map_err(|e| cannot(&path, e))
+        })
+    });
+    if placed.is_err() {
+        for (name, _) in pages {
+            let _ = fs::remove_file(temporary(name));
+        }
     }
-    Ok(())
+    placed
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ mod generate;
 mod grant;
 mod log;
 mod outbox;
+mod output;
 mod queue;
 mod send;
 mod sendmail;

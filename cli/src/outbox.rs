@@ -156,9 +156,7 @@ impl Outbox {
                 Ok(()) => {
                     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
                         .map_err(|e| cannot_create(dir, e))?;
-                    if let Some(parent) = dir.parent() {
-                        sync_dir(parent).map_err(|e| cannot_create(dir, e))?;
-                    }
+                    sync_new_dir(dir).map_err(|e| cannot_create(dir, e))?;
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound && dir == root => {
@@ -652,6 +650,18 @@ fn write_durably(tmp_dir: &Path, path: &Path, content: &[u8]) -> io::Result<()> 
 /// Makes a directory's entries (a rename, a new or removed file) durable.
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// Makes the entry of `dir`, just made, durable in its parent. The system spool (mode
+/// 1733) lets a user make a folder there but not open the spool to sync it: then the
+/// whole file system is synced through the new folder, once per user.
+fn sync_new_dir(dir: &Path) -> io::Result<()> {
+    match sync_dir(dir.parent().unwrap_or(Path::new("."))) {
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            rustix::fs::syncfs(File::open(dir)?).map_err(io::Error::from)
+        }
+        done => done,
+    }
 }
 
 #[cfg(test)]

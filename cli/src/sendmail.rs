@@ -13,7 +13,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::io::{self, BufRead as _, BufReader, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use sendbox::{Dsn, DsnNotify, DsnReturn, Envelope, Message, SandboxOptions, SendOptions};
 
@@ -35,7 +35,11 @@ pub async fn run(args: Vec<OsString>) -> Result<u8, Error> {
         return Ok(exit::OK);
     }
     let config = Config::load(args.config.as_deref())?;
-    match args.mode {
+    if let Some(name) = &args.account {
+        // Named for any mode: it must exist, even where it changes nothing.
+        config.account(Some(name))?;
+    }
+    match args.mode.unwrap_or_default() {
         Mode::Send => {}
         Mode::ListQueue => return queue::list(&config),
         Mode::RunQueue { everything } => return queue::run(&config, everything).await,
@@ -60,10 +64,10 @@ pub async fn run(args: Vec<OsString>) -> Result<u8, Error> {
             .sender
             .clone()
             .or_else(|| account.address().map(str::to_owned)),
-        recipients: config
-            .aliases
-            .expand(&recipients)
-            .map_err(config::Error::from)?,
+        recipients: match config.aliases()? {
+            Some(aliases) => aliases.expand(&recipients).map_err(config::Error::from)?,
+            None => recipients,
+        },
         recipients_from_headers: false,
         qualify_domain: account.domain().map(str::to_owned),
     };
@@ -95,19 +99,24 @@ pub async fn run(args: Vec<OsString>) -> Result<u8, Error> {
 /// as every send reads it, and then each name followed to its addresses, so that a pipe,
 /// a file or a loop is reported now rather than when a message reaches it.
 fn check_aliases(config: &Config) -> Result<u8, Error> {
-    let Some(file) = config.aliases.file() else {
-        println!("the config file names no aliases file (`aliases`): nothing to check");
+    let Some(aliases) = config.aliases()? else {
+        match config.file() {
+            Some(file) => println!(
+                "{} names no aliases file (`aliases`): nothing to check",
+                file.display()
+            ),
+            None => println!("there is no config file, so no aliases file: nothing to check"),
+        }
         return Ok(exit::OK);
     };
-    let problems = config.aliases.problems();
+    let problems = aliases.problems();
     if !problems.is_empty() {
         return Err(config::Error::from(problems.join("\n")).into());
     }
-    let count = config.aliases.count() as u64;
     println!(
         "{}: {}, each usable",
-        file.display(),
-        queue::counted(count, "alias", "aliases")
+        aliases.file().unwrap_or(Path::new("")).display(),
+        queue::counted(aliases.count() as u64, "alias", "aliases")
     );
     Ok(exit::OK)
 }
@@ -140,8 +149,8 @@ pub enum Mode {
 /// What a sendmail command line asks for.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct SendmailArgs {
-    /// What to do: send, unless a mode option says otherwise.
-    pub mode: Mode,
+    /// What a mode option asks for; `None` (no mode option) is to send.
+    pub mode: Option<Mode>,
     /// The envelope sender (`-f`, `-r`); `Some("")` for the null sender (`-f '<>'`).
     pub sender: Option<String>,
     /// Also send to the addresses in the message's To, Cc and Bcc (`-t`).
@@ -236,11 +245,11 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<SendmailArgs, 
     if parsed.help || parsed.version {
         return Ok(parsed);
     }
-    if parsed.mode != Mode::Send {
+    if let Some(mode) = parsed.mode.filter(|&mode| mode != Mode::Send) {
         return match operands.first() {
             Some(operand) => Err(format!(
                 "{} takes no recipients, but {} was given",
-                parsed.mode.named(),
+                mode.named(),
                 operand.display()
             )),
             None => Ok(parsed),
@@ -320,7 +329,13 @@ impl SendmailArgs {
                     "m" => Mode::Send,
                     "p" => Mode::ListQueue,
                     "i" => Mode::CheckAliases,
-                    _ => return Err(not_sending(&format!("-b{value}"))),
+                    "s" | "d" => {
+                        return Err(not_sending(
+                            &format!("-b{value}"),
+                            "for an SMTP listener, run `sendbox serve`",
+                        ));
+                    }
+                    _ => return Err(not_sending(&format!("-b{value}"), "")),
                 };
                 self.set_mode(mode)?;
             }
@@ -335,14 +350,14 @@ impl SendmailArgs {
 
     /// A mode option: two that disagree are an error, not a guess.
     fn set_mode(&mut self, mode: Mode) -> Result<(), String> {
-        if self.mode != Mode::Send && self.mode != mode {
+        if let Some(given) = self.mode.filter(|&given| given != mode) {
             return Err(format!(
                 "{} and {} ask for two things; give one",
-                self.mode.named(),
+                given.named(),
                 mode.named()
             ));
         }
-        self.mode = mode;
+        self.mode = Some(mode);
         Ok(())
     }
 
@@ -398,11 +413,15 @@ fn utf8(arg: &OsStr) -> Result<&str, String> {
         .ok_or_else(|| format!("argument {} is not valid UTF-8", arg.display()))
 }
 
-/// The error for a mode of an MTA that sendbox does not have.
-fn not_sending(option: &str) -> String {
+/// The error for a mode of an MTA that sendbox does not have, with what to use instead.
+fn not_sending(option: &str, instead: &str) -> String {
+    let instead = match instead {
+        "" => String::new(),
+        instead => format!("; {instead}"),
+    };
     format!(
         "{option} is not supported: sendbox sendmail sends (-bm), lists the outbox (-bp), \
-         runs it (-q, -qf) and checks the aliases (-bi)"
+         runs it (-q, -qf) and checks the aliases (-bi){instead}"
     )
 }
 
@@ -711,7 +730,7 @@ mod tests {
 
     #[test]
     fn the_modes_of_a_system_mta() {
-        let mode = |list: &[&str]| ok(list).mode;
+        let mode = |list: &[&str]| ok(list).mode.unwrap_or_default();
         assert_eq!(mode(&["-bp"]), Mode::ListQueue);
         assert_eq!(mode(&["-b", "p"]), Mode::ListQueue);
         assert_eq!(mode(&["-q"]), Mode::RunQueue { everything: false });
@@ -737,6 +756,15 @@ mod tests {
             "-bp (mailq) and -q ask for two things; give one"
         );
         assert!(err(&["-bi", "-bm", "b"]).contains("ask for two things"));
+        // In either order.
+        for (first, second) in [("-bm", "-bp"), ("-bm", "-q"), ("-bm", "-bi"), ("-q", "-qf")] {
+            assert!(
+                err(&[first, second]).contains("ask for two things"),
+                "{first} {second}"
+            );
+        }
+        assert_eq!(ok(&["-bm", "-bm", "b"]).mode, Some(Mode::Send));
+        assert_eq!(ok(&["b"]).mode, None);
     }
 
     #[test]
@@ -752,6 +780,9 @@ mod tests {
                 message.starts_with(&format!("{named} is not supported: sendbox sendmail sends")),
                 "{mode:?}: {message}"
             );
+        }
+        for listener in ["-bs", "-bd"] {
+            assert!(err(&[listener]).ends_with("; for an SMTP listener, run `sendbox serve`"));
         }
         for daemon in ["-q30m", "-qRexample.org", "-qI1234"] {
             let message = err(&[daemon]);

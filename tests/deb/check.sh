@@ -129,7 +129,7 @@ root=$root_tmp/root
 mkdir "$root"
 dpkg-deb -x "$sendbox_deb" "$root"
 dpkg-deb -x "$mta_deb" "$root"
-for link in usr/sbin/sendmail usr/lib/sendmail usr/bin/mailq usr/sbin/newaliases; do
+for link in usr/sbin/sendmail usr/lib/sendmail usr/bin/mailq usr/bin/newaliases; do
     [ "$(readlink -f "$root/$link")" = "$root/usr/bin/sendbox" ] || fail "$link does not lead to sendbox"
 done
 config=$root/config.toml
@@ -149,10 +149,10 @@ printf 'Subject: %s\n\nas cron sends it\n' "$token" | "$root/usr/sbin/sendmail" 
 arrived "$token"
 echo "delivered through sendmail to root's alias: $token"
 "$root/usr/bin/mailq" -C "$config" | tee /dev/stderr | grep -q "is empty" || fail "mailq"
-"$root/usr/sbin/newaliases" -C "$config" | tee /dev/stderr | grep -q "1 alias, each usable" || fail "newaliases"
+"$root/usr/bin/newaliases" -C "$config" | tee /dev/stderr | grep -q "1 alias, each usable" || fail "newaliases"
 printf 'root admin\n' >"$root/aliases"
 set +e
-"$root/usr/sbin/newaliases" -C "$config" 2>"$root/err"
+"$root/usr/bin/newaliases" -C "$config" 2>"$root/err"
 code=$?
 set -e
 cat "$root/err"

@@ -8,17 +8,29 @@ use crate::error;
 use crate::escape::escaped;
 use crate::exit;
 use crate::outbox::{self, Attempts, Damage, Peeked};
+use crate::output::Output;
 
 /// `queue list`: the queued messages, then those given up on. A damaged message is a
 /// row that says what is wrong; like mailq, `list` exits 0 whatever the queue holds, and
 /// `run` is what fails on damage.
 pub fn list(config: &Config) -> Result<u8, error::Error> {
+    let mut out = Output::new();
+    rows(config, &mut out)?;
+    out.finish()?;
+    Ok(exit::OK)
+}
+
+/// `list`'s rows.
+fn rows(config: &Config, out: &mut Output) -> Result<(), error::Error> {
     // Listing makes nothing: an outbox not made yet (no message was ever queued) is empty.
     let missing = std::fs::symlink_metadata(&config.queue.dir)
         .is_err_and(|e| e.kind() == io::ErrorKind::NotFound);
     if missing {
-        println!("the outbox {} is empty", config.queue.dir.display());
-        return Ok(exit::OK);
+        out.line(format_args!(
+            "the outbox {} is empty",
+            config.queue.dir.display()
+        ));
+        return Ok(());
     }
     let outbox = open(&config.queue)?;
     let io = io_error(&outbox);
@@ -27,29 +39,32 @@ pub fn list(config: &Config) -> Result<u8, error::Error> {
     let failed = outbox.failed_ids().map_err(io)?;
     let strays = outbox.strays().map_err(io)?;
     if queued.is_empty() && failed.is_empty() && strays.is_empty() {
-        println!("the outbox {} is empty", outbox.root().display());
-        return Ok(exit::OK);
+        out.line(format_args!(
+            "the outbox {} is empty",
+            outbox.root().display()
+        ));
+        return Ok(());
     }
     for stray in &strays {
-        println!(
+        out.line(format_args!(
             "{}  STRAY  not a message (a crash's leftover, or put there by hand): remove it \
              by hand",
             escaped(stray)
-        );
+        ));
     }
     for id in &queued {
         let Some(Peeked {
             envelope,
             attempts,
             size,
-        }) = listed(id, outbox.peek(id))
+        }) = listed(out, id, outbox.peek(id))
         else {
             continue;
         };
         let envelope = match envelope {
             Ok(envelope) => envelope,
             Err(damage) => {
-                damaged_row(id, "", &damage);
+                damaged_row(out, id, "", &damage);
                 continue;
             }
         };
@@ -68,34 +83,39 @@ pub fn list(config: &Config) -> Result<u8, error::Error> {
                 age(attempts.next_at - now)
             ),
         };
-        println!(
+        out.line(format_args!(
             "{id}  queued {} ago  {next}  to {}  {}",
             age(now.saturating_sub(envelope.accepted_at)),
             escaped(envelope.recipient_list(", ")),
             whence(&envelope, size)
+        ));
+        last_error(
+            out,
+            &attempts,
+            "last: ",
+            "; counted as never tried, so due now",
         );
-        last_error(&attempts, "last: ", "; counted as never tried, so due now");
     }
     for id in &failed {
         let Some(Peeked {
             envelope,
             attempts,
             size,
-        }) = listed(id, outbox.failure(id))
+        }) = listed(out, id, outbox.failure(id))
         else {
             continue;
         };
         match envelope {
-            Ok(envelope) => println!(
+            Ok(envelope) => out.line(format_args!(
                 "{id}  FAILED  to {}  {}",
                 escaped(envelope.recipient_list(", ")),
                 whence(&envelope, size)
-            ),
-            Err(damage) => damaged_row(id, "FAILED  ", &damage),
+            )),
+            Err(damage) => damaged_row(out, id, "FAILED  ", &damage),
         }
-        last_error(&attempts, "", "");
+        last_error(out, &attempts, "", "");
     }
-    Ok(exit::OK)
+    Ok(())
 }
 
 /// The rest of a `list` row, as mailq has it: the sender, the size, and the account when
@@ -114,35 +134,46 @@ fn whence(envelope: &outbox::Envelope, size: u64) -> String {
 
 /// What `list` shows of a message: `None` for one gone meanwhile (delivered, removed);
 /// one that cannot be read is a row saying why.
-fn listed(id: &str, peeked: io::Result<Peeked>) -> Option<Peeked> {
+fn listed(out: &mut Output, id: &str, peeked: io::Result<Peeked>) -> Option<Peeked> {
     match peeked {
         Ok(peeked) => Some(peeked),
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => {
-            println!("{id}  UNREADABLE  {}", escaped(e.to_string()));
+            out.line(format_args!("{id}  UNREADABLE  {}", escaped(e.to_string())));
             None
         }
     }
 }
 
-fn damaged_row(id: &str, status: &str, damage: &Damage) {
-    println!("{id}  {status}DAMAGED  {}", escaped(damage.to_string()));
-    println!(
+fn damaged_row(out: &mut Output, id: &str, status: &str, damage: &Damage) {
+    out.line(format_args!(
+        "{id}  {status}DAMAGED  {}",
+        escaped(damage.to_string())
+    ));
+    out.line(format_args!(
         "    not sent: `sendbox queue show {id}` shows what is left, \
          `sendbox queue remove {id}` removes it"
-    );
+    ));
 }
 
 /// The line under a row: the last error (after `label`), or what is wrong with the state
 /// (then `consequence`).
-fn last_error(attempts: &Result<Attempts, Damage>, label: &str, consequence: &str) {
+fn last_error(
+    out: &mut Output,
+    attempts: &Result<Attempts, Damage>,
+    label: &str,
+    consequence: &str,
+) {
     match attempts {
         Ok(Attempts {
             last_error: Some(error),
             ..
-        }) => println!("    {label}{}", escaped(error)),
+        }) => out.line(format_args!("    {label}{}", escaped(error))),
         Ok(_) => {}
-        Err(damage) => println!("    DAMAGED  {}{consequence}", escaped(damage.to_string())),
+        Err(damage) => out.line(format_args!(
+            "    DAMAGED  {}{consequence}",
+            escaped(damage.to_string())
+        )),
     }
 }
 
@@ -161,18 +192,19 @@ pub fn show(config: &Config, id: &str) -> Result<u8, error::Error> {
         },
     })?;
     let entry = outbox::entry::decode(&stored.bytes);
+    let mut out = Output::new();
     match &entry {
-        Ok(entry) => println!("{}", described(&entry.envelope)),
-        Err(damage) => println!("# DAMAGED  {}", escaped(damage.to_string())),
+        Ok(entry) => out.line(format_args!("{}", described(&entry.envelope))),
+        Err(damage) => out.line(format_args!("# DAMAGED  {}", escaped(damage.to_string()))),
     }
     match &stored.attempts {
-        Ok(attempts) if attempts.count > 0 => println!(
+        Ok(attempts) if attempts.count > 0 => out.line(format_args!(
             "# {}; last: {}",
             counted(attempts.count.into(), "attempt", "attempts"),
             escaped(attempts.last_error.as_deref().unwrap_or("-"))
-        ),
+        )),
         Ok(_) => {}
-        Err(damage) => println!("# DAMAGED  {}", escaped(damage.to_string())),
+        Err(damage) => out.line(format_args!("# DAMAGED  {}", escaped(damage.to_string()))),
     }
     // The message; the whole file when it is damaged, to show what is left.
     let shown = match &entry {
@@ -182,8 +214,12 @@ pub fn show(config: &Config, id: &str) -> Result<u8, error::Error> {
     // Line by line, so that the message reads as one; CRLF is its usual line ending.
     for line in shown.split_inclusive(|&b| b == b'\n') {
         let line = line.strip_suffix(b"\n").unwrap_or(line);
-        println!("{}", escaped(line.strip_suffix(b"\r").unwrap_or(line)));
+        out.line(format_args!(
+            "{}",
+            escaped(line.strip_suffix(b"\r").unwrap_or(line))
+        ));
     }
+    out.finish()?;
     Ok(exit::OK)
 }
 
@@ -256,11 +292,13 @@ pub fn remove_failed(config: &Config) -> Result<u8, error::Error> {
     for id in &failed {
         outbox.remove(id).map_err(io)?;
     }
-    println!(
+    let mut out = Output::new();
+    out.line(format_args!(
         "removed {} from {}/failed",
         counted(failed.len() as u64, "message", "messages"),
         outbox.root().display()
-    );
+    ));
+    out.finish()?;
     Ok(exit::OK)
 }
 
