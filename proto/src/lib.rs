@@ -18,6 +18,8 @@
 //! - [`address`]: address lists as people type them (mail-parser).
 //! - `tls` (feature `tls`): the component's rustls settings, shared with the benchmark.
 //! - [`command`]: checks on addresses and names before they reach a command line.
+//! - [`dkim`]: DKIM signatures (RFC 6376, RFC 8463) up to the private-key operation,
+//!   which the caller does.
 //! - [`error`]: errors with phase, server reply and whether a retry can help.
 
 #![warn(missing_docs)]
@@ -27,6 +29,7 @@ pub mod client;
 pub mod command;
 pub mod connect;
 pub mod data;
+pub mod dkim;
 pub mod error;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
