@@ -108,7 +108,7 @@ postfix:
 # fuzz/regressions/<target>/ so that `cargo test` replays it.
 fuzz seconds="300":
     command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-    cd fuzz && for target in reply_parser dialogue data_encoder raw_message relay outbox_entry; do \
+    cd fuzz && for target in reply_parser dialogue data_encoder raw_message relay outbox_entry dkim; do \
         echo "== $target"; \
         cargo +nightly fuzz run $target -- -max_total_time={{seconds}} -print_final_stats=1 2>&1 | tail -n 8; \
     done

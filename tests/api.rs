@@ -49,6 +49,7 @@ fn records_have_exactly_these_fields() {
         }),
         require_tls: false,
         keep_raw_header: false,
+        dkim: None,
     };
     let timeouts = Timeouts {
         connect_ms: 1,
@@ -120,7 +121,8 @@ fn enums_have_exactly_these_variants() {
         | Phase::Mail
         | Phase::Rcpt
         | Phase::Data
-        | Phase::Quit => phase,
+        | Phase::Quit
+        | Phase::Sign => phase,
     };
     let kind = |kind: ErrorKind| match kind {
         ErrorKind::InvalidInput

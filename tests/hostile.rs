@@ -946,6 +946,7 @@ async fn addresses_exactly_at_the_limits_go_out_whole() {
         }),
         require_tls: false,
         keep_raw_header: false,
+        dkim: None,
     };
     let mut steps = transaction(&sender, &[&first, &second]);
     steps.extend(transaction(&sender, &[&first]));
@@ -1008,6 +1009,7 @@ async fn an_rcpt_line_over_the_limit_is_refused_before_anything_is_sent() {
         }),
         require_tls: false,
         keep_raw_header: false,
+        dkim: None,
     };
     let server = ScriptedServer::start(
         session_script(transaction("good@example.org", &["ok@example.org"])),
@@ -1060,7 +1062,7 @@ async fn a_batch_keeps_its_session_after_the_content_is_refused() {
             message: std::sync::Arc::from(MESSAGE),
         })
         .collect();
-    let summary = sendbox::batch::send_all(mailer, jobs, 1, |_| {}).await;
+    let summary = sendbox::batch::send_all(mailer, jobs, 1, Default::default(), |_| {}).await;
     let seen = server.seen();
     assert!(seen.stopped.is_none(), "{:?}", seen.stopped);
     assert_eq!(

@@ -409,9 +409,16 @@ async fn a_batch_spreads_messages_over_concurrent_sessions() {
     let mailer = Arc::new(mailer(&server, TlsMode::Starttls, Some(PASSWORD)).await);
     let reported = Arc::new(AtomicUsize::new(0));
     let counter = reported.clone();
-    let summary = batch::send_all(mailer, jobs(&["b@example.org"], 20), 3, move |_| {
-        counter.fetch_add(1, Ordering::SeqCst);
-    })
+    let options = Default::default();
+    let summary = batch::send_all(
+        mailer,
+        jobs(&["b@example.org"], 20),
+        3,
+        options,
+        move |_| {
+            counter.fetch_add(1, Ordering::SeqCst);
+        },
+    )
     .await;
     assert_eq!(
         (summary.sent, summary.partly_refused, summary.failed),
@@ -436,6 +443,7 @@ async fn a_refused_message_does_not_cost_its_session() {
         mailer,
         jobs(&["b@example.org", "nobody@example.org"], 10),
         2,
+        Default::default(),
         |_| {},
     )
     .await;

@@ -561,6 +561,7 @@ async fn composed_message_with_dsn_pipelining_and_chunking_on_587() {
         }),
         require_tls: false,
         keep_raw_header: false,
+        dkim: None,
     };
 
     let (mailer, transcript) = postfix.traced(587).await;
@@ -771,6 +772,7 @@ async fn requiretls_is_refused_when_postfix_lacks_it() {
         dsn: None,
         require_tls: true,
         keep_raw_header: false,
+        dkim: None,
     };
     let error = smtp_error(
         mailer

@@ -54,6 +54,54 @@ pub enum Command {
     Serve(ServeArgs),
     /// Write the man pages or print a shell's completions, made from these very options.
     Generate(GenerateArgs),
+    /// DKIM keys: make one, or print the DNS record of one.
+    Dkim(DkimCommand),
+}
+
+#[derive(Args, Debug)]
+pub struct DkimCommand {
+    #[command(subcommand)]
+    pub action: DkimAction,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DkimAction {
+    /// Make a DKIM private key (mode 600, refusing to overwrite a file) and print the DNS
+    /// TXT record to publish at SELECTOR._domainkey.DOMAIN.
+    Keygen {
+        #[command(flatten)]
+        name: DkimName,
+        /// The key's algorithm: rsa (RSA, 2048 bits by default: what every verifier
+        /// reads; made by `openssl genpkey`) or ed25519 (RFC 8463: small, but not yet
+        /// verified everywhere).
+        #[arg(long, value_name = "ALG", default_value = "rsa", value_parser = ["rsa", "ed25519"])]
+        algorithm: String,
+        /// RSA key size.
+        #[arg(long, value_name = "BITS", default_value_t = 2048, value_parser = clap::value_parser!(u16).range(2048..=8192))]
+        bits: u16,
+        /// Where to write the key.
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+    },
+    /// Print the DNS TXT record of an existing private key.
+    Record {
+        #[command(flatten)]
+        name: DkimName,
+        /// The private key (PEM: PKCS#8 RSA or Ed25519, or PKCS#1 RSA).
+        #[arg(value_name = "KEY")]
+        key: PathBuf,
+    },
+}
+
+/// Where a DKIM public key is published.
+#[derive(Args, Debug)]
+pub struct DkimName {
+    /// The selector: the record's name is SELECTOR._domainkey.DOMAIN.
+    #[arg(long, value_name = "SELECTOR")]
+    pub selector: String,
+    /// The signing domain.
+    #[arg(long, value_name = "DOMAIN")]
+    pub domain: String,
 }
 
 #[derive(Args, Debug)]
@@ -401,6 +449,42 @@ pub struct SendArgs {
     pub queue: bool,
     #[command(flatten)]
     pub delivery: DeliveryArgs,
+    #[command(flatten)]
+    pub dkim: DkimArgs,
+}
+
+/// DKIM signing, in the component, with the key of a file (instead of the account's
+/// `dkim_*` settings).
+#[derive(Args, Debug, Default, Clone)]
+pub struct DkimArgs {
+    /// Sign with DKIM using this private key (PEM or DER: PKCS#8 RSA or Ed25519, or
+    /// PKCS#1 RSA; mode 600). `sendbox dkim keygen` makes one.
+    #[arg(long, value_name = "FILE", requires_all = ["dkim_selector", "dkim_domain"])]
+    pub dkim_key: Option<PathBuf>,
+    /// The DKIM selector (s=): the public key is at SELECTOR._domainkey.DOMAIN.
+    #[arg(long, value_name = "SELECTOR", requires = "dkim_key")]
+    pub dkim_selector: Option<String>,
+    /// The DKIM signing domain (d=).
+    #[arg(long, value_name = "DOMAIN", requires = "dkim_key")]
+    pub dkim_domain: Option<String>,
+    /// The algorithm the key must be for: rsa-sha256 or ed25519-sha256 [default: the
+    /// key's].
+    #[arg(long, value_name = "ALG", requires = "dkim_key", value_parser = crate::dkim::algorithm)]
+    pub dkim_algorithm: Option<sendbox::DkimAlgorithm>,
+    /// Canonicalization, HEADER/BODY: relaxed/relaxed (the default), simple/simple, ...
+    #[arg(long, value_name = "C", requires = "dkim_key", value_parser = crate::dkim::canonicalization)]
+    pub dkim_canonicalization:
+        Option<(sendbox::DkimCanonicalization, sendbox::DkimCanonicalization)>,
+    /// A header field to sign (repeatable) instead of the default list; From is always
+    /// signed.
+    #[arg(long = "dkim-header", value_name = "NAME", requires = "dkim_key")]
+    pub dkim_headers: Vec<String>,
+    /// Days the signature stays valid (x=).
+    #[arg(long, value_name = "DAYS", requires = "dkim_key", value_parser = clap::value_parser!(u32).range(1..))]
+    pub dkim_expire_days: Option<u32>,
+    /// The signing identity (i=), `[local]@DOMAIN` or a subdomain of it.
+    #[arg(long, value_name = "ID", requires = "dkim_key")]
+    pub dkim_identity: Option<String>,
 }
 
 /// Delivery status notifications and REQUIRETLS.
@@ -432,6 +516,8 @@ pub struct DeliveryArgs {
 pub struct BatchArgs {
     #[command(flatten)]
     pub connection: ConnectionArgs,
+    #[command(flatten)]
+    pub dkim: DkimArgs,
     /// The envelope sender of every message [default: the account's `from`, else each
     /// message's Sender or From].
     #[arg(long, value_name = "ADDR")]

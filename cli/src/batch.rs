@@ -8,11 +8,12 @@ use std::sync::{Arc, Mutex};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use sendbox::batch::{self, Job, Outcome};
-use sendbox::{Envelope, SandboxOptions};
+use sendbox::{Envelope, SandboxOptions, SendOptions};
 
 use crate::args::BatchArgs;
 use crate::config::Config;
 use crate::connection::{self, Connection};
+use crate::dkim::Dkim;
 use crate::error::Error;
 use crate::escape::escaped;
 use crate::{compose, exit};
@@ -65,19 +66,31 @@ pub async fn run(args: BatchArgs) -> Result<u8, Error> {
     // The exit code each message would have had on its own.
     let codes = Arc::new(Mutex::new(BTreeSet::new()));
     let seen = codes.clone();
-    let summary = batch::send_all(mailer, jobs, args.concurrency as usize, move |outcome| {
-        let code = match outcome {
-            Outcome::Sent => exit::OK,
-            // The library does not say whether the refusals were 4xx or 5xx.
-            Outcome::PartlyRefused => exit::NOUSER,
-            Outcome::Failed(error) => {
-                ticker.suspend(|| eprintln!("sendbox: {}", escaped(error.to_string())));
-                exit::for_send(error)
-            }
-        };
-        seen.lock().expect("codes lock").insert(code);
-        ticker.inc(1);
-    })
+    let options = SendOptions {
+        dkim: Dkim::resolve(&args.dkim, account)
+            .map(|dkim| dkim.signing())
+            .transpose()?,
+        ..SendOptions::default()
+    };
+    let summary = batch::send_all(
+        mailer,
+        jobs,
+        args.concurrency as usize,
+        options,
+        move |outcome| {
+            let code = match outcome {
+                Outcome::Sent => exit::OK,
+                // The library does not say whether the refusals were 4xx or 5xx.
+                Outcome::PartlyRefused => exit::NOUSER,
+                Outcome::Failed(error) => {
+                    ticker.suspend(|| eprintln!("sendbox: {}", escaped(error.to_string())));
+                    exit::for_send(error)
+                }
+            };
+            seen.lock().expect("codes lock").insert(code);
+            ticker.inc(1);
+        },
+    )
     .await;
     bar.finish_and_clear();
 

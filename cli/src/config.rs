@@ -12,6 +12,9 @@
 //! auth = "scram-sha256"               # plain | login | scram-sha256 | cram-md5 | oauthbearer | xoauth2
 //! password_command = "pass show mail/work"
 //! keep_header = false                 # true: send raw messages' headers exactly as given
+//! dkim_key_file = "~/.config/sendbox/dkim.pem"  # sign with DKIM (with selector and domain)
+//! dkim_selector = "mail2026"
+//! dkim_domain = "example.org"
 //!
 //! aliases = "/etc/aliases"            # local names (root, cron) to addresses, for sendmail
 //!
@@ -49,6 +52,7 @@ use serde::Deserialize;
 
 use crate::aliases::Aliases;
 use crate::args::{AuthArg, ServerAddress, TlsArg};
+use crate::dkim::{self, Dkim};
 use crate::log::LogSettings;
 
 /// The config file is wrong, or names no usable account: what is wrong, naming the file.
@@ -94,6 +98,8 @@ pub struct Account {
     /// Send a raw message's header as it is, without adding a missing Date, Message-ID or
     /// From.
     pub keep_header: bool,
+    /// Sign what goes through the account with DKIM.
+    pub dkim: Option<Dkim>,
 }
 
 impl Account {
@@ -626,12 +632,83 @@ struct RawAccount {
     allow_cleartext_password: bool,
     #[serde(default)]
     keep_header: bool,
+    dkim_key_file: Option<PathBuf>,
+    dkim_selector: Option<String>,
+    dkim_domain: Option<String>,
+    dkim_algorithm: Option<String>,
+    dkim_headers: Option<Vec<String>>,
+    dkim_canonicalization: Option<String>,
+    dkim_expire_days: Option<u32>,
+    dkim_identity: Option<String>,
 }
 
 impl RawAccount {
+    /// The account's DKIM settings: none, or the key file, selector and domain together.
+    fn dkim(&mut self, dir: &Path) -> Result<Option<Dkim>, String> {
+        let (key_file, selector, domain) = match (
+            self.dkim_key_file.take(),
+            self.dkim_selector.take(),
+            self.dkim_domain.take(),
+        ) {
+            (Some(key_file), Some(selector), Some(domain)) => (key_file, selector, domain),
+            (None, None, None) => {
+                let extra = [
+                    ("dkim_algorithm", self.dkim_algorithm.is_some()),
+                    ("dkim_headers", self.dkim_headers.is_some()),
+                    (
+                        "dkim_canonicalization",
+                        self.dkim_canonicalization.is_some(),
+                    ),
+                    ("dkim_expire_days", self.dkim_expire_days.is_some()),
+                    ("dkim_identity", self.dkim_identity.is_some()),
+                ];
+                return match extra.iter().find(|(_, given)| *given) {
+                    Some((key, _)) => Err(format!(
+                        "sets {key} but not dkim_key_file, dkim_selector and dkim_domain"
+                    )),
+                    None => Ok(None),
+                };
+            }
+            _ => {
+                return Err(
+                    "DKIM needs dkim_key_file, dkim_selector and dkim_domain together".into(),
+                );
+            }
+        };
+        if self.dkim_expire_days == Some(0) {
+            return Err("dkim_expire_days must be 1 or more".into());
+        }
+        Ok(Some(Dkim {
+            domain,
+            selector,
+            key_file: resolve(key_file, dir).map_err(|why| format!("dkim_key_file: {why}"))?,
+            algorithm: self
+                .dkim_algorithm
+                .as_deref()
+                .map(dkim::algorithm)
+                .transpose()
+                .map_err(|why| format!("dkim_algorithm: {why}"))?,
+            headers: self.dkim_headers.take(),
+            canonicalization: dkim::canonicalization(
+                self.dkim_canonicalization
+                    .as_deref()
+                    .unwrap_or("relaxed/relaxed"),
+            )
+            .map_err(|why| format!("dkim_canonicalization: {why}"))?,
+            expire_days: self.dkim_expire_days,
+            identity: self.dkim_identity.take(),
+        }))
+    }
+
     /// The checked account; `dir` is the file's directory, `shared_mode` its mode when
     /// others may access it.
-    fn check(self, name: String, dir: &Path, shared_mode: Option<u32>) -> Result<Account, String> {
+    fn check(
+        mut self,
+        name: String,
+        dir: &Path,
+        shared_mode: Option<u32>,
+    ) -> Result<Account, String> {
+        let dkim = self.dkim(dir)?;
         let secret = one_secret([
             self.password_env.map(SecretSource::PasswordEnv),
             self.password_command.map(SecretSource::PasswordCommand),
@@ -696,6 +773,7 @@ impl RawAccount {
             auth: self.auth,
             secret,
             keep_header: self.keep_header,
+            dkim,
         })
     }
 }
@@ -757,6 +835,45 @@ mod tests {
             .filter(|key| key.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
             .map(str::to_owned)
             .collect()
+    }
+
+    #[test]
+    fn dkim_settings_come_together_or_not_at_all() {
+        let account = |extra: &str| {
+            parse(&format!(
+                "[accounts.a]\nserver = \"smtp.example.org\"\n{extra}"
+            ))
+            .map(|config| config.account(Some("a")).unwrap().unwrap().dkim.clone())
+            .map_err(|e| e.to_string())
+        };
+        let full = "dkim_key_file = \"/etc/dkim.pem\"\ndkim_selector = \"s1\"\n\
+                    dkim_domain = \"example.org\"\n";
+        let dkim = account(full).unwrap().unwrap();
+        assert_eq!(dkim.key_file, PathBuf::from("/etc/dkim.pem"));
+        assert_eq!(
+            (dkim.domain.as_str(), dkim.selector.as_str()),
+            ("example.org", "s1")
+        );
+        assert_eq!(account("").unwrap(), None);
+        let error = account("dkim_selector = \"s1\"\n").unwrap_err();
+        assert!(
+            error.contains("dkim_key_file, dkim_selector and dkim_domain together"),
+            "{error}"
+        );
+        let error = account("dkim_expire_days = 3\n").unwrap_err();
+        assert!(error.contains("sets dkim_expire_days but not"), "{error}");
+        let error = account(&format!("{full}dkim_algorithm = \"rsa-sha1\"\n")).unwrap_err();
+        assert!(
+            error.contains("dkim_algorithm: \"rsa-sha1\" is not"),
+            "{error}"
+        );
+        let error = account(&format!("{full}dkim_canonicalization = \"loose\"\n")).unwrap_err();
+        assert!(error.contains("dkim_canonicalization"), "{error}");
+        let error = account(&format!("{full}dkim_expire_days = 0\n")).unwrap_err();
+        assert!(
+            error.contains("dkim_expire_days must be 1 or more"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -91,7 +91,8 @@ pub fn for_failure(failure: &queue::Failure) -> u8 {
         queue::Failure::Send(e) => for_send(e),
         queue::Failure::Connection(e) => for_connection(e),
         queue::Failure::Unsendable(queue::Unsendable::Envelope(_)) => DATAERR,
-        queue::Failure::Unsendable(queue::Unsendable::Unqualified(_)) => CONFIG,
+        queue::Failure::Unsendable(queue::Unsendable::Unqualified(_))
+        | queue::Failure::Unsendable(queue::Unsendable::Dkim(_)) => CONFIG,
         queue::Failure::NotTried(_) | queue::Failure::GaveUp(_) => TEMPFAIL,
     }
 }
@@ -117,6 +118,8 @@ pub fn for_send(error: &sendbox::Error) -> u8 {
         Error::Smtp(smtp) => smtp,
     };
     match smtp.kind {
+        // A DKIM key or setting that cannot sign: the configuration's, not the message's.
+        ErrorKind::InvalidInput if smtp.phase == Phase::Sign => CONFIG,
         ErrorKind::InvalidInput => DATAERR,
         ErrorKind::Closed => SOFTWARE,
         _ if smtp.transient => TEMPFAIL,

@@ -14,6 +14,7 @@ mod compose;
 mod config;
 mod connection;
 mod demo;
+mod dkim;
 mod dsn;
 mod error;
 mod escape;
@@ -68,6 +69,7 @@ async fn main() -> ExitCode {
         Command::Queue(args) => queue::command(args).await,
         Command::Serve(args) => serve::run(args).await,
         Command::Generate(args) => generate::run(args),
+        Command::Dkim(args) => dkim::command(args),
     };
     finish(result)
 }

@@ -6,6 +6,7 @@ use sendbox::{Delivery, Envelope, Mailer, Message, Sandbox, SandboxOptions, Send
 use crate::args::{DeliveryArgs, SendArgs};
 use crate::config::{self, Account, Config};
 use crate::connection::{self, Connection};
+use crate::dkim::Dkim;
 use crate::error::{self, Error};
 use crate::escape::escaped;
 use crate::{compose, dsn, exit, outbox, queue};
@@ -33,6 +34,18 @@ pub async fn run(args: SendArgs) -> Result<u8, Error> {
     let (envelope, message) = compose::message(&args, from, &no_from)?;
     let mut options = send_options(&args.delivery);
     options.keep_raw_header |= account.is_some_and(|a| a.keep_header);
+    if args.queue && args.dkim.dkim_key.is_some() {
+        return Err(Error::Usage(
+            "--dkim-key with --queue: a queued message is signed at each attempt with its \
+             account's key; set dkim_key_file, dkim_selector and dkim_domain in the account"
+                .to_owned(),
+        ));
+    }
+    // With --queue, the account's key is checked now (the component refuses a bad one),
+    // and used at each attempt.
+    options.dkim = Dkim::resolve(&args.dkim, account)
+        .map(|dkim| dkim.signing())
+        .transpose()?;
     if args.queue {
         return send_queued(&config, &args, account, envelope, message, &options).await;
     }
@@ -76,6 +89,7 @@ async fn send_queued(
     // Built and completed already: sent byte for byte from now on.
     let options = SendOptions {
         keep_raw_header: true,
+        dkim: None,
         ..options.clone()
     };
     let queued = outbox::Envelope::new(&account.name, completed, &options, outbox::now());
@@ -94,6 +108,7 @@ fn send_options(delivery: &DeliveryArgs) -> SendOptions {
         dsn,
         require_tls: delivery.require_tls,
         keep_raw_header: delivery.keep_header,
+        dkim: None,
     }
 }
 

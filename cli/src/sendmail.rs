@@ -75,6 +75,8 @@ pub async fn run(args: Vec<OsString>) -> Result<u8, Error> {
         dsn: args.dsn(),
         require_tls: false,
         keep_raw_header: account.keep_header,
+        // Queued, the message is signed at each attempt instead.
+        dkim: None,
     };
     if config.queue.enabled {
         let queued = outbox::Envelope::new(&account.name, envelope, &options, outbox::now());
@@ -82,6 +84,10 @@ pub async fn run(args: Vec<OsString>) -> Result<u8, Error> {
         return queue::accept_and_try(&config, account, verbose, report_success, queued, message)
             .await;
     }
+    let options = SendOptions {
+        dkim: account.dkim.as_ref().map(|d| d.signing()).transpose()?,
+        ..options
+    };
     let mailer = Connection::of_account(account, args.verbose)?
         .mailer(&SandboxOptions::cached())
         .await?;

@@ -4,6 +4,7 @@
 //! in `sendbox-proto`, the socket code in [`net`], TLS in [`transport`], and the loop
 //! that drives the dialogue over them in [`session`].
 
+mod dkim;
 mod net;
 mod session;
 mod transport;
@@ -50,9 +51,14 @@ impl wit::Guest for Component {
     fn prepare(
         envelope: wit::Envelope,
         message: wit::Message,
-        options: wit::SendOptions,
+        mut options: wit::SendOptions,
     ) -> Result<wit::PreparedMessage, wit::SendError> {
-        let prepared = session::prepare(envelope.into(), message.into(), &options.into())
+        // Checked, not used: a message kept to send later is signed when it is sent, so
+        // that each attempt carries a fresh signature.
+        if let Some(signing) = options.dkim.take() {
+            dkim::Signer::new(signing).map_err(to_wit_error)?;
+        }
+        let prepared = session::prepare(envelope.into(), message.into(), &options.into(), None)
             .map_err(to_wit_error)?;
         let (envelope, content) = prepared.into_parts();
         Ok(wit::PreparedMessage {
@@ -67,11 +73,17 @@ impl wit::Guest for Component {
 fn prepared(
     envelope: wit::Envelope,
     message: wit::Message,
-    options: wit::SendOptions,
+    mut options: wit::SendOptions,
 ) -> Result<(session::Prepared, proto::SendOptions), wit::SendError> {
+    let signer = options
+        .dkim
+        .take()
+        .map(dkim::Signer::new)
+        .transpose()
+        .map_err(to_wit_error)?;
     let options = options.into();
-    let prepared =
-        session::prepare(envelope.into(), message.into(), &options).map_err(to_wit_error)?;
+    let prepared = session::prepare(envelope.into(), message.into(), &options, signer.as_ref())
+        .map_err(to_wit_error)?;
     Ok((prepared, options))
 }
 
@@ -282,6 +294,7 @@ fn to_wit_error(error: proto::Error) -> wit::SendError {
             P::Rcpt => wit::Phase::Rcpt,
             P::Data => wit::Phase::Data,
             P::Quit => wit::Phase::Quit,
+            P::Sign => wit::Phase::Sign,
         },
         kind: match error.kind {
             K::InvalidInput => wit::ErrorKind::InvalidInput,

@@ -18,6 +18,7 @@ use sendbox_proto::{
 use wasip2::clocks::wall_clock;
 use wasip2::random::random;
 
+use crate::dkim::Signer;
 use crate::net::{self, NetError};
 use crate::transport::{self, Transport, TransportError};
 
@@ -298,15 +299,22 @@ impl Prepared {
 }
 
 /// Builds the message, completes the envelope from it, and checks both and the options,
-/// so that bad input is refused before anything is sent.
+/// so that bad input is refused before anything is sent. With a `signer`, the message is
+/// signed as it is now (the fields added, the Bcc gone), and the signature put on top.
 pub fn prepare(
     request: EnvelopeRequest,
     message: Message,
     options: &SendOptions,
+    signer: Option<&Signer>,
 ) -> Result<Prepared, Error> {
     options.check()?;
-    let (envelope, bytes) = message.build(request, options.raw_header, stamp)?;
+    let (envelope, mut bytes) = message.build(request, options.raw_header, stamp)?;
     envelope.check()?;
+    if let Some(signer) = signer {
+        let mut signed = signer.sign(&bytes, wall_clock::now().seconds)?;
+        signed.append(&mut bytes);
+        bytes = signed;
+    }
     Ok(Prepared {
         envelope,
         bytes: Arc::new(bytes),

@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::mailer::{Envelope, Error, Mailer, Session};
+use crate::mailer::{Envelope, Error, Mailer, SendOptions, Session};
 
 /// One message to send.
 #[derive(Clone, Debug)]
@@ -55,13 +55,16 @@ impl Summary {
 /// How many failures a summary keeps word for word.
 const FAILURES_KEPT: usize = 10;
 
-/// Sends every job over `concurrency` sessions; `progress` is called after each job.
+/// Sends every job, with `options` (DSN, DKIM...), over `concurrency` sessions;
+/// `progress` is called after each job.
 pub async fn send_all(
     mailer: Arc<Mailer>,
     jobs: Vec<Job>,
     concurrency: usize,
+    options: SendOptions,
     progress: impl Fn(&Outcome) + Send + Sync + 'static,
 ) -> Summary {
+    let options = Arc::new(options);
     let started = Instant::now();
     let queue = Arc::new(Mutex::new(
         jobs.into_iter().enumerate().collect::<VecDeque<_>>(),
@@ -70,11 +73,12 @@ pub async fn send_all(
     let progress = Arc::new(progress);
     let workers: Vec<_> = (0..concurrency.max(1))
         .map(|_| {
-            let (mailer, queue, summary, progress) = (
+            let (mailer, queue, summary, progress, options) = (
                 mailer.clone(),
                 queue.clone(),
                 summary.clone(),
                 progress.clone(),
+                options.clone(),
             );
             tokio::spawn(async move {
                 let mut session: Option<Session> = None;
@@ -82,7 +86,7 @@ pub async fn send_all(
                     let Some((number, job)) = queue.lock().expect("queue lock").pop_front() else {
                         break;
                     };
-                    let outcome = send_one(&mailer, &mut session, &job).await;
+                    let outcome = send_one(&mailer, &mut session, &job, &options).await;
                     progress(&outcome);
                     record(&mut summary.lock().expect("summary lock"), number, outcome);
                 }
@@ -102,7 +106,12 @@ pub async fn send_all(
 
 /// Sends one job over the worker's session, opening one if it has none, and keeps the
 /// session for the next job only while it is open.
-async fn send_one(mailer: &Mailer, session: &mut Option<Session>, job: &Job) -> Outcome {
+async fn send_one(
+    mailer: &Mailer,
+    session: &mut Option<Session>,
+    job: &Job,
+    options: &SendOptions,
+) -> Outcome {
     if session.is_none() {
         match mailer.open().await {
             Ok(opened) => *session = Some(opened),
@@ -110,7 +119,9 @@ async fn send_one(mailer: &Mailer, session: &mut Option<Session>, job: &Job) -> 
         }
     }
     let open = session.as_mut().expect("opened above");
-    let result = open.send(&job.envelope, &job.message[..]).await;
+    let result = open
+        .send_with(&job.envelope, &job.message[..], options)
+        .await;
     // Asked after a delivery too: one that a later failure cut short ends the session.
     if !open.is_open().await {
         *session = None;

@@ -61,8 +61,9 @@ pub mod policy;
 
 pub use component::{Sandbox, SandboxOptions};
 pub use mailer::{
-    Attachment, AuthMechanism, ComposedMessage, Credentials, Delivery, Dsn, DsnNotify, DsnReturn,
-    Envelope, Error, Mailbox, Mailer, Message, PreparedMessage, Secret, SendError, SendOptions,
-    Server, Session, TlsMode, prepare,
+    Attachment, AuthMechanism, ComposedMessage, Credentials, Delivery, DkimAlgorithm,
+    DkimCanonicalization, DkimKey, DkimSigning, Dsn, DsnNotify, DsnReturn, Envelope, Error,
+    Mailbox, Mailer, Message, PreparedMessage, Secret, SendError, SendOptions, Server, Session,
+    TlsMode, prepare,
 };
 pub use policy::{Limits, NetworkGrant, Transcript, TranscriptBuffer};

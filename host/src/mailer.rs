@@ -17,10 +17,104 @@ use crate::policy::{Confined, Limits, NetworkGrant, Transcript};
 pub use sendbox_proto::{Credentials, Mechanism as AuthMechanism, Secret};
 
 pub use crate::component::wit::{
-    Attachment, ComposedMessage, Delivery, Dsn, DsnNotify, DsnReturn, EnhancedStatus, ErrorKind,
-    HeaderField, Mailbox, Message, Phase, PreparedMessage, RefusedRecipient, Reply, SendError,
-    SendOptions, Timeouts, TlsMode,
+    Attachment, ComposedMessage, Delivery, DkimAlgorithm, DkimCanonicalization, Dsn, DsnNotify,
+    DsnReturn, EnhancedStatus, ErrorKind, HeaderField, Mailbox, Message, Phase, PreparedMessage,
+    RefusedRecipient, Reply, SendError, Timeouts, TlsMode,
 };
+
+/// Options for one message: the WIT's `send-options`, with the DKIM key kept out of
+/// `Debug`.
+#[derive(Clone, Debug, Default)]
+pub struct SendOptions {
+    /// Delivery status notifications (RFC 3461) to ask for.
+    pub dsn: Option<Dsn>,
+    /// REQUIRETLS (RFC 8689).
+    pub require_tls: bool,
+    /// Send a raw message's header exactly as given, without adding a missing Date,
+    /// Message-ID or From.
+    pub keep_raw_header: bool,
+    /// Sign the message with DKIM in the component.
+    pub dkim: Option<DkimSigning>,
+}
+
+/// A DKIM signature to add: the WIT's `dkim-signing` (see `wit/mail.wit`).
+#[derive(Clone, Debug)]
+pub struct DkimSigning {
+    /// `d=`: the signing domain.
+    pub domain: String,
+    /// `s=`: the selector.
+    pub selector: String,
+    /// The private key, PEM or DER (PKCS#8 RSA or Ed25519, or PKCS#1 RSA).
+    pub key: DkimKey,
+    /// The algorithm the key must be for; `None`: the key's own.
+    pub algorithm: Option<DkimAlgorithm>,
+    /// The header fields to sign; `None`: the component's default list.
+    pub headers: Option<Vec<String>>,
+    /// The header's canonicalisation.
+    pub header_canonicalization: DkimCanonicalization,
+    /// The body's canonicalisation.
+    pub body_canonicalization: DkimCanonicalization,
+    /// Seconds the signature stays valid (`x=`).
+    pub expire_after: Option<u64>,
+    /// `i=`: the identity.
+    pub identity: Option<String>,
+}
+
+impl DkimSigning {
+    /// A signature by `key` for `domain` and `selector`, relaxed/relaxed, over the default
+    /// fields, without expiry or identity.
+    pub fn new(domain: impl Into<String>, selector: impl Into<String>, key: DkimKey) -> Self {
+        DkimSigning {
+            domain: domain.into(),
+            selector: selector.into(),
+            key,
+            algorithm: None,
+            headers: None,
+            header_canonicalization: DkimCanonicalization::Relaxed,
+            body_canonicalization: DkimCanonicalization::Relaxed,
+            expire_after: None,
+            identity: None,
+        }
+    }
+}
+
+/// A DKIM private key's bytes: a secret, never shown by `Debug`.
+#[derive(Clone)]
+pub struct DkimKey(Vec<u8>);
+
+impl DkimKey {
+    /// The key as read from its file, PEM or DER.
+    pub fn new(bytes: Vec<u8>) -> Self {
+        DkimKey(bytes)
+    }
+}
+
+impl fmt::Debug for DkimKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DkimKey(<redacted>)")
+    }
+}
+
+impl SendOptions {
+    fn to_wit(&self) -> wit::SendOptions {
+        wit::SendOptions {
+            dsn: self.dsn.clone(),
+            require_tls: self.require_tls,
+            keep_raw_header: self.keep_raw_header,
+            dkim: self.dkim.as_ref().map(|d| wit::DkimSigning {
+                domain: d.domain.clone(),
+                selector: d.selector.clone(),
+                key: d.key.0.clone(),
+                algorithm: d.algorithm,
+                headers: d.headers.clone(),
+                header_canonicalization: d.header_canonicalization,
+                body_canonicalization: d.body_canonicalization,
+                expire_after: d.expire_after,
+                identity: d.identity.clone(),
+            }),
+        }
+    }
+}
 
 /// The one server a [`Mailer`] talks to.
 #[derive(Clone, Debug)]
@@ -187,18 +281,6 @@ impl Timeouts {
     }
 }
 
-impl Default for SendOptions {
-    /// No DSN request, no REQUIRETLS, and a raw message's missing Date, Message-ID and
-    /// From added.
-    fn default() -> Self {
-        SendOptions {
-            dsn: None,
-            require_tls: false,
-            keep_raw_header: false,
-        }
-    }
-}
-
 /// Why a send failed.
 #[derive(Debug)]
 pub enum Error {
@@ -306,6 +388,7 @@ impl fmt::Display for Phase {
             Phase::Rcpt => "RCPT",
             Phase::Data => "DATA",
             Phase::Quit => "QUIT",
+            Phase::Sign => "DKIM signing",
         })
     }
 }
@@ -401,11 +484,12 @@ impl Mailer {
     ) -> Result<Delivery, Error> {
         let (server, credentials) = (self.wit_server(), self.wit_credentials());
         let (envelope, message) = (wit_envelope(envelope), message.into());
+        let options = options.to_wit();
         let mut instance = self.instantiate().await?;
         instance
             .call(async |api, store| {
                 let credentials = credentials.as_ref();
-                api.call_send(store, &server, credentials, &envelope, &message, options)
+                api.call_send(store, &server, credentials, &envelope, &message, &options)
                     .await
             })
             .await
@@ -483,11 +567,12 @@ pub async fn prepare(
     options: &SendOptions,
 ) -> Result<PreparedMessage, Error> {
     let (envelope, message) = (wit_envelope(envelope), message.into());
+    let options = options.to_wit();
     let no_network = NetworkGrant::new(Vec::new());
     let mut instance =
         Instance::new(sandbox, no_network, Limits::default(), &Transcript::Off).await?;
     instance
-        .call(async |api, store| api.call_prepare(store, &envelope, &message, options).await)
+        .call(async |api, store| api.call_prepare(store, &envelope, &message, &options).await)
         .await
 }
 
@@ -518,12 +603,13 @@ impl Session {
         options: &SendOptions,
     ) -> Result<Delivery, Error> {
         let (envelope, message) = (wit_envelope(envelope), message.into());
+        let options = options.to_wit();
         let handle = self.handle;
         self.instance
             .call(async |api, store| {
                 let session = api.session();
                 session
-                    .call_send(store, handle, &envelope, &message, options)
+                    .call_send(store, handle, &envelope, &message, &options)
                     .await
             })
             .await

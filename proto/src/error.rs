@@ -25,6 +25,8 @@ pub enum Phase {
     Data,
     /// QUIT.
     Quit,
+    /// DKIM signing with the caller's key and settings, before anything is sent.
+    Sign,
 }
 
 /// The kind of failure, which decides what a caller should do about it.

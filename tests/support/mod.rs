@@ -200,7 +200,12 @@ pub async fn send_directly<T: Send>(
             None,
             &envelope,
             &message,
-            &sendbox::component::wit::SendOptions::default(),
+            &sendbox::component::wit::SendOptions {
+                dsn: None,
+                require_tls: false,
+                keep_raw_header: false,
+                dkim: None,
+            },
         )
         .await
         .expect("the call returns without a trap")

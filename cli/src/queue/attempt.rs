@@ -50,6 +50,8 @@ pub enum Unsendable {
     /// A bare local name (cron's `root`) with no domain to give it, which only the
     /// account's `from` can: the configuration's fault, so the message waits for it.
     Unqualified(String),
+    /// The account's DKIM key cannot be read: the configuration's fault too.
+    Dkim(String),
 }
 
 impl Failure {
@@ -57,6 +59,13 @@ impl Failure {
     fn is_permanent(&self) -> bool {
         match self {
             Failure::Send(sendbox::Error::Smtp(smtp)) => match smtp.kind {
+                // A DKIM key or setting the component cannot sign with: the account's to
+                // fix, so the message waits.
+                sendbox::mailer::ErrorKind::InvalidInput
+                    if smtp.phase == sendbox::mailer::Phase::Sign =>
+                {
+                    false
+                }
                 sendbox::mailer::ErrorKind::InvalidInput => true,
                 // A refused login is the account's problem, which the user may fix; keep
                 // the mail.
@@ -87,6 +96,7 @@ impl Failure {
                 format!("the queued envelope is unusable: {problem}")
             }
             Failure::Unsendable(Unsendable::Unqualified(reason))
+            | Failure::Unsendable(Unsendable::Dkim(reason))
             | Failure::NotTried(reason)
             | Failure::GaveUp(reason) => reason.clone(),
         }
@@ -136,10 +146,24 @@ pub fn request(
         qualify_domain,
     };
     let dsn = queued.dsn().map_err(Unsendable::Envelope)?;
+    // Signed at each attempt, with the account's key as it is now: the outbox never
+    // holds a key, and each attempt's signature is fresh.
+    let dkim = account
+        .dkim
+        .as_ref()
+        .map(|dkim| dkim.signing())
+        .transpose()
+        .map_err(|e| {
+            Unsendable::Dkim(format!(
+                "account {}: {e}; the message waits until it can be signed",
+                account.name
+            ))
+        })?;
     let options = SendOptions {
         dsn,
         require_tls: queued.require_tls,
         keep_raw_header: queued.keep_raw_header,
+        dkim,
     };
     Ok((envelope, options))
 }

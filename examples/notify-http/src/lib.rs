@@ -135,6 +135,7 @@ fn notify(request: &IncomingRequest) -> Result<Answer, Answer> {
         dsn: None,
         require_tls: false,
         keep_raw_header: false,
+        dkim: None,
     };
     let delivery = mail::send(
         &config.server,
