@@ -1,7 +1,7 @@
 #!/usr/bin/python3
-"""Print the last message in an mbox file whose Subject contains a token.
+"""Print the last message in an mbox file whose Subject (or another field) contains a token.
 
-usage: last-message.py [--wait SECONDS] MBOX TOKEN
+usage: last-message.py [--wait SECONDS] [--field NAME] MBOX TOKEN
 
 MBOX is one of the test Postfix's mailboxes, e.g. /var/mail/vhosts/sendbox.test/bob. The
 message is written to stdout as it was delivered, less what the mbox format added:
@@ -15,7 +15,8 @@ message is written to stdout as it was delivered, less what the mbox format adde
 
 The token must be in the Subject as a whole word (not followed or preceded by a letter, digit,
 "_" or "-": "t-1" does not find "t-14"), as written or after RFC 2047 decoding, so a token
-inside an encoded non-ASCII Subject is found too. With --wait, polls until such a message arrives
+inside an encoded non-ASCII Subject is found too. --field NAME looks in that header field
+instead (e.g. an unsigned X- field, for a message whose Subject cannot change). With --wait, polls until such a message arrives
 (default 0: look once). Reads under a shared fcntl lock, so a message Postfix is still
 appending (it holds an exclusive one) is never cut short. Exit 0 when found, 1 when not,
 2 for bad usage or an unreadable file.
@@ -31,12 +32,12 @@ import sys
 import time
 
 
-def subject_values(header_block):
-    """The unfolded values of the Subject fields of a header block (bytes, LF line ends)."""
+def field_values(header_block, field):
+    """The unfolded values of the fields named so in a header block (bytes, LF line ends)."""
     unfolded = re.sub(rb"\r?\n(?=[ \t])", b"", header_block)
     for line in unfolded.split(b"\n"):
         name, colon, value = line.partition(b":")
-        if colon and name.strip().lower() == b"subject":
+        if colon and name.strip().lower() == field:
             yield value.strip()
 
 
@@ -50,8 +51,8 @@ def contains_word(text, token):
     return re.search(pattern, text) is not None
 
 
-def subject_matches(header_block, token):
-    for value in subject_values(header_block):
+def field_matches(header_block, field, token):
+    for value in field_values(header_block, field):
         if contains_word(value, token):
             return True
         try:
@@ -63,8 +64,8 @@ def subject_matches(header_block, token):
     return False
 
 
-def find_last(data, token):
-    """The last message (bytes, mbox framing removed) whose Subject contains token, or None."""
+def find_last(data, field, token):
+    """The last message (bytes, mbox framing removed) whose field contains token, or None."""
     end = len(data)
     while end > 0:
         # Every line that starts "From " begins a message: Postfix quotes the others.
@@ -80,7 +81,7 @@ def find_last(data, token):
         message = chunk[newline + 1 :]
         header_end = message.find(b"\n\n")
         headers = message if header_end < 0 else message[: header_end + 1]
-        if not subject_matches(headers, token):
+        if not field_matches(headers, field, token):
             continue
         # Postfix ends each message with an empty line, the mbox separator.
         if message.endswith(b"\n\n"):
@@ -89,7 +90,7 @@ def find_last(data, token):
     return None
 
 
-def search_locked(path, token, deadline):
+def search_locked(path, field, token, deadline):
     """find_last over the file, read under a shared lock (mapped, not copied: bob's mailbox
     is tens of MB)."""
     with open(path, "rb") as f:
@@ -106,15 +107,17 @@ def search_locked(path, token, deadline):
             if os.fstat(f.fileno()).st_size == 0:
                 return None
             with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                return find_last(data, token)
+                return find_last(data, field, token)
         finally:
             fcntl.lockf(f, fcntl.LOCK_UN)
 
 
 def main():
-    ap = argparse.ArgumentParser(description="Print the last message whose Subject contains TOKEN.")
+    ap = argparse.ArgumentParser(description="Print the last message whose Subject (or --field) contains TOKEN.")
     ap.add_argument("--wait", type=float, default=0, metavar="SECONDS",
                     help="poll until such a message arrives, at most this long (default 0)")
+    ap.add_argument("--field", default="Subject", metavar="NAME",
+                    help="the header field to look in (default Subject)")
     ap.add_argument("mbox")
     ap.add_argument("token")
     args = ap.parse_args()
@@ -124,7 +127,7 @@ def main():
     deadline = time.monotonic() + args.wait
     while True:
         try:
-            message = search_locked(args.mbox, args.token, deadline)
+            message = search_locked(args.mbox, args.field.lower().encode(), args.token, deadline)
         except FileNotFoundError:
             message = None  # no mail delivered to it yet
         except OSError as e:
@@ -134,7 +137,7 @@ def main():
             sys.stdout.buffer.write(message)
             return 0
         if time.monotonic() >= deadline:
-            print(f"last-message.py: no message with {args.token!r} in its Subject in {args.mbox}"
+            print(f"last-message.py: no message with {args.token!r} in its {args.field} in {args.mbox}"
                   + (f" after {args.wait:g} s" if args.wait else ""), file=sys.stderr)
             return 1
         time.sleep(0.1)
