@@ -23,7 +23,8 @@
 #   NAME.public.pem    the public key (SubjectPublicKeyInfo PEM)
 #   NAME.txt           the TXT record's value, one line: "v=DKIM1; k=rsa; p=..." or, per
 #                      RFC 8463, "v=DKIM1; k=ed25519; p=" and the raw 32-byte key in base64
-#   dns.txt            the published records, "NAME._domainkey.sendbox.test VALUE" a line
+#   dns.txt            the published records, "NAME._domainkey.sendbox.test VALUE" a line,
+#                      and RFC 8463's two (brisbane and test ._domainkey.football.example.com)
 #
 # There is no syslog daemon in CI, so OpenDKIM logs nowhere; its verdict is the header it adds.
 # After a reboot rerun this script (it starts OpenDKIM); after tests/postfix/setup.sh (which
@@ -132,13 +133,16 @@ publish ed ed25519
 publish wrong rsa
 cmp -s "$KEYS/rsa.public.pem" "$KEYS/wrong.public.pem" && die "the wrong key is the rsa key"
 
-# The published records: wrong.txt is deliberately not among them.
+# The published records: wrong.txt is deliberately not among them. The last two are RFC 8463's
+# Appendix A.2, so that its signed example (tests/dkim/rfc8463-a3.eml) verifies as published.
 {
     echo "# Written by sendbox's tests/dkim/setup.sh. The test DNS: NAME TXT-value, one a line."
     echo "# Read by OpenDKIM (TestDNSData) and tests/dkim/verify.py; nothing else is published."
     for s in rsa ed; do
         printf '%s._domainkey.%s %s\n' "$s" "$DOMAIN" "$(cat "$KEYS/$s.txt")"
     done
+    echo "brisbane._domainkey.football.example.com v=DKIM1; k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="
+    echo "test._domainkey.football.example.com v=DKIM1; k=rsa; p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQDkHlOQoBTzWRiGs5V6NpP3idY6Wk08a5qhdR6wy5bdOKb2jLQiY/J16JYi0Qvx/byYzCNb3W91y3FutACDfzwQ/BC/e/8uBsCR+yz1Lxj+PL6lHvqMKrM3rG4hstT5QjvHO9PzoxZyVYLzBfO2EeC3Ip3G+2kryOTIKT+l/K4w3QIDAQAB"
 } >"$TMP/dns.txt"
 install -m 0644 -o root -g root "$TMP/dns.txt" "$KEYS/dns.txt"
 
