@@ -31,11 +31,17 @@ openssl genpkey -algorithm ed25519 -out "$TMP/wrong-ed.pem" 2>/dev/null
 # The message: a folded header, non-ASCII text, a body line that begins "From " (Postfix
 # writes ">From " in the mbox; last-message.py undoes it), one that SMTP dot-stuffs, trailing
 # blanks and a tab (which simple and relaxed treat differently), and an empty last line.
-message() { # token
+# With "utf8", the From and Subject are raw UTF-8 (RFC 6532), as sent with SMTPUTF8.
+message() { # token [utf8]
+    local from="Alice <alice@sendbox.test>" subject="dkim self-check $1"
+    if [[ ${2-} == utf8 ]]; then
+        from="Älice Ünïcode <alice@sendbox.test>"
+        subject="dkim self-check, grüße 日本 $1"
+    fi
     printf '%s\r\n' \
-        "From: Alice <alice@sendbox.test>" \
+        "From: $from" \
         "To: Bob <bob@sendbox.test>" \
-        "Subject: dkim self-check $1" \
+        "Subject: $subject" \
         "Date: $(date -R)" \
         "Message-ID: <$1@sendbox.test>" \
         "MIME-Version: 1.0" \
@@ -52,42 +58,75 @@ message() { # token
         ""
 }
 
-send() { # file port
-    /usr/bin/python3 - "$1" "$HOST" "$2" <<'EOF'
-import smtplib, sys
-path, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+# smtp: DATA (smtplib dot-stuffs); smtputf8: DATA with MAIL FROM ... SMTPUTF8 BODY=8BITMIME;
+# bdat: CHUNKING, the message in two BDAT chunks split inside a line (smtplib has no BDAT).
+send() { # file port via
+    /usr/bin/python3 - "$1" "$HOST" "$2" "$3" <<'EOF'
+import smtplib, socket, sys
+path, host, port, via = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 with open(path, "rb") as f:
     data = f.read()
-with smtplib.SMTP(host, port, timeout=30) as s:
-    s.sendmail("alice@sendbox.test", ["bob@sendbox.test"], data)
+if via in ("smtp", "smtputf8"):
+    opts = ["SMTPUTF8", "BODY=8BITMIME"] if via == "smtputf8" else []
+    with smtplib.SMTP(host, port, timeout=30) as s:
+        s.sendmail("alice@sendbox.test", ["bob@sendbox.test"], data, mail_options=opts)
+    sys.exit(0)
+assert via == "bdat"
+conn = socket.create_connection((host, port), timeout=30)
+replies = conn.makefile("rb")
+def reply(want):
+    lines = []
+    while True:
+        line = replies.readline()
+        lines.append(line)
+        if len(line) < 4 or line[3:4] != b"-":
+            break
+    if not lines[-1].startswith(want):
+        sys.exit("BDAT send: expected %r, got %r" % (want, b"".join(lines)))
+    return b"".join(lines)
+reply(b"220")
+conn.sendall(b"EHLO selfcheck\r\n")
+if b"CHUNKING" not in reply(b"250"):
+    sys.exit("BDAT send: the server offers no CHUNKING")
+conn.sendall(b"MAIL FROM:<alice@sendbox.test>\r\n"); reply(b"250")
+conn.sendall(b"RCPT TO:<bob@sendbox.test>\r\n"); reply(b"250")
+cut = len(data) // 2
+for chunk, last in ((data[:cut], b""), (data[cut:], b" LAST")):
+    conn.sendall(b"BDAT %d%s\r\n" % (len(chunk), last) + chunk)
+    reply(b"250")
+conn.sendall(b"QUIT\r\n"); reply(b"221")
 EOF
 }
 
-# Cases: name|expected|key|selector|canon|change|port
+# Cases: name|expected|key|selector|canon|change|port|via
 #   expected: pass (both verifiers pass, with this s= and a=), fail (both say fail),
 #             rfc8463 (RFC 8463's own example, ed25519 and rsa-1024 by football.example.com,
 #             passes in both: the verifiers agree with the RFC, not only with dkimpy),
 #             nokey (OpenDKIM lets it through with no verdict, dkimpy fails: no key),
 #             none (both see no signature), absent (no Authentication-Results from
 #             sendbox-test at all: the port has no milter)
-#   change: what is done to the signed message before it is sent
+#   change: what is done to the signed message before it is sent (utf8: the message has raw
+#           UTF-8 in From and Subject from the start)
+#   via: how it is sent (see send above)
 CASES=(
-    "rsa relaxed/relaxed|pass|rsa|rsa|relaxed/relaxed|-|$PORT"
-    "rsa simple/simple|pass|rsa|rsa|simple/simple|-|$PORT"
-    "ed25519 relaxed/relaxed|pass|ed|ed|relaxed/relaxed|-|$PORT"
-    "ed25519 simple/simple|pass|ed|ed|simple/simple|-|$PORT"
-    "rsa and ed25519 on one message|pass|rsa+ed|rsa+ed|relaxed/relaxed+simple/simple|-|$PORT"
-    "RFC 8463 A.3, signed example as published|rfc8463|-|-|-|-|$PORT"
-    "rsa, one body byte changed|fail|rsa|rsa|relaxed/relaxed|body|$PORT"
-    "ed25519, one body byte changed|fail|ed|ed|simple/simple|body|$PORT"
-    "rsa, one header byte changed|fail|rsa|rsa|simple/simple|header|$PORT"
-    "ed25519, one header byte changed|fail|ed|ed|relaxed/relaxed|header|$PORT"
-    "rsa, unpublished key claiming s=rsa|fail|wrong|rsa|relaxed/relaxed|-|$PORT"
-    "ed25519, unpublished key claiming s=ed|fail|wrong-ed|ed|relaxed/relaxed|-|$PORT"
-    "rsa, selector not published (s=nokey)|nokey|rsa|nokey|relaxed/relaxed|-|$PORT"
-    "unsigned|none|-|-|-|-|$PORT"
-    "unsigned, forged A-R dkim=pass|none|-|-|-|forge|$PORT"
-    "rsa, sent to port 25 (no milter)|absent|rsa|rsa|relaxed/relaxed|-|25"
+    "rsa relaxed/relaxed|pass|rsa|rsa|relaxed/relaxed|-|$PORT|smtp"
+    "rsa simple/simple|pass|rsa|rsa|simple/simple|-|$PORT|smtp"
+    "ed25519 relaxed/relaxed|pass|ed|ed|relaxed/relaxed|-|$PORT|smtp"
+    "ed25519 simple/simple|pass|ed|ed|simple/simple|-|$PORT|smtp"
+    "rsa and ed25519 on one message|pass|rsa+ed|rsa+ed|relaxed/relaxed+simple/simple|-|$PORT|smtp"
+    "RFC 8463 A.3, signed example as published|rfc8463|-|-|-|-|$PORT|smtp"
+    "rsa relaxed/relaxed, sent in two BDAT chunks|pass|rsa|rsa|relaxed/relaxed|-|$PORT|bdat"
+    "ed25519 simple, UTF-8 headers over SMTPUTF8|pass|ed|ed|simple/simple|utf8|$PORT|smtputf8"
+    "rsa, one body byte changed|fail|rsa|rsa|relaxed/relaxed|body|$PORT|smtp"
+    "ed25519, one body byte changed|fail|ed|ed|simple/simple|body|$PORT|smtp"
+    "rsa, one header byte changed|fail|rsa|rsa|simple/simple|header|$PORT|smtp"
+    "ed25519, one header byte changed|fail|ed|ed|relaxed/relaxed|header|$PORT|smtp"
+    "rsa, unpublished key claiming s=rsa|fail|wrong|rsa|relaxed/relaxed|-|$PORT|smtp"
+    "ed25519, unpublished key claiming s=ed|fail|wrong-ed|ed|relaxed/relaxed|-|$PORT|smtp"
+    "rsa, selector not published (s=nokey)|nokey|rsa|nokey|relaxed/relaxed|-|$PORT|smtp"
+    "unsigned|none|-|-|-|-|$PORT|smtp"
+    "unsigned, forged A-R dkim=pass|none|-|-|-|forge|$PORT|smtp"
+    "rsa, sent to port 25 (no milter)|absent|rsa|rsa|relaxed/relaxed|-|25|smtp"
 )
 
 keyfile() { # name
@@ -107,12 +146,14 @@ alg_of() { # selector
 # Sign and send every case first, then collect: deliveries overlap.
 n=0
 for c in "${CASES[@]}"; do
-    IFS='|' read -r name expected keys selectors canons change port <<<"$c"
+    IFS='|' read -r name expected keys selectors canons change port via <<<"$c"
     n=$((n + 1))
     token="$RUNID-$n"
     if [[ $expected == rfc8463 ]]; then
         # Its Subject is signed: the token goes in a field of its own, which is not.
         { printf 'X-Selfcheck-Token: %s\r\n' "$token" && sed 's/$/\r/' "$HERE/rfc8463-a3.eml"; } >"$TMP/$n.msg"
+    elif [[ $change == utf8 ]]; then
+        message "$token" utf8 >"$TMP/$n.msg"
     else
         message "$token" >"$TMP/$n.msg"
     fi
@@ -129,18 +170,18 @@ for c in "${CASES[@]}"; do
     fi
     cp "$TMP/$n.msg" "$TMP/$n.before"
     case $change in
-    -) ;;
+    - | utf8) ;;
     body) sed -i 's/^Hello Bob,/Hello Bod,/' "$TMP/$n.msg" ;;
     header) sed -i 's/^Subject: dkim self-check/Subject: dkim self-checK/' "$TMP/$n.msg" ;;
     # A sender's own claim of a pass, in OpenDKIM's name: it must be removed, not believed.
     forge) sed -i "1i Authentication-Results: sendbox-test; dkim=pass header.d=sendbox.test header.s=rsa header.a=rsa-sha256 header.b=forged00\r" "$TMP/$n.msg" ;;
     esac
-    [[ $change == - ]] || ! cmp -s "$TMP/$n.before" "$TMP/$n.msg" || {
+    [[ $change == - || $change == utf8 ]] || ! cmp -s "$TMP/$n.before" "$TMP/$n.msg" || {
         echo "dkim selfcheck: case \"$name\": the change \"$change\" changed nothing" >&2
         exit 1
     }
-    send "$TMP/$n.msg" "$port" || {
-        echo "dkim selfcheck: sending case \"$name\" to $HOST:$port failed" >&2
+    send "$TMP/$n.msg" "$port" "$via" || {
+        echo "dkim selfcheck: sending case \"$name\" to $HOST:$port ($via) failed" >&2
         exit 1
     }
 done
@@ -148,7 +189,7 @@ done
 failures=0
 n=0
 for c in "${CASES[@]}"; do
-    IFS='|' read -r name expected keys selectors canons change port <<<"$c"
+    IFS='|' read -r name expected keys selectors canons change port via <<<"$c"
     n=$((n + 1))
     token="$RUNID-$n"
     field=Subject
@@ -211,9 +252,9 @@ for c in "${CASES[@]}"; do
         ;;
     esac
     if [[ $ok == yes ]]; then
-        printf 'ok      %-42s expected %-6s OpenDKIM: %s\n%58s dkimpy:   %s\n' "$name" "$expected" "$ar" "" "$py"
+        printf 'ok      %-46s expected %-7s OpenDKIM: %s\n%71s dkimpy:   %s\n' "$name" "$expected" "$ar" "" "$py"
     else
-        printf 'FAILED  %-42s expected %-6s OpenDKIM (rc %s): %s\n%58s dkimpy (rc %s):   %s\n' \
+        printf 'FAILED  %-46s expected %-7s OpenDKIM (rc %s): %s\n%71s dkimpy (rc %s):   %s\n' \
             "$name" "$expected" "$ar_rc" "$ar" "" "$py_rc" "$py" >&2
         failures=$((failures + 1))
     fi
