@@ -2,7 +2,8 @@
 # Independent DKIM verifiers for sendbox's tests, on loopback, with no network. Run as root,
 # after tests/postfix/setup.sh (whose Postfix and mailboxes this extends). Safe to rerun:
 # it installs only what is missing, keeps the keys it made before, restarts its OpenDKIM
-# only when the configuration changed, and reloads Postfix only when master.cf changed.
+# only when its configuration or the key records changed (or it is not running), and
+# reloads Postfix only when master.cf changed.
 #
 #   127.0.0.1:2527  smtpd "dkim": as port 25 (same mailboxes alice, bob, carol @sendbox.test),
 #                   but every message passes through the OpenDKIM milter below; should the
@@ -10,7 +11,9 @@
 #                   unchecked). The other listeners (25, 587, 465, 2525, 2526) get no milter.
 #   127.0.0.1:8891  OpenDKIM, verifying only (Mode v), AuthservID sendbox-test: it adds
 #                   "Authentication-Results: sendbox-test; dkim=pass|fail|none ..." to each
-#                   message (removing any that claimed to come from sendbox-test before).
+#                   message (removing any that claimed to come from sendbox-test before),
+#                   and "DKIM-Filter: OpenDKIM ..."; for a signature whose key is not in
+#                   dns.txt it adds no Authentication-Results at all (On-KeyNotFound accept).
 #
 # OpenDKIM looks no key up in DNS: its TestDNSData option replaces libopendkim's resolver with
 # a lookup in $KEYS/dns.txt (no resolver, no daemon, no socket). tests/dkim/verify.py (dkimpy)
