@@ -102,6 +102,12 @@ wasmtime:
 postfix:
     bash tests/postfix/setup.sh
 
+# Add the DKIM verifiers to that Postfix (OpenDKIM milter on 127.0.0.1:2527, dkimpy, test
+# keys in /etc/sendbox-test-dkim) and prove them with dkimpy's signatures (tests/dkim/).
+dkim:
+    bash tests/dkim/setup.sh
+    bash tests/dkim/selfcheck.sh
+
 # Fuzz the reply parser, the dialogue, the DATA encoder, the raw message's header, the
 # relay's dialogue (serve) and the outbox's queue files, each for `seconds` (needs the
 # nightly toolchain; installs cargo-fuzz). A crash fails the recipe; keep its input in

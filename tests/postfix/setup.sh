@@ -10,6 +10,8 @@
 #   127.0.0.1:2525 limited      as port 25, but 2 recipients per transaction and a 3 s idle timeout
 #   127.0.0.1:2526 large        as port 25, but messages up to 64 MiB (the benchmark's 25 MB
 #                               messages); mail to sink@sendbox.test is taken and discarded
+#   127.0.0.1:2527 dkim         not made here: tests/dkim/setup.sh adds it (port 25 through an
+#                               OpenDKIM milter); when it has, the end of this script adds it again
 #
 # AUTH offers SCRAM-SHA-256, PLAIN, LOGIN and CRAM-MD5 (Cyrus SASL, sasldb). Postfix offers
 # PIPELINING, SIZE (10240000), 8BITMIME, SMTPUTF8, DSN, ENHANCEDSTATUSCODES and CHUNKING.
@@ -409,3 +411,9 @@ out=$(swaks --server 127.0.0.1:2526 --quit-after EHLO --timeout 10 2>&1) || die 
 grep -qE '^<- +250.SIZE 67108864' <<<"$out" || die "port 2526 does not offer SIZE 67108864:"$'\n'"$out"
 expect_rcpt 2526 "sink@$DOMAIN" '250 2\.1\.5'
 echo "postfix: 127.0.0.1:2526 large       ok: SIZE 67108864, sink@$DOMAIN accepted"
+
+# master.cf was rewritten above, without the DKIM listener: put it back if it was set up.
+dkim_setup=$(dirname "$0")/../dkim/setup.sh
+if [[ -e /etc/sendbox-test-dkim/opendkim.conf && -f $dkim_setup ]]; then
+    bash "$dkim_setup"
+fi
