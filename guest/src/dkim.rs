@@ -129,7 +129,8 @@ fn parse_key(bytes: &[u8]) -> Result<Key, proto::Error> {
             match RsaKeyPair::from_pkcs8(der) {
                 Ok(key) => Ok(Key::Rsa(key)),
                 // Not RSA either: say which keys are taken, or why an RSA one is not.
-                Err(e) if looks_like_rsa(der) => rsa(Err(e)),
+                Err(e) if contains(der, RSA_ENCRYPTION) => rsa(Err(e)),
+                Err(_) if contains(der, EC_PUBLIC_KEY) => Err(ec_key()),
                 Err(_) => Err(invalid(
                     "the DKIM key is neither an RSA nor an Ed25519 private key (PKCS#8 or \
                      PKCS#1, PEM or DER)"
@@ -137,10 +138,12 @@ fn parse_key(bytes: &[u8]) -> Result<Key, proto::Error> {
                 )),
             }
         }
-        _ => Err(invalid(
-            "the DKIM key is an EC (SEC1) key; DKIM signs with RSA or Ed25519".to_owned(),
-        )),
+        _ => Err(ec_key()),
     }
+}
+
+fn ec_key() -> proto::Error {
+    invalid("the DKIM key is an EC key; DKIM signs with RSA or Ed25519".to_owned())
 }
 
 fn rsa(key: Result<RsaKeyPair, ring::error::KeyRejected>) -> Result<Key, proto::Error> {
@@ -156,13 +159,12 @@ fn rsa(key: Result<RsaKeyPair, ring::error::KeyRejected>) -> Result<Key, proto::
     })
 }
 
-/// Whether a PKCS#8 key names rsaEncryption (OID 1.2.840.113549.1.1.1).
-fn looks_like_rsa(der: &[u8]) -> bool {
-    const RSA_ENCRYPTION: &[u8] = &[
-        0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01,
-    ];
-    contains(der, RSA_ENCRYPTION)
-}
+/// The algorithm OIDs a PKCS#8 key may name, to say why one is refused: rsaEncryption
+/// (1.2.840.113549.1.1.1) and id-ecPublicKey (1.2.840.10045.2.1).
+const RSA_ENCRYPTION: &[u8] = &[
+    0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01,
+];
+const EC_PUBLIC_KEY: &[u8] = &[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
