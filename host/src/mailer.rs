@@ -800,6 +800,21 @@ mod tests {
     }
 
     #[test]
+    fn debug_never_shows_the_dkim_key() {
+        let options = SendOptions {
+            dkim: Some(DkimSigning::new(
+                "example.org",
+                "s1",
+                DkimKey::new(b"-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWtleQ==".to_vec()),
+            )),
+            ..SendOptions::default()
+        };
+        let shown = format!("{options:?} {options:#?}");
+        assert!(shown.contains("example.org") && shown.contains("DkimKey(<redacted>)"));
+        assert!(!shown.contains("c2VjcmV0") && !shown.contains("45, 45"), "{shown}");
+    }
+
+    #[test]
     fn a_trap_report_shows_where_the_guest_panicked_but_not_its_message() {
         let stderr = "S: 220 ready\n\
                       thread '<unnamed>' (1) panicked at guest/src/session.rs:12:5:\n\
