@@ -8,14 +8,16 @@
 //! against lettre), [`handshake`] (a TLS session in the component against native rustls),
 //! [`footprint`] (size, compile and instantiation time), [`grant`] (a send through
 //! `sendbox grant`'s component against one without), [`outbox`] (`sendbox serve` taking
-//! messages into the outbox, and `sendbox queue flush` draining it) and [`large`] (a 25 MB
-//! message, raw and composed, against curl).
+//! messages into the outbox, and `sendbox queue flush` draining it), [`large`] (a 25 MB
+//! message, raw and composed, against curl) and [`dkim`] (a batch signed with RSA and with
+//! Ed25519 against the same batch unsigned).
 //!
 //! It needs the test Postfix (`bash tests/postfix/setup.sh`) and the release `sendbox`
 //! next to it (`cargo build --release -p sendbox-cli`). A peer that is missing or fails gets
 //! `n/a (reason)` in its row. `just bench` installs the peers and runs it.
 
 mod cold_start;
+mod dkim;
 mod footprint;
 mod grant;
 mod handshake;
@@ -51,7 +53,7 @@ struct Args {
     #[arg(long, default_value = "/var/lib/sendbox-postfix")]
     postfix_dir: PathBuf,
     /// Run only these workloads (repeatable): cold-start, homeless, throughput, tls-bulk,
-    /// handshake, grant, outbox, large, footprint.
+    /// handshake, grant, outbox, large, footprint, dkim.
     #[arg(long, value_name = "WORKLOAD")]
     only: Vec<String>,
 }
@@ -99,6 +101,9 @@ fn main() -> anyhow::Result<()> {
         }
         if wanted("outbox") {
             outbox::run(&setup, &plan, &target, &mut table);
+        }
+        if wanted("dkim") {
+            dkim::run(&setup, &plan, &target, &mut table);
         }
         if wanted("large") {
             large::run(&setup, &plan, &runtime, &mut table);

@@ -35,6 +35,9 @@ pub struct Plan {
     pub tls_messages: u32,
     /// Alternating runs of the large-message workload.
     pub large_runs: usize,
+    /// Messages in each batch of the DKIM workload: RSA signing in the component takes
+    /// milliseconds each.
+    pub dkim_messages: u32,
 }
 
 impl Plan {
@@ -52,6 +55,7 @@ impl Plan {
                 outbox_messages: 200,
                 tls_messages: 200,
                 large_runs: 1,
+                dkim_messages: 100,
             }
         } else {
             Plan {
@@ -66,6 +70,7 @@ impl Plan {
                 outbox_messages: 2000,
                 tls_messages: 1000,
                 large_runs: 5,
+                dkim_messages: 1000,
             }
         }
     }

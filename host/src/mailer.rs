@@ -811,7 +811,10 @@ mod tests {
         };
         let shown = format!("{options:?} {options:#?}");
         assert!(shown.contains("example.org") && shown.contains("DkimKey(<redacted>)"));
-        assert!(!shown.contains("c2VjcmV0") && !shown.contains("45, 45"), "{shown}");
+        assert!(
+            !shown.contains("c2VjcmV0") && !shown.contains("45, 45"),
+            "{shown}"
+        );
     }
 
     #[test]
