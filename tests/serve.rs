@@ -4,7 +4,8 @@
 //! guessing, bad addresses) are cut off or refused without affecting the others; it can
 //! require a login, which lasts through RSET; with a certificate it takes a login or a
 //! message only after STARTTLS; it refuses to listen beyond loopback without both, and
-//! refuses a certificate it cannot use before it listens.
+//! refuses a certificate it cannot use before it listens. Many clients at once each get
+//! their 250 only for a message that is whole in the queue.
 
 mod support;
 
@@ -1130,4 +1131,58 @@ fn a_guesser_that_hangs_up_early_learns_nothing_sooner() {
         .unwrap();
     let reply = client.reply();
     assert!(reply.starts_with("235"), "{reply:?}");
+}
+
+#[test]
+fn many_clients_at_once_each_get_250_only_for_messages_whole_in_the_queue() {
+    // Room for every client, so that none takes another's place before its MAIL.
+    let relay = Arc::new(Relay::start(&closed_port(), &["--max-connections", "32"]));
+    // 16 clients at once, 10 messages each: their fsyncs of queue/ are shared.
+    let clients: Vec<_> = (0..16)
+        .map(|c| {
+            let relay = relay.clone();
+            std::thread::spawn(move || {
+                let mut client = relay.connect();
+                assert!(client.command("EHLO app.test").starts_with("250"));
+                (0..10)
+                    .map(|m| {
+                        let subject = format!("client {c} message {m}");
+                        let reply = client.send(&subject, &format!("body of {subject}"));
+                        let id = reply
+                            .strip_prefix("250 2.0.0 queued as ")
+                            .unwrap_or_else(|| panic!("{subject}: {reply}"))
+                            .trim_end()
+                            .to_owned();
+                        (id, subject)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let accepted: Vec<(String, String)> = clients
+        .into_iter()
+        .flat_map(|client| client.join().unwrap())
+        .collect();
+    // Killed at once after the last 250: whatever was answered 250 is whole in queue/.
+    let mut relay = Arc::into_inner(relay).unwrap();
+    relay.process.kill().unwrap();
+    relay.process.wait().unwrap();
+    assert_eq!(accepted.len(), 160);
+    for (id, subject) in &accepted {
+        let stored = std::fs::read(relay.dir.path().join("outbox/queue").join(id))
+            .unwrap_or_else(|e| panic!("{subject} answered 250 as {id}, but: {e}"));
+        let message = format!(
+            "From: alice@sendbox.test\r\nTo: bob@sendbox.test\r\nSubject: {subject}\r\n\r\n\
+             body of {subject}\r\n"
+        );
+        let line = stored.len() - message.len();
+        assert!(stored.ends_with(message.as_bytes()), "{id}: {stored:?}");
+        let envelope = String::from_utf8_lossy(&stored[..line]);
+        assert!(
+            envelope.ends_with('\n')
+                && envelope.contains(&format!("\"message_length\":{}", message.len())),
+            "{id}: {envelope}"
+        );
+    }
+    assert_eq!(relay.queued(), 160);
 }

@@ -10,7 +10,8 @@
 //! ```
 //!
 //! A message is accepted once `queue/ID` exists: written in `tmp/`, fsynced, renamed into
-//! `queue/`, and `queue/` fsynced. Only then may anyone say it was accepted. Whoever
+//! `queue/`, and `queue/` fsynced. Only then may anyone say it was accepted. Messages
+//! accepted at the same moment share that last fsync ([`commit::GroupCommit`]). Whoever
 //! delivers a message holds an exclusive lock on `queue/ID` (flock), and checks after
 //! locking that the path is still that file, so that two runners never both send it.
 
@@ -20,11 +21,13 @@ use std::io::{self, BufRead as _, BufReader, Read as _, Write as _};
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::dsn;
 use crate::escape::escaped;
 
+pub mod commit;
 pub mod entry;
 
 pub use entry::{Attempts, Damage, Envelope};
@@ -121,10 +124,11 @@ pub struct Stored {
     pub attempts: Result<Attempts, Damage>,
 }
 
-/// One outbox directory.
+/// One outbox directory. Its clones share one [`commit::GroupCommit`] of `queue/`.
 #[derive(Debug, Clone)]
 pub struct Outbox {
     root: PathBuf,
+    queue_sync: Arc<commit::GroupCommit>,
 }
 
 /// A message in the queue, locked by us: nobody else delivers it while this lives.
@@ -187,8 +191,10 @@ impl Outbox {
                 ),
             ));
         }
+        let queue = root.join("queue");
         Ok(Outbox {
             root: root.to_owned(),
+            queue_sync: Arc::new(commit::GroupCommit::new(move || sync_dir(&queue))),
         })
     }
 
@@ -206,6 +212,8 @@ impl Outbox {
 
     /// Accepts a message: when this returns, it is on disk and survives a crash. The
     /// message comes back locked, so that a runner started meanwhile leaves it to us.
+    /// Threads accepting at once share the fsync of `queue/`; each still returns only
+    /// after one that began after its own rename.
     pub fn accept(&self, envelope: &Envelope, message: &[u8]) -> Result<Locked, Error> {
         if message.len() > entry::MAX_MESSAGE {
             return Err(Error::TooLarge(format!(
@@ -216,6 +224,7 @@ impl Outbox {
         }
         let id = new_id();
         let tmp = self.root.join("tmp").join(&id);
+        let queued = self.queue().join(&id);
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -228,12 +237,17 @@ impl Outbox {
             file.write_all(&entry::encode_line(envelope, message.len())?)?;
             file.write_all(message)?;
             file.sync_all()?;
-            fs::rename(&tmp, self.queue().join(&id))?;
-            sync_dir(&self.queue())
+            fs::rename(&tmp, &queued)
         })();
         if let Err(e) = written {
             let _ = fs::remove_file(&tmp);
             return Err(cannot_write(&tmp, e));
+        }
+        // Renamed, but not accepted until the rename is durable. Still locked by us, so
+        // no runner takes it meanwhile, nor after a failed sync, when it goes again.
+        if let Err(e) = self.queue_sync.commit() {
+            let _ = fs::remove_file(&queued);
+            return Err(cannot_write(&queued, e));
         }
         Ok(Locked {
             id,

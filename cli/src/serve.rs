@@ -1,7 +1,8 @@
 //! `sendbox serve`: a small SMTP listener for programs that can only hand mail to a host
 //! and port (monitoring, forges, CI). Each message goes into the outbox, and is answered
-//! 250 only once it is on disk; a worker then delivers what is due through the account,
-//! inside the sandbox, as `sendbox queue run` does.
+//! 250 only once it is on disk (clients sending at the same moment share the fsync of the
+//! queue folder: see `outbox::commit`); a worker then delivers what is due through the
+//! account, inside the sandbox, as `sendbox queue run` does.
 //!
 //! The dialogue, and every rule that bounds what a client can make it do (the framing
 //! that closes SMTP smuggling, the line length, the time per line and before a login, the
@@ -533,7 +534,8 @@ struct Relay {
 }
 
 impl Relay {
-    /// Keeps a message in the outbox: `Kept` only once it is synced to disk.
+    /// Keeps a message in the outbox: `Kept` only once it is synced to disk. Called from
+    /// every client's thread at once: the outbox groups their syncs.
     fn keep(&self, incoming: Incoming) -> Answer {
         let envelope = sendbox::Envelope {
             sender: Some(incoming.sender),
