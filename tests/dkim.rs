@@ -331,9 +331,69 @@ fn bad_keys_are_refused_before_connecting_without_showing_them() {
             text(&refused)
         );
     }
-    // PKCS#1 works as PKCS#8 does (the server is closed: 75, after signing).
-    assert_exit(&send_with(&write("pkcs1.pem", &pkcs1), &[]), 75, "connect");
+    // PKCS#1 works as PKCS#8 does, in PEM and in DER, and after text before the block
+    // (the server is closed: 75, after signing).
+    let der = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["-in", rsa_file.to_str().unwrap(), "-outform", "DER"]);
+        openssl(&all)
+    };
+    let mut prefixed = b"\xef\xbb\xbfa key for DKIM\n".to_vec();
+    prefixed.extend_from_slice(&rsa);
+    for (name, content) in [
+        ("pkcs1.pem", pkcs1.clone()),
+        ("pkcs1.der", der(&["rsa", "-traditional"])),
+        ("pkcs8.der", der(&["pkcs8", "-topk8", "-nocrypt"])),
+        ("prefixed.pem", prefixed),
+    ] {
+        assert_exit(&send_with(&write(name, &content), &[]), 75, "connect");
+    }
     assert_exit(&send_with(&rsa_file, &[]), 75, "connect");
+    // Larger than ring signs with, and an encrypted PKCS#1 key.
+    let large = openssl(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:6144",
+    ]);
+    assert_exit(
+        &send_with(&write("large.pem", &large), &[]),
+        78,
+        "at most 4096 bits",
+    );
+    let encrypted_pkcs1 = openssl(&[
+        "rsa",
+        "-in",
+        rsa_file.to_str().unwrap(),
+        "-traditional",
+        "-aes256",
+        "-passout",
+        "pass:x",
+    ]);
+    assert_exit(
+        &send_with(&write("encrypted-pkcs1.pem", &encrypted_pkcs1), &[]),
+        78,
+        "encrypted",
+    );
+    // batch checks the key once, before it connects: 78, not 1000 network failures.
+    let message = write("message.eml", b"Subject: x\r\n\r\nbody\r\n");
+    let mut batch = sendbox_command(sendbox_bin(), Path::new("/nonexistent"), "");
+    batch.args(["batch", "--server", &closed, "--tls", "none", "--quiet"]);
+    batch.args([
+        "--from",
+        "a@sendbox.test",
+        "--to",
+        "b@sendbox.test",
+        "--count",
+        "50",
+    ]);
+    batch.arg("--raw").arg(&message);
+    batch.arg("--dkim-key").arg(write("ec-batch.pem", &ec));
+    batch.args(["--dkim-selector", "s", "--dkim-domain", "sendbox.test"]);
+    let refused = batch.output().unwrap();
+    assert_exit(&refused, 78, "EC key");
+    assert!(!text(&refused).contains("connect"), "{}", text(&refused));
     // An algorithm the key is not for, a bad selector, an identity outside d=.
     assert_exit(
         &send_with(&rsa_file, &["--dkim-algorithm", "ed25519-sha256"]),
@@ -355,4 +415,124 @@ fn bad_keys_are_refused_before_connecting_without_showing_them() {
     ] {
         assert!(!text(&output).contains(&secret_line), "{}", text(&output));
     }
+}
+
+/// `dkim keygen` makes keys that other tools read too, and prints the record that the
+/// verifiers accept for them.
+#[test]
+fn keygen_makes_keys_openssl_reads_and_records_that_match() {
+    let dir = tempfile::tempdir().unwrap();
+    for algorithm in ["rsa", "ed25519"] {
+        let key = dir.path().join(format!("{algorithm}.pem"));
+        let made = run_sendbox(
+            &[
+                "dkim",
+                "keygen",
+                "--selector",
+                "s1",
+                "--domain",
+                "example.org",
+                "--algorithm",
+                algorithm,
+                "--output",
+                key.to_str().unwrap(),
+            ],
+            "",
+            None,
+        );
+        assert_exit(&made, 0, "s1._domainkey.example.org. 3600 IN TXT");
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let public = Command::new("openssl")
+            .args(["pkey", "-pubout", "-outform", "DER", "-in"])
+            .arg(&key)
+            .output()
+            .unwrap();
+        assert!(
+            public.status.success(),
+            "openssl cannot read it: {}",
+            text(&public)
+        );
+        use base64::Engine as _;
+        let p = match algorithm {
+            // SubjectPublicKeyInfo for RSA; the raw 32 bytes for Ed25519 (RFC 8463).
+            "rsa" => base64::engine::general_purpose::STANDARD.encode(&public.stdout),
+            _ => base64::engine::general_purpose::STANDARD.encode(&public.stdout[12..]),
+        };
+        let k = if algorithm == "rsa" { "rsa" } else { "ed25519" };
+        assert!(
+            String::from_utf8_lossy(&made.stdout).contains(&format!("v=DKIM1; k={k}; p={p}\n")),
+            "{}",
+            text(&made)
+        );
+    }
+    let again = run_sendbox(
+        &[
+            "dkim",
+            "keygen",
+            "--selector",
+            "s1",
+            "--domain",
+            "example.org",
+            "-o",
+        ],
+        "",
+        None,
+    );
+    assert_exit(&again, 64, "");
+    let key = dir.path().join("rsa.pem");
+    let existing = run_sendbox(
+        &[
+            "dkim",
+            "keygen",
+            "--selector",
+            "s1",
+            "--domain",
+            "example.org",
+            "-o",
+            key.to_str().unwrap(),
+        ],
+        "",
+        None,
+    );
+    assert_exit(&existing, 73, "a key is never overwritten");
+    let large = run_sendbox(
+        &[
+            "dkim",
+            "keygen",
+            "--selector",
+            "s",
+            "--domain",
+            "example.org",
+            "--bits",
+            "8192",
+            "-o",
+            "x",
+        ],
+        "",
+        None,
+    );
+    assert_exit(&large, 64, "8192");
+}
+
+/// A key another user owns could be replaced by that user: refused, even at mode 600.
+#[test]
+#[ignore = "needs root, to give the key to another user (run .ci/run)"]
+fn a_key_owned_by_another_user_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key.pem");
+    std::fs::copy(format!("{KEYS}/rsa.private.pem"), &key).unwrap();
+    std::os::unix::fs::chown(&key, Some(65534), None).unwrap();
+    let refused = send(&[
+        "--subject",
+        "never sent",
+        "--dkim-key",
+        key.to_str().unwrap(),
+        "--dkim-selector",
+        "rsa",
+        "--dkim-domain",
+        "sendbox.test",
+    ]);
+    assert_exit(&refused, 78, "belongs to user 65534");
 }

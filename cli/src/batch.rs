@@ -72,6 +72,11 @@ pub async fn run(args: BatchArgs) -> Result<u8, Error> {
             .transpose()?,
         ..SendOptions::default()
     };
+    // The options (a DKIM key that does not parse, say) are checked once, before any
+    // connection: otherwise each message would fail on its own, after connecting.
+    if let Some(job) = jobs.first() {
+        sendbox::prepare(mailer.sandbox(), &job.envelope, &job.message[..], &options).await?;
+    }
     let summary = batch::send_all(
         mailer,
         jobs,

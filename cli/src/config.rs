@@ -675,9 +675,27 @@ impl RawAccount {
                 );
             }
         };
-        if self.dkim_expire_days == Some(0) {
-            return Err("dkim_expire_days must be 1 or more".into());
+        if self
+            .dkim_expire_days
+            .is_some_and(|days| !(1..=dkim::MAX_EXPIRE_DAYS).contains(&days))
+        {
+            return Err(format!(
+                "dkim_expire_days must be 1 to {}",
+                dkim::MAX_EXPIRE_DAYS
+            ));
         }
+        // Checked now as the signer will check them; the key file is read at each send.
+        let mut request = sendbox_proto::dkim::Request::new(
+            domain.clone(),
+            selector.clone(),
+            sendbox_proto::dkim::Algorithm::RsaSha256,
+        );
+        if let Some(headers) = &self.dkim_headers {
+            request.headers = headers.clone();
+            request.headers.push("From".to_owned());
+        }
+        request.identity = self.dkim_identity.clone();
+        request.check().map_err(|e| e.to_string())?;
         Ok(Some(Dkim {
             domain,
             selector,
@@ -871,9 +889,22 @@ mod tests {
         assert!(error.contains("dkim_canonicalization"), "{error}");
         let error = account(&format!("{full}dkim_expire_days = 0\n")).unwrap_err();
         assert!(
-            error.contains("dkim_expire_days must be 1 or more"),
+            error.contains("dkim_expire_days must be 1 to 36500"),
             "{error}"
         );
+        for bad in [
+            "dkim_selector = \"bad sel\"\n",
+            "dkim_identity = \"a@other.test\"\n",
+            "dkim_headers = [\"Sub ject\"]\n",
+            "dkim_expire_days = 20000000\n",
+        ] {
+            let text = full.replace("dkim_selector = \"s1\"\n", "") + bad;
+            let text = match bad.starts_with("dkim_selector") {
+                true => text,
+                false => text + "dkim_selector = \"s1\"\n",
+            };
+            assert!(account(&text).is_err(), "{bad} was accepted");
+        }
     }
 
     #[test]

@@ -15,6 +15,9 @@ use crate::exit;
 /// The largest key file read; an RSA-8192 key in PEM is about 6.5 KB.
 const MAX_KEY_FILE: u64 = 64 * 1024;
 
+/// The longest a signature may be valid, in days (x=): a hundred years.
+pub const MAX_EXPIRE_DAYS: u32 = 36_500;
+
 /// How a message is signed: everything but the key itself, which is read when it is used.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Dkim {
@@ -87,6 +90,13 @@ fn read_key(path: &Path) -> Result<Vec<u8>, String> {
     let metadata = file.metadata().map_err(|e| e.to_string())?;
     if !metadata.is_file() {
         return Err("is not a regular file".to_owned());
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if metadata.uid() != me && metadata.uid() != 0 {
+        return Err(format!(
+            "belongs to user {}, who could replace it; it must be yours (uid {me}) or root's",
+            metadata.uid()
+        ));
     }
     if metadata.mode() & 0o077 != 0 {
         return Err(format!(
@@ -184,12 +194,25 @@ fn check_name(name: &DkimName) -> Result<(), Error> {
         .map_err(|e| Error::Usage(format!("--selector/--domain: {e}")))
 }
 
-/// A new Ed25519 key, PKCS#8 in PEM.
+/// A new Ed25519 key, PKCS#8 in PEM, in the version-1 form of RFC 8410 that OpenSSL and
+/// dkimpy read (ring writes version 2, with the public key, which they refuse).
 fn ed25519_pem() -> Result<Vec<u8>, Error> {
+    // SEQUENCE { INTEGER 0, SEQUENCE { OID 1.3.101.112 }, OCTET STRING { OCTET STRING seed } }
+    const V1_PREFIX: [u8; 16] = [
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
     let document =
         ring::signature::Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new())
             .map_err(|_| Error::Internal("cannot make an Ed25519 key".to_owned()))?;
-    Ok(pem("PRIVATE KEY", document.as_ref()).into_bytes())
+    // Version 2 starts with the same fields: the seed is at bytes 16 to 48.
+    let seed = document
+        .as_ref()
+        .get(16..48)
+        .ok_or_else(|| Error::Internal("ring's Ed25519 document is not as expected".to_owned()))?;
+    let mut v1 = V1_PREFIX.to_vec();
+    v1.extend_from_slice(seed);
+    Ok(pem("PRIVATE KEY", &v1).into_bytes())
 }
 
 /// A new RSA key from `openssl genpkey`, PKCS#8 in PEM: ring makes no RSA keys, and an

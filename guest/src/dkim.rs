@@ -102,8 +102,11 @@ fn invalid(message: String) -> proto::Error {
 
 /// The key from PEM or DER: PKCS#8 (RSA or Ed25519) or PKCS#1 (RSA).
 fn parse_key(bytes: &[u8]) -> Result<Key, proto::Error> {
-    let pem = bytes.trim_ascii_start().starts_with(b"-----BEGIN");
-    if pem && contains(bytes, b"-----BEGIN ENCRYPTED PRIVATE KEY-----") {
+    // PEM wherever its block is (after a byte-order mark or other text, as openssl reads).
+    let pem = contains(bytes, b"-----BEGIN");
+    let encrypted = contains(bytes, b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+        || contains(bytes, b"Proc-Type: 4,ENCRYPTED");
+    if pem && encrypted {
         return Err(invalid(
             "the DKIM key is encrypted; give it decrypted (openssl pkey -in KEY -out PLAIN)"
                 .to_owned(),
@@ -117,6 +120,8 @@ fn parse_key(bytes: &[u8]) -> Result<Key, proto::Error> {
                     .to_owned(),
             )
         })?,
+        // DER: PKCS#8, else PKCS#1 (what `openssl pkey -outform DER` writes for RSA).
+        false if RsaKeyPair::from_der(bytes).is_ok() => PrivateKeyDer::Pkcs1(bytes.to_vec().into()),
         false => PrivateKeyDer::Pkcs8(bytes.to_vec().into()),
     };
     match der {
@@ -149,10 +154,12 @@ fn ec_key() -> proto::Error {
 fn rsa(key: Result<RsaKeyPair, ring::error::KeyRejected>) -> Result<Key, proto::Error> {
     key.map(Key::Rsa).map_err(|e| {
         let why = match e.to_string().as_str() {
-            "TooSmall" => "an RSA key must have 2048 bits or more (1024-bit keys are no \
-                           longer safe; ring refuses them)"
+            "TooSmall" => "an RSA key must have 2048 bits or more and a public exponent of \
+                           65537 or more (1024-bit keys are no longer safe; ring refuses them)"
                 .to_owned(),
-            "TooLarge" => "an RSA key may have at most 8192 bits".to_owned(),
+            "TooLarge" => {
+                "an RSA key may have at most 4096 bits (ring's limit for signing)".to_owned()
+            }
             other => format!("the RSA key is not usable ({other})"),
         };
         invalid(format!("the DKIM key cannot sign: {why}"))

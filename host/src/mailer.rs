@@ -508,6 +508,11 @@ impl Mailer {
         Ok(Session { instance, handle })
     }
 
+    /// The sandbox its instances come from, for [`prepare`] with the same component.
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
+    }
+
     async fn instantiate(&self) -> Result<Instance, Error> {
         Instance::new(
             &self.sandbox,
