@@ -238,33 +238,18 @@ fn bad_keys_are_refused_before_connecting_without_showing_them() {
         );
         output.stdout
     };
-    let rsa = openssl(&[
-        "genpkey",
-        "-algorithm",
-        "RSA",
-        "-pkeyopt",
-        "rsa_keygen_bits:2048",
-    ]);
+    let genpkey = |algorithm: &str, option: &str| {
+        openssl(&["genpkey", "-algorithm", algorithm, "-pkeyopt", option])
+    };
+    let rsa = genpkey("RSA", "rsa_keygen_bits:2048");
     let rsa_file = write("rsa.pem", &rsa);
     let secret_line = String::from_utf8_lossy(&rsa)
         .lines()
         .nth(1)
         .unwrap()
         .to_owned();
-    let small = openssl(&[
-        "genpkey",
-        "-algorithm",
-        "RSA",
-        "-pkeyopt",
-        "rsa_keygen_bits:1024",
-    ]);
-    let ec = openssl(&[
-        "genpkey",
-        "-algorithm",
-        "EC",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-    ]);
+    let small = genpkey("RSA", "rsa_keygen_bits:1024");
+    let ec = genpkey("EC", "ec_paramgen_curve:P-256");
     let encrypted = openssl(&[
         "pkey",
         "-in",
@@ -350,13 +335,7 @@ fn bad_keys_are_refused_before_connecting_without_showing_them() {
     }
     assert_exit(&send_with(&rsa_file, &[]), 75, "connect");
     // Larger than ring signs with, and an encrypted PKCS#1 key.
-    let large = openssl(&[
-        "genpkey",
-        "-algorithm",
-        "RSA",
-        "-pkeyopt",
-        "rsa_keygen_bits:6144",
-    ]);
+    let large = genpkey("RSA", "rsa_keygen_bits:6144");
     assert_exit(
         &send_with(&write("large.pem", &large), &[]),
         78,
