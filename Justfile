@@ -28,6 +28,7 @@ setup:
 # Then compile it ahead of time for x86-64 Linux (sendbox.x86_64-linux.cwasm), so that no
 # run compiles it; a test checks that this build compiles it to the same bytes.
 guest: (wasm "sendbox-guest" "host/component/sendbox.wasm")
+    cargo run --quiet -p sendbox-release -- metadata --package sendbox-guest --name sendbox:sender host/component/sendbox.wasm
     cargo tree -p sendbox-guest --target wasm32-wasip2 -e no-dev --prefix none --format '{p}' --locked > target/sendbox-guest.packages
     SENDBOX_UPDATE_STAMP=1 SENDBOX_GUEST_DEPINFO="{{justfile_directory()}}/target/wasm32-wasip2/guest/sendbox_guest.d" SENDBOX_GUEST_PACKAGES="{{justfile_directory()}}/target/sendbox-guest.packages" cargo check -p sendbox --quiet
     cargo run --quiet -p sendbox --example precompile -- host/component/sendbox.x86_64-linux.cwasm
@@ -38,10 +39,91 @@ probe: (wasm "sendbox-probe" "tests/probe/probe.wasm")
 
 # Rebuild the grant component that `sendbox grant` composes in front of the sender.
 grant: (wasm "sendbox-grant" "cli/component/grant.wasm")
+    cargo run --quiet -p sendbox-release -- metadata --package sendbox-grant --name sendbox:grant cli/component/grant.wasm
 
 # Build the example application component (examples/notify-http) that tests/notify_http.rs
-# composes with a granted sender and serves.
-notify-http: (wasm "sendbox-notify-http" "target/notify-http.wasm")
+# composes with a granted sender and serves. Its sendbox:mail dependency is fetched with
+# `wkg fetch` from the registry its wkg.lock names (the test registry: `just registry`).
+notify-http: notify-http-wit (wasm "sendbox-notify-http" "target/notify-http.wasm")
+
+# Fetch examples/notify-http's WIT dependencies as its wkg.lock pins them (by digest),
+# from the test registry, where `just registry` publishes them. wkg 0.16.1's fetch does
+# not hold a package to the lock's digest: it takes what the tag holds now and rewrites the
+# lock (tests/oci/check.sh shows it). So the fetch runs in a scratch copy, and its result
+# replaces wit/deps only if the lock came out unchanged. To take a new release, run
+# `wkg update` there and commit the lock.
+notify-http-wit: wkg
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cd examples/notify-http
+    scratch=$(mktemp -d)
+    trap 'rm -rf "$scratch"' EXIT
+    mkdir "$scratch/wit"
+    cp wit/world.wit wkg.lock "$scratch/"
+    mv "$scratch/world.wit" "$scratch/wit/"
+    (cd "$scratch" && WKG_CONFIG_FILE="$OLDPWD/wkg-config.toml" wkg fetch)
+    if ! cmp -s wkg.lock "$scratch/wkg.lock"; then
+        echo "examples/notify-http: the package served (by the registry, or wkg's cache: WKG_CACHE_DIR, else ~/.cache/wasm-pkg) is not the one wkg.lock pins; nothing was changed:" >&2
+        diff wkg.lock "$scratch/wkg.lock" | grep '^[<>] digest' | sed 's/^</  pinned: /; s/^>/  served: /' >&2
+        exit 1
+    fi
+    rm -rf wit/deps
+    mv "$scratch/wit/deps" wit/deps
+
+# The three artefacts a release publishes, in target/publish/: the WIT package
+# sendbox-mail.wasm (built by `wkg build` from wit/, with its metadata), and the committed
+# sender and grant components (`just guest`, `just grant`), under their published names.
+artefacts: wkg
+    rm -rf target/publish/artefacts && mkdir -p target/publish/artefacts
+    # wkg writes a wkg.lock beside where it runs: not in the tree.
+    cd target/publish && wkg build --wit-dir "{{justfile_directory()}}/wit" --output artefacts/sendbox-mail.wasm >/dev/null
+    cargo run --quiet -p sendbox-release -- metadata --package sendbox --name sendbox:mail --wit wit target/publish/artefacts/sendbox-mail.wasm
+    cp host/component/sendbox.wasm target/publish/artefacts/sendbox-sender.wasm
+    cp cli/component/grant.wasm target/publish/artefacts/sendbox-grant.wasm
+    @cd target/publish/artefacts && sha256sum *.wasm
+
+# Publish sendbox:mail (the WIT package), sendbox:sender and sendbox:grant to the OCI
+# registry REGISTRY (HOST[:PORT]; plain HTTP for a loopback address, HTTPS otherwise) as
+# REGISTRY/sendbox/{mail,sender,grant}:VERSION. Credentials come from `docker login`.
+# Refuses a WIT version that wit/released/ does not record (see EMBEDDING.md), and a
+# version that the registry already has.
+publish registry: artefacts
+    #!/usr/bin/env bash
+    set -euo pipefail
+    version=$(sed -n 's/^package sendbox:mail@\(.*\);$/\1/p' wit/mail.wit)
+    cmp -s wit/mail.wit "wit/released/$version.wit" || { echo "wit/mail.wit is sendbox:mail@$version, but wit/released/$version.wit is not the same file: record the release (cp wit/mail.wit wit/released/$version.wit) and commit it first" >&2; exit 1; }
+    cargo run --quiet -p sendbox-release -- wit-version
+    case "{{registry}}" in 127.*|localhost|localhost:*|\[::1\]*) protocol=http insecure={{registry}} ;; *) protocol=https insecure= ;; esac
+    # Only the sendbox namespace, at the registry's root (REGISTRY/sendbox/NAME).
+    printf '[namespace_registries]\nsendbox = { registry = "%s", metadata = { preferredProtocol = "oci", "oci" = { registry = "%s", namespacePrefix = "" } } }\n[registry."%s".oci]\nprotocol = "%s"\n' \
+        "{{registry}}" "{{registry}}" "{{registry}}" "$protocol" > target/publish/wkg-config.toml
+    # The WIT package with `wkg publish`, which also checks it against the registry's
+    # earlier releases of the same series, as wit/released/ is checked here.
+    WKG_CONFIG_FILE=target/publish/wkg-config.toml wkg publish target/publish/artefacts/sendbox-mail.wasm
+    # The components with `wkg oci push`: wkg 0.16.1's `publish --package` fails on a
+    # component ("version not found", fixed after that release; tests/oci/check.sh shows
+    # it). The annotations are those `wkg publish` would write, from each one's metadata.
+    for name in sender grant; do
+        file=target/publish/artefacts/sendbox-$name.wasm
+        crate_version=$(cargo run --quiet -p sendbox-release -- annotations "$file" | sed -n 's/^--annotation=org.opencontainers.image.version=//p')
+        reference={{registry}}/sendbox/$name:$crate_version
+        if WKG_OCI_INSECURE=$insecure wkg oci pull "$reference" -o target/publish/existing.wasm >/dev/null 2>&1; then
+            echo "$reference is already published: a version is never replaced; bump the version" >&2
+            exit 1
+        fi
+        mapfile -t annotations < <(cargo run --quiet -p sendbox-release -- annotations "$file")
+        WKG_OCI_INSECURE=$insecure wkg oci push "${annotations[@]}" "$reference" "$file"
+    done
+
+# Start the test registry (docker-registry on 127.0.0.1:5050, emptied) and publish to it.
+registry:
+    bash tests/oci/registry.sh --fresh
+    just publish 127.0.0.1:5050
+
+# Install wkg 0.16, the package tool for WIT and components in OCI registries (about 6
+# minutes of compiling on 2 cores, once).
+wkg:
+    command -v wkg >/dev/null && wkg --version | grep -q '^wkg 0\.16\.' || cargo install wkg --version 0.16.1 --locked
 
 # Build a wasm32-wasip2 crate reproducibly and copy the result to `dest`.
 wasm package dest:
@@ -82,7 +164,7 @@ deb:
 # Lints as CI runs them, the guest included.
 lint:
     cargo fmt --all -- --check
-    cargo clippy --all-targets -p sendbox-proto -p sendbox -p sendbox-cli -p sendbox-loopback -p sendbox-bench -- -D warnings
+    cargo clippy --all-targets -p sendbox-proto -p sendbox -p sendbox-cli -p sendbox-loopback -p sendbox-bench -p sendbox-release -- -D warnings
     cargo clippy -p sendbox-proto --all-features -- -D warnings
     cargo clippy -p sendbox --no-default-features --lib -- -D warnings
     cargo clippy -p sendbox-guest -p sendbox-probe -p sendbox-grant -p sendbox-notify-http --target wasm32-wasip2 -- -D warnings

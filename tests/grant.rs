@@ -100,7 +100,7 @@ fn the_granted_component_imports_the_hosts_sockets_and_exports_only_the_sender()
     let component = Component::new(&engine, &granted).unwrap();
     let ty = component.component_type();
     let exports: Vec<String> = ty.exports(&engine).map(|(n, _)| n.to_string()).collect();
-    assert_eq!(exports, ["sendbox:mail/mail-sender@0.1.0"]);
+    assert_eq!(exports, ["sendbox:mail/mail-sender@0.2.0"]);
     let imports: Vec<String> = ty.imports(&engine).map(|(n, _)| n.to_string()).collect();
     for forbidden in [
         "udp",

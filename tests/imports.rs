@@ -74,5 +74,5 @@ fn the_component_exports_the_sender_and_nothing_else() {
         .exports(&engine)
         .map(|(name, _)| name.to_string())
         .collect();
-    assert_eq!(exports, ["sendbox:mail/mail-sender@0.1.0"]);
+    assert_eq!(exports, ["sendbox:mail/mail-sender@0.2.0"]);
 }

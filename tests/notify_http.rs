@@ -25,22 +25,23 @@ fn app() -> PathBuf {
     path
 }
 
-/// `sendbox grant --server 127.0.0.1:PORT --into APP -o OUTPUT`.
-fn grant_into(app: &Path, port: u16, output: &Path) -> std::process::Output {
+/// `sendbox grant --server 127.0.0.1:PORT --into APP -o OUTPUT`, with `--component
+/// SENDER` when given.
+fn grant_into(app: &Path, port: u16, output: &Path, sender: Option<&Path>) -> std::process::Output {
     let server = format!("127.0.0.1:{port}");
-    run_sendbox(
-        &[
-            "grant",
-            "--server",
-            &server,
-            "--into",
-            app.to_str().unwrap(),
-            "-o",
-            output.to_str().unwrap(),
-        ],
-        "",
-        None,
-    )
+    let mut args = vec![
+        "grant",
+        "--server",
+        &server,
+        "--into",
+        app.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+    ];
+    if let Some(sender) = sender {
+        args.extend(["--component", sender.to_str().unwrap()]);
+    }
+    run_sendbox(&args, "", None)
 }
 
 /// The example composed with a sender granted 127.0.0.1:`granted_port`, under
@@ -53,12 +54,20 @@ struct Served {
 
 impl Served {
     fn start(granted_port: u16, env: &[(&str, &str)]) -> Served {
+        Served::start_with(None, granted_port, env)
+    }
+
+    /// With `sender` granted instead of the sender the command carries.
+    fn start_with(sender: Option<&Path>, granted_port: u16, env: &[(&str, &str)]) -> Served {
         let dir = tempfile::tempdir().unwrap();
         let composed = dir.path().join("notify.wasm");
         assert_exit(
-            &grant_into(&app(), granted_port, &composed),
+            &grant_into(&app(), granted_port, &composed, sender),
             0,
-            "with the sender, granted TCP to",
+            match sender {
+                None => "with the sender, granted TCP to",
+                Some(_) => "with the component, granted TCP to",
+            },
         );
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -153,8 +162,27 @@ fn postfix_env(ca: &str) -> Vec<(&'static str, &str)> {
 #[test]
 #[ignore = "needs Postfix, wasmtime-cli 48 and `just notify-http`: run .ci/run"]
 fn a_post_to_the_served_app_ends_in_a_postfix_mailbox() {
+    posted_to_postfix(None);
+}
+
+/// The sender as a platform gets it: pulled from the OCI registry by tests/oci/check.sh
+/// (`wkg oci pull`), not the copy the command carries.
+#[test]
+#[ignore = "needs Postfix, wasmtime-cli 48, `just notify-http` and the sender pulled by tests/oci/check.sh: run .ci/run"]
+fn a_sender_pulled_from_the_registry_is_granted_composed_and_delivers() {
+    let pulled =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/oci/pulled/sendbox-sender.wasm");
+    assert!(
+        pulled.exists(),
+        "{} is missing: tests/oci/check.sh pulls it from the test registry",
+        pulled.display()
+    );
+    posted_to_postfix(Some(&pulled));
+}
+
+fn posted_to_postfix(sender: Option<&Path>) {
     let ca = support::postfix::state("ca.pem");
-    let served = Served::start(25, &postfix_env(&ca));
+    let served = Served::start_with(sender, 25, &postfix_env(&ca));
     let subject = support::postfix::token("notify-http");
     let answer = served.post(&format!(
         r#"{{"to": "bob@sendbox.test", "subject": "{subject}", "text": "Disk 93% full"}}"#
@@ -289,7 +317,11 @@ fn a_server_that_says_try_later_gets_a_503_with_retry_after() {
 fn the_composed_app_serves_http_and_reaches_the_network_only_through_the_grant() {
     let dir = tempfile::tempdir().unwrap();
     let composed = dir.path().join("notify.wasm");
-    assert_exit(&grant_into(&app(), 25, &composed), 0, "127.0.0.1:25 only");
+    assert_exit(
+        &grant_into(&app(), 25, &composed, None),
+        0,
+        "127.0.0.1:25 only",
+    );
     let engine = wasmtime::Engine::default();
     let component = wasmtime::component::Component::from_file(&engine, &composed).unwrap();
     let ty = component.component_type();
@@ -325,13 +357,13 @@ fn an_app_that_reaches_the_network_itself_is_refused() {
     for (imports, needle) in [
         (
             &[
-                "sendbox:mail/mail-sender@0.1.0",
+                "sendbox:mail/mail-sender@0.2.0",
                 "wasi:http/outgoing-handler@0.2.12",
             ][..],
             "imports wasi:http/outgoing-handler@0.2.12, which would reach the network",
         ),
         (
-            &["sendbox:mail/mail-sender@0.1.0", "wasi:sockets/tcp@0.2.12"][..],
+            &["sendbox:mail/mail-sender@0.2.0", "wasi:sockets/tcp@0.2.12"][..],
             "imports wasi:sockets/tcp@0.2.12",
         ),
         (
@@ -340,17 +372,7 @@ fn an_app_that_reaches_the_network_itself_is_refused() {
         ),
     ] {
         let app = app_importing(dir.path(), imports);
-        assert_exit(&grant_into(&app, 25, &output), 65, needle);
+        assert_exit(&grant_into(&app, 25, &output, None), 65, needle);
         assert!(!output.exists(), "{imports:?}: something was written");
     }
-}
-
-#[test]
-fn the_examples_copy_of_the_wit_is_the_current_one() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let read = |path: &str| std::fs::read_to_string(root.join(path)).unwrap();
-    assert!(
-        read("wit/mail.wit") == read("examples/notify-http/wit/deps/sendbox-mail/mail.wit"),
-        "copy wit/mail.wit to examples/notify-http/wit/deps/sendbox-mail/"
-    );
 }
