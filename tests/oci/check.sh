@@ -53,10 +53,16 @@ sys.exit("missing annotations: %s" % missing if missing else 0)' || fail "sendbo
 done
 pass "version, description, licenses and source annotated on all three"
 
-echo "== a version is never published twice"
+echo "== publishing again: the same bytes are left alone, other bytes refused"
+out=$(just publish $registry 2>&1) || fail "publishing the same release again failed: $out"
+[ "$(grep -c "already published, the same bytes" <<<"$out")" = 3 ] || fail "publishing again said: $out"
+pass "publishing $version again changes nothing (a publish cut short can be run again)"
+wkg oci push "$registry/sendbox/grant:$version" host/component/sendbox.wasm >/dev/null
 must_fail just publish $registry
-grep -q "already exists\|already published" <<<"$out" || fail "publishing again said: $out"
-pass "publishing $version again is refused: $(grep -m1 "already exists\|already published" <<<"$out")"
+grep -q "sendbox/grant:$version is already published with other bytes" <<<"$out" || fail "publishing over other bytes said: $out"
+pass "a version the registry holds with other bytes is refused: $(grep -m1 "already published with other bytes" <<<"$out")"
+bash tests/oci/registry.sh --fresh >/dev/null
+just publish $registry >/dev/null 2>&1 || fail "publishing to a fresh registry again failed"
 
 echo "== wkg 0.16.1's bug that just publish works around: publish --package on a component"
 must_fail env WKG_CONFIG_FILE=target/publish/wkg-config.toml wkg publish --package sendbox:canary@0.0.1 host/component/sendbox.wasm
