@@ -166,10 +166,35 @@ fn what_is_not_a_component_is_named_and_said_so() {
     std::fs::write(&not_wasm, "hello").unwrap();
     let module = dir.path().join("module.wasm");
     std::fs::write(&module, wat::parse_str("(module)").unwrap()).unwrap();
+    // What a registry also holds, or a download cut short or damaged.
+    let grant = Path::new(env!("CARGO_MANIFEST_DIR")).join("component/grant.wasm");
+    let no_network = dir.path().join("wit-like.wasm");
+    std::fs::write(&no_network, wat::parse_str("(component)").unwrap()).unwrap();
+    let sender = sendbox::component::COMPONENT;
+    let cut = dir.path().join("cut.wasm");
+    std::fs::write(&cut, &sender[..sender.len() / 2]).unwrap();
+    let damaged = dir.path().join("damaged.wasm");
+    let mut bytes = sender.to_vec();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&damaged, bytes).unwrap();
     let output = dir.path().join("granted.wasm");
     for (given, said) in [
         (&not_wasm, "it is not WebAssembly"),
         (&module, "it is a core WebAssembly module, not a component"),
+        (
+            &grant,
+            "it is a grant (it serves wasi:sockets, or imports sendbox:grant)",
+        ),
+        (
+            &no_network,
+            "it imports no wasi:sockets/tcp, so there is nothing to grant",
+        ),
+        (&cut, "it is not a valid component (damaged or cut short?)"),
+        (
+            &damaged,
+            "it is not a valid component (damaged or cut short?)",
+        ),
     ] {
         let args = [
             "grant",
@@ -187,6 +212,7 @@ fn what_is_not_a_component_is_named_and_said_so() {
             &format!("cannot grant --component {}: {said}", given.display()),
         );
         assert!(!text(&run).contains("sendbox:inspected"), "{}", text(&run));
+        assert!(!output.exists(), "{} was written", output.display());
     }
     // An application that imports no sender: the interface named whole.
     let app = dir.path().join("app.wasm");
@@ -457,4 +483,39 @@ fn under_the_wasmtime_cli_the_granted_probe_reaches_its_port_and_nothing_else() 
     let result = stdout(&format!(r#"send-udp("127.0.0.1", {udp_port})"#));
     assert!(result.starts_with("err("), "send-udp: {result}");
     assert!(received_datagram(&udp).is_none(), "a datagram arrived");
+}
+
+#[test]
+fn a_file_name_with_control_bytes_is_shown_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("o\x1b[31m\nx.wasm");
+    let run = run_sendbox(
+        &[
+            "grant",
+            "--server",
+            "127.0.0.1:25",
+            "-o",
+            output.to_str().unwrap(),
+        ],
+        "",
+        None,
+    );
+    assert_exit(&run, 0, "o\\x1b[31m\\nx.wasm: the sender, granted TCP to");
+    assert!(!text(&run).contains('\x1b'), "{}", text(&run));
+    let missing = dir.path().join("in\nput.wasm");
+    let run = run_sendbox(
+        &[
+            "grant",
+            "--server",
+            "127.0.0.1:25",
+            "--component",
+            missing.to_str().unwrap(),
+            "-o",
+            output.to_str().unwrap(),
+        ],
+        "",
+        None,
+    );
+    assert_exit(&run, 66, "cannot read ");
+    assert!(text(&run).contains("in\\nput.wasm"), "{}", text(&run));
 }

@@ -14,6 +14,11 @@ pub fn escaped(text: impl AsRef<[u8]>) -> String {
     escape(text.as_ref(), &[], false)
 }
 
+/// A path as [`escaped`] shows text: a file name may hold any byte but `/` and NUL.
+pub fn path(path: &std::path::Path) -> String {
+    escaped(path.as_os_str().as_encoded_bytes())
+}
+
 /// `text` escaped as [`escaped`] does, but for its line breaks, which stay: a message of
 /// several lines for a person, such as an error with a hint under it.
 pub fn escaped_lines(text: &str) -> String {

@@ -21,7 +21,7 @@ use wac_graph::{CompositionGraph, EncodeOptions};
 
 use crate::args::GrantArgs;
 use crate::error::Error;
-use crate::exit;
+use crate::{escape, exit};
 
 /// The grant component (`grant/`, built by `just grant`).
 pub const GRANT: &[u8] = include_bytes!("../component/grant.wasm");
@@ -39,7 +39,7 @@ pub async fn run(args: GrantArgs) -> Result<u8, Error> {
         .map_err(|e| Error::NoHost(e.to_string()))?;
     let read = |path: &std::path::Path| {
         std::fs::read(path)
-            .map_err(|e| Error::NoInput(format!("cannot read {}: {e}", path.display())))
+            .map_err(|e| Error::NoInput(format!("cannot read {}: {e}", escape::path(path))))
     };
     let confined = match &args.component {
         Some(path) => read(path)?,
@@ -49,7 +49,7 @@ pub async fn run(args: GrantArgs) -> Result<u8, Error> {
     let mut granted = compose(&confined, &endpoints).map_err(|e| match &args.component {
         Some(path) => Error::Data(format!(
             "cannot grant --component {}: {e:#}",
-            path.display()
+            escape::path(path)
         )),
         None => Error::Internal(format!("cannot grant the built-in sender: {e:#}")),
     })?;
@@ -57,24 +57,25 @@ pub async fn run(args: GrantArgs) -> Result<u8, Error> {
         granted = plug_into(&read(app)?, &granted).map_err(|e| {
             Error::Data(format!(
                 "cannot plug the sender into {}: {e:#}",
-                app.display()
+                escape::path(app)
             ))
         })?;
     }
-    std::fs::write(&args.output, &granted)
-        .map_err(|e| Error::CannotCreate(format!("cannot write {}: {e}", args.output.display())))?;
+    std::fs::write(&args.output, &granted).map_err(|e| {
+        Error::CannotCreate(format!("cannot write {}: {e}", escape::path(&args.output)))
+    })?;
     let what = if args.component.is_some() {
         "the component"
     } else {
         "the sender"
     };
     let whole = match &args.into {
-        Some(app) => format!("{} with {what}", app.display()),
+        Some(app) => format!("{} with {what}", escape::path(app)),
         None => what.to_owned(),
     };
     println!(
         "{}: {whole}, granted TCP to {} only ({} bytes)",
-        args.output.display(),
+        escape::path(&args.output),
         list(&endpoints),
         granted.len()
     );
@@ -107,7 +108,27 @@ pub fn compose(confined: &[u8], endpoints: &[SocketAddr]) -> anyhow::Result<Vec<
     if endpoints.is_empty() {
         bail!("nothing to grant");
     }
-    for name in import_names(confined)? {
+    let (imports, exports) = names(confined)?;
+    if imports
+        .iter()
+        .any(|name| name.starts_with("sendbox:grant/"))
+        || exports.iter().any(|name| name.starts_with("wasi:sockets/"))
+    {
+        bail!(
+            "it is a grant (it serves wasi:sockets, or imports sendbox:grant), not a component \
+             that uses the network: give the sender (sendbox/sender), not sendbox/grant"
+        );
+    }
+    if !imports
+        .iter()
+        .any(|name| name.starts_with("wasi:sockets/tcp@"))
+    {
+        bail!(
+            "it imports no wasi:sockets/tcp, so there is nothing to grant: give the sender \
+             component (sendbox/sender), not the WIT package (sendbox/mail)"
+        );
+    }
+    for name in imports {
         if reaches_network(&name) && !SERVED.contains(&name.as_str()) {
             bail!("the component imports {name}, which the grant cannot confine");
         }
@@ -162,10 +183,15 @@ fn only_the_grant_reaches_the_network(composed: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The names a component imports. What is not a component is said in a person's words,
-/// not the composition library's (`package 'sendbox:inspected' is not a binary-encoded
-/// WebAssembly component`).
+/// The names a component imports.
 fn import_names(component: &[u8]) -> anyhow::Result<Vec<String>> {
+    Ok(names(component)?.0)
+}
+
+/// The names a component imports and exports. What is not a valid component is said in a
+/// person's words, not the composition library's (`package 'sendbox:inspected' is not a
+/// binary-encoded WebAssembly component`), and before anything is composed from it.
+fn names(component: &[u8]) -> anyhow::Result<(Vec<String>, Vec<String>)> {
     // The preamble: `\0asm`, then the version and layer (1 and 0 for a core module).
     match component.get(..8) {
         Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => bail!(
@@ -178,6 +204,9 @@ fn import_names(component: &[u8]) -> anyhow::Result<Vec<String>> {
              the sender's, built for wasm32-wasip2"
         ),
     }
+    wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
+        .validate_all(component)
+        .map_err(|e| anyhow::anyhow!("it is not a valid component (damaged or cut short?): {e}"))?;
     let mut graph = CompositionGraph::new();
     let package = Package::from_bytes(
         "sendbox:inspected",
@@ -185,11 +214,11 @@ fn import_names(component: &[u8]) -> anyhow::Result<Vec<String>> {
         component.to_vec(),
         graph.types_mut(),
     )?;
-    Ok(graph.types()[package.ty()]
-        .imports
-        .keys()
-        .cloned()
-        .collect())
+    let world = &graph.types()[package.ty()];
+    Ok((
+        world.imports.keys().cloned().collect(),
+        world.exports.keys().cloned().collect(),
+    ))
 }
 
 /// `socket` with the imports that `plug` exports satisfied by it; the rest stay imports.
