@@ -1,6 +1,8 @@
 # sendbox tasks. `just --list` shows them.
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
+# Arguments reach recipes as $1, $2...: a recipe never pastes one into its shell text.
+set positional-arguments
 
 # Paths are remapped so that the component is the same byte for byte wherever it is built.
 # simd128 (WebAssembly 2.0) lets memchr find a message's line ends 16 bytes at a time.
@@ -46,29 +48,11 @@ grant: (wasm "sendbox-grant" "cli/component/grant.wasm")
 # `wkg fetch` from the registry its wkg.lock names (the test registry: `just registry`).
 notify-http: notify-http-wit (wasm "sendbox-notify-http" "target/notify-http.wasm")
 
-# Fetch examples/notify-http's WIT dependencies as its wkg.lock pins them (by digest),
-# from the test registry, where `just registry` publishes them. wkg 0.16.1's fetch does
-# not hold a package to the lock's digest: it takes what the tag holds now and rewrites the
-# lock (tests/oci/check.sh shows it). So the fetch runs in a scratch copy, and its result
-# replaces wit/deps only if the lock came out unchanged. To take a new release, run
-# `wkg update` there and commit the lock.
+# Fetch examples/notify-http's WIT dependencies (sendbox:mail) with wkg from the registry
+# its wkg-config.toml names (the test registry, `just registry`), each held to the digest
+# its wkg.lock pins (release/fetch-wit.sh says why wkg alone does not).
 notify-http-wit: wkg
-    #!/usr/bin/env bash
-    set -euo pipefail
-    cd examples/notify-http
-    scratch=$(mktemp -d)
-    trap 'rm -rf "$scratch"' EXIT
-    mkdir "$scratch/wit"
-    cp wit/world.wit wkg.lock "$scratch/"
-    mv "$scratch/world.wit" "$scratch/wit/"
-    (cd "$scratch" && WKG_CONFIG_FILE="$OLDPWD/wkg-config.toml" wkg fetch)
-    if ! cmp -s wkg.lock "$scratch/wkg.lock"; then
-        echo "examples/notify-http: the package served (by the registry, or wkg's cache: WKG_CACHE_DIR, else ~/.cache/wasm-pkg) is not the one wkg.lock pins; nothing was changed:" >&2
-        diff wkg.lock "$scratch/wkg.lock" | grep '^[<>] digest' | sed 's/^</  pinned: /; s/^>/  served: /' >&2
-        exit 1
-    fi
-    rm -rf wit/deps
-    mv "$scratch/wit/deps" wit/deps
+    bash release/fetch-wit.sh examples/notify-http
 
 # The three artefacts a release publishes, in target/publish/: the WIT package
 # sendbox-mail.wasm (built by `wkg build` from wit/, with its metadata), and the committed
@@ -85,46 +69,9 @@ artefacts: wkg
 # Publish sendbox:mail (the WIT package), sendbox:sender and sendbox:grant to the OCI
 # registry REGISTRY (HOST[:PORT]; plain HTTP for a loopback address, HTTPS otherwise) as
 # REGISTRY/sendbox/{mail,sender,grant}:VERSION. Credentials come from `docker login`.
-# Refuses a WIT version that wit/released/ does not record (see EMBEDDING.md), and a
-# version that the registry holds with other bytes; one it holds with the same bytes is
-# left alone, so that a publish cut short can simply be run again.
-publish registry: artefacts
-    #!/usr/bin/env bash
-    set -euo pipefail
-    version=$(sed -n 's/^package sendbox:mail@\(.*\);$/\1/p' wit/mail.wit)
-    cmp -s wit/mail.wit "wit/released/$version.wit" || { echo "wit/mail.wit is sendbox:mail@$version, but wit/released/$version.wit is not the same file: record the release (cp wit/mail.wit wit/released/$version.wit) and commit it first" >&2; exit 1; }
-    cargo run --quiet -p sendbox-release -- wit-version
-    case "{{registry}}" in 127.*|localhost|localhost:*|\[::1\]*) protocol=http insecure={{registry}} ;; *) protocol=https insecure= ;; esac
-    # Only the sendbox namespace, at the registry's root (REGISTRY/sendbox/NAME).
-    printf '[namespace_registries]\nsendbox = { registry = "%s", metadata = { preferredProtocol = "oci", "oci" = { registry = "%s", namespacePrefix = "" } } }\n[registry."%s".oci]\nprotocol = "%s"\n' \
-        "{{registry}}" "{{registry}}" "{{registry}}" "$protocol" > target/publish/wkg-config.toml
-    # Each artefact once: a version the registry has is left alone if it holds the same
-    # bytes (so that a publish cut short can be run again), and refused if not.
-    for name in mail sender grant; do
-        file=target/publish/artefacts/sendbox-$name.wasm
-        version=$(cargo run --quiet -p sendbox-release -- annotations "$file" | sed -n 's/^--annotation=org.opencontainers.image.version=//p')
-        reference={{registry}}/sendbox/$name:$version
-        rm -f target/publish/existing.wasm
-        if WKG_OCI_INSECURE=$insecure wkg oci pull "$reference" -o target/publish/existing.wasm >/dev/null 2>&1; then
-            if cmp -s target/publish/existing.wasm "$file"; then
-                echo "$reference: already published, the same bytes"
-                continue
-            fi
-            echo "$reference is already published with other bytes: a version is never replaced; give a new version" >&2
-            exit 1
-        fi
-        if [ $name = mail ]; then
-            # `wkg publish` also checks the package against the registry's earlier
-            # releases of the same series, as wit/released/ is checked here.
-            WKG_CONFIG_FILE=target/publish/wkg-config.toml wkg publish "$file"
-        else
-            # `wkg oci push`, with the annotations `wkg publish` would write: wkg 0.16.1's
-            # `publish --package` fails on a component ("version not found", fixed after
-            # that release; tests/oci/check.sh shows it).
-            mapfile -t annotations < <(cargo run --quiet -p sendbox-release -- annotations "$file")
-            WKG_OCI_INSECURE=$insecure wkg oci push "${annotations[@]}" "$reference" "$file"
-        fi
-    done
+# What it checks first, and what it refuses: release/publish.sh.
+publish registry: wkg
+    bash release/publish.sh "$1"
 
 # Start the test registry (docker-registry on 127.0.0.1:5050, emptied) and publish to it.
 registry:

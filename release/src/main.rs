@@ -38,6 +38,19 @@ enum Command {
     /// Print a component's metadata as `wkg oci push` annotations, one argument a line
     /// (`--annotation=org.opencontainers.image.version=0.2.0`), as `wkg publish` maps them.
     Annotations { file: PathBuf },
+    /// Check that the components belong to the WIT package's release: each carries its
+    /// version, and the sender exports the package's `mail-sender` at that version.
+    CheckRelease {
+        /// The WIT package's folder.
+        #[arg(long)]
+        wit: PathBuf,
+        /// The sender component.
+        #[arg(long)]
+        sender: PathBuf,
+        /// The grant component.
+        #[arg(long)]
+        grant: PathBuf,
+    },
     /// Check wit/ against the releases recorded in wit/released/.
     WitVersion {
         /// The workspace root.
@@ -55,6 +68,7 @@ fn main() -> ExitCode {
             file,
         } => metadata(&package, &name, wit.as_deref(), &file),
         Command::Annotations { file } => annotations(&file),
+        Command::CheckRelease { wit, sender, grant } => check_release(&wit, &sender, &grant),
         Command::WitVersion { root } => wit_version::check_tree(&root).map(|summary| {
             println!("{summary}");
         }),
@@ -66,6 +80,57 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The version a component's metadata gives, if any.
+fn metadata_version(file: &std::path::Path) -> anyhow::Result<Option<String>> {
+    let wasm = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let payload = wasm_metadata::Payload::from_binary(&wasm)
+        .with_context(|| format!("{} is not a component", file.display()))?;
+    Ok(payload.metadata().version.as_ref().map(|v| v.to_string()))
+}
+
+fn check_release(
+    wit: &std::path::Path,
+    sender: &std::path::Path,
+    grant: &std::path::Path,
+) -> anyhow::Result<()> {
+    let version = wit_version::Wit::parse_dir(wit)?.version.to_string();
+    for file in [sender, grant] {
+        let found = metadata_version(file)?;
+        if found.as_deref() != Some(version.as_str()) {
+            bail!(
+                "{} is version {}, but the WIT package is {version}: rebuild the components \
+                 (just guest grant) after the version bump, and commit them",
+                file.display(),
+                found.as_deref().unwrap_or("(none)")
+            );
+        }
+    }
+    let wasm = std::fs::read(sender)?;
+    let wit_component::DecodedWasm::Component(resolve, world) = wit_component::decode(&wasm)
+        .with_context(|| format!("{} is not a component", sender.display()))?
+    else {
+        bail!(
+            "{} is a WIT package, not the sender component",
+            sender.display()
+        );
+    };
+    let wanted = format!("sendbox:mail/mail-sender@{version}");
+    let exports: Vec<String> = resolve.worlds[world]
+        .exports
+        .keys()
+        .map(|key| resolve.name_world_key(key))
+        .collect();
+    if !exports.contains(&wanted) {
+        bail!(
+            "{} exports {}, not {wanted}: rebuild it (just guest) from this wit/",
+            sender.display(),
+            exports.join(", ")
+        );
+    }
+    println!("sender and grant {version} export and carry the WIT package's version");
+    Ok(())
 }
 
 fn annotations(file: &std::path::Path) -> anyhow::Result<()> {
@@ -141,6 +206,12 @@ fn metadata(
     add.description = AddMetadataField::Set(Description::new(description));
     add.licenses = AddMetadataField::Set(Licenses::new(field("license")?)?);
     add.source = AddMetadataField::Set(Source::new(field("repository")?)?);
+    if metadata_version(file)?.is_some() {
+        bail!(
+            "{} already carries metadata: stamp only a file as the compiler wrote it",
+            file.display()
+        );
+    }
     let wasm = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let stamped = add
         .to_wasm(&wasm)

@@ -76,13 +76,13 @@ must_fail wkg oci pull "$registry/sendbox/sender:9.9.9" -o "$pulled/wrong.wasm"
 grep -qi "manifest unknown\|not found" <<<"$out" || fail "a wrong reference said: $out"
 pass "a pull of sendbox/sender:9.9.9 fails and writes nothing: $(grep -m1 -io "manifest unknown[^\"]*\|not found[^\"]*" <<<"$out")"
 
-echo "== the example's dependency, fetched as its wkg.lock pins it, then built"
+echo "== the example's dependency, fetched as its wkg.lock pins it"
 rm -rf examples/notify-http/wit/deps
 just notify-http-wit
-grep -q "^package sendbox:mail@$version;" examples/notify-http/wit/deps/sendbox-mail-$version/package.wit ||
-    fail "the fetched WIT is not sendbox:mail@$version"
-git diff --exit-code -- examples/notify-http/wkg.lock || fail "wkg fetch changed the committed wkg.lock"
-pass "examples/notify-http/wit/deps/sendbox-mail-$version fetched at the pinned digest"
+fetched=examples/notify-http/wit/deps/sendbox-mail-$version.wasm
+cmp "$fetched" target/publish/artefacts/sendbox-mail.wasm || fail "$fetched is not the published package"
+git diff --exit-code -- examples/notify-http/wkg.lock || fail "the fetch changed the committed wkg.lock"
+pass "$fetched fetched at the pinned digest"
 
 echo "== a package whose digest is not the pinned one"
 # Someone replaces the tag's content: a different (valid) WIT package under the same tag.
@@ -106,6 +106,37 @@ must_fail just notify-http-wit
 git diff --exit-code --quiet -- examples/notify-http/wkg.lock || fail "a mismatched digest changed wkg.lock"
 grep -q "not the one wkg.lock pins" <<<"$out" || fail "a replaced package said: $out"
 pass "just notify-http-wit refuses it and changes nothing: $(grep -A2 "not the one wkg.lock pins" <<<"$out" | tr '\n' ' ' | cut -c1-240)"
+
+echo "== a poisoned cache"
+# The cached blob named by the pinned digest holds other bytes.
+rm -rf "$WKG_CACHE_DIR" && mkdir -p "$WKG_CACHE_DIR"
+bash tests/oci/registry.sh --fresh >/dev/null
+just publish $registry >/dev/null 2>&1 || fail "publishing to a fresh registry again failed"
+just notify-http-wit >/dev/null
+pinned=$(sed -n 's/^digest = "\(sha256:[0-9a-f]*\)"$/\1/p' examples/notify-http/wkg.lock)
+[ -f "$WKG_CACHE_DIR/$pinned" ] || fail "no cached blob $WKG_CACHE_DIR/$pinned to poison"
+cp target/oci/other.wasm "$WKG_CACHE_DIR/$pinned"
+before=$(find examples/notify-http/wit -type f | sort | xargs sha256sum)
+must_fail just notify-http-wit
+[ "$before" = "$(find examples/notify-http/wit -type f | sort | xargs sha256sum)" ] || fail "a poisoned cache changed examples/notify-http/wit"
+grep -q "are not the ones wkg.lock pins" <<<"$out" || fail "a poisoned cache said: $out"
+pass "a cached blob with other bytes is refused, nothing changed: $(grep -m1 "are not the ones" <<<"$out" | cut -c1-160)"
+
+echo "== addresses that are not HOST[:PORT] are refused before anything runs"
+for bad in "" "http://$registry" "$registry/some/path" "$registry;touch target/oci/pwned" '$(touch target/oci/pwned)' "a b" "alice:pw@$registry"; do
+    must_fail just publish "$bad"
+    grep -q "is not a registry address" <<<"$out" || fail "just publish $(printf %q "$bad") said: $out"
+    ! grep -q "pw@" <<<"$out" || fail "just publish echoed the credentials it was given: $out"
+done
+[ ! -e target/oci/pwned ] || fail "an address ran a command"
+pass "seven malformed addresses refused, none run"
+
+echo "== two publishes at once: one waits its turn"
+exec 8>target/publish/.lock && flock 8
+must_fail just publish $registry
+grep -q "another just publish runs in this tree" <<<"$out" || fail "a second publish said: $out"
+exec 8>&-
+pass "a second publish in the same tree is refused while one runs"
 
 echo "== the release published again, as it was"
 bash tests/oci/registry.sh --fresh
