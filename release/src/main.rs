@@ -82,12 +82,12 @@ fn main() -> ExitCode {
     }
 }
 
-/// The version a component's metadata gives, if any.
-fn metadata_version(file: &std::path::Path) -> anyhow::Result<Option<String>> {
+/// A component's metadata (what `wasm-tools metadata show` prints).
+fn read_metadata(file: &std::path::Path) -> anyhow::Result<wasm_metadata::Metadata> {
     let wasm = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let payload = wasm_metadata::Payload::from_binary(&wasm)
         .with_context(|| format!("{} is not a component", file.display()))?;
-    Ok(payload.metadata().version.as_ref().map(|v| v.to_string()))
+    Ok(payload.metadata().clone())
 }
 
 fn check_release(
@@ -97,7 +97,7 @@ fn check_release(
 ) -> anyhow::Result<()> {
     let version = wit_version::Wit::parse_dir(wit)?.version.to_string();
     for file in [sender, grant] {
-        let found = metadata_version(file)?;
+        let found = read_metadata(file)?.version.map(|v| v.to_string());
         if found.as_deref() != Some(version.as_str()) {
             bail!(
                 "{} is version {}, but the WIT package is {version}: rebuild the components \
@@ -134,10 +134,7 @@ fn check_release(
 }
 
 fn annotations(file: &std::path::Path) -> anyhow::Result<()> {
-    let wasm = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let payload = wasm_metadata::Payload::from_binary(&wasm)
-        .with_context(|| format!("{} is not a component", file.display()))?;
-    let metadata = payload.metadata();
+    let metadata = read_metadata(file)?;
     let fields = [
         ("version", metadata.version.as_ref().map(|v| v.to_string())),
         (
@@ -206,7 +203,7 @@ fn metadata(
     add.description = AddMetadataField::Set(Description::new(description));
     add.licenses = AddMetadataField::Set(Licenses::new(field("license")?)?);
     add.source = AddMetadataField::Set(Source::new(field("repository")?)?);
-    if metadata_version(file)?.is_some() {
+    if read_metadata(file)?.description.is_some() {
         bail!(
             "{} already carries metadata: stamp only a file as the compiler wrote it",
             file.display()
