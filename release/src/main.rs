@@ -83,11 +83,11 @@ fn main() -> ExitCode {
 }
 
 /// A component's metadata (what `wasm-tools metadata show` prints).
-fn read_metadata(file: &std::path::Path) -> anyhow::Result<wasm_metadata::Metadata> {
+fn read_metadata(file: &std::path::Path) -> anyhow::Result<wasm_metadata::Payload> {
     let wasm = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let payload = wasm_metadata::Payload::from_binary(&wasm)
         .with_context(|| format!("{} is not a component", file.display()))?;
-    Ok(payload.metadata().clone())
+    Ok(payload)
 }
 
 fn check_release(
@@ -97,7 +97,11 @@ fn check_release(
 ) -> anyhow::Result<()> {
     let version = wit_version::Wit::parse_dir(wit)?.version.to_string();
     for file in [sender, grant] {
-        let found = read_metadata(file)?.version.map(|v| v.to_string());
+        let found = read_metadata(file)?
+            .metadata()
+            .version
+            .as_ref()
+            .map(|v| v.to_string());
         if found.as_deref() != Some(version.as_str()) {
             bail!(
                 "{} is version {}, but the WIT package is {version}: rebuild the components \
@@ -134,7 +138,8 @@ fn check_release(
 }
 
 fn annotations(file: &std::path::Path) -> anyhow::Result<()> {
-    let metadata = read_metadata(file)?;
+    let payload = read_metadata(file)?;
+    let metadata = payload.metadata();
     let fields = [
         ("version", metadata.version.as_ref().map(|v| v.to_string())),
         (
@@ -203,7 +208,7 @@ fn metadata(
     add.description = AddMetadataField::Set(Description::new(description));
     add.licenses = AddMetadataField::Set(Licenses::new(field("license")?)?);
     add.source = AddMetadataField::Set(Source::new(field("repository")?)?);
-    if read_metadata(file)?.description.is_some() {
+    if read_metadata(file)?.metadata().description.is_some() {
         bail!(
             "{} already carries metadata: stamp only a file as the compiler wrote it",
             file.display()
