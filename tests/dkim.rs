@@ -114,6 +114,46 @@ fn composed_messages_pass_both_verifiers_in_each_algorithm_and_canonicalization(
     }
 }
 
+/// A header list without From signs From too (first in h=), and the signature verifies.
+#[test]
+#[ignore = "needs the DKIM verifiers on the test Postfix: run .ci/run, or `just postfix` and `just dkim` as root"]
+fn a_header_list_without_from_still_signs_from() {
+    let label = token("headers-without-from");
+    let sent = send(&[
+        "--subject",
+        &label,
+        "--body",
+        "x",
+        "--dkim-key",
+        &key("ed"),
+        "--dkim-selector",
+        "ed",
+        "--dkim-domain",
+        "sendbox.test",
+        "--dkim-header",
+        "Subject",
+    ]);
+    assert_exit(&sent, 0, "");
+    let message = delivered(&label);
+    assert_passes(&message, "ed", "ed25519-sha256", "relaxed/relaxed");
+    let text = String::from_utf8_lossy(&message);
+    let field = text
+        .split("\nDKIM-Signature:")
+        .nth(1)
+        .or_else(|| text.strip_prefix("DKIM-Signature:"))
+        .expect("a DKIM-Signature field");
+    let h: String = field
+        .split("h=")
+        .nth(1)
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(h, "from:subject:from", "{text}");
+}
+
 #[test]
 #[ignore = "needs the DKIM verifiers on the test Postfix: run .ci/run, or `just postfix` and `just dkim` as root"]
 fn a_change_after_signing_or_the_wrong_key_fails_in_both() {

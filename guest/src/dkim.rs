@@ -28,16 +28,7 @@ impl Signer {
         }
         let mut request = Request::new(signing.domain, signing.selector, key.algorithm());
         if let Some(headers) = signing.headers {
-            request.headers = headers;
-            // From is signed whatever the list says: a signature without it verifies
-            // nowhere (RFC 6376 section 5.4).
-            if !request
-                .headers
-                .iter()
-                .any(|h| h.eq_ignore_ascii_case("from"))
-            {
-                request.headers.insert(0, "From".to_owned());
-            }
+            request.set_headers(headers);
         }
         request.header_canonicalization = canonicalization(signing.header_canonicalization);
         request.body_canonicalization = canonicalization(signing.body_canonicalization);
