@@ -114,6 +114,46 @@ fn composed_messages_pass_both_verifiers_in_each_algorithm_and_canonicalization(
     }
 }
 
+/// A header list without From signs From too (first in h=), and the signature verifies.
+#[test]
+#[ignore = "needs the DKIM verifiers on the test Postfix: run .ci/run, or `just postfix` and `just dkim` as root"]
+fn a_header_list_without_from_still_signs_from() {
+    let label = token("headers-without-from");
+    let sent = send(&[
+        "--subject",
+        &label,
+        "--body",
+        "x",
+        "--dkim-key",
+        &key("ed"),
+        "--dkim-selector",
+        "ed",
+        "--dkim-domain",
+        "sendbox.test",
+        "--dkim-header",
+        "Subject",
+    ]);
+    assert_exit(&sent, 0, "");
+    let message = delivered(&label);
+    assert_passes(&message, "ed", "ed25519-sha256", "relaxed/relaxed");
+    let text = String::from_utf8_lossy(&message);
+    let field = text
+        .split("\nDKIM-Signature:")
+        .nth(1)
+        .or_else(|| text.strip_prefix("DKIM-Signature:"))
+        .expect("a DKIM-Signature field");
+    let h: String = field
+        .split("h=")
+        .nth(1)
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(h, "from:subject:from", "{text}");
+}
+
 #[test]
 #[ignore = "needs the DKIM verifiers on the test Postfix: run .ci/run, or `just postfix` and `just dkim` as root"]
 fn a_change_after_signing_or_the_wrong_key_fails_in_both() {
@@ -291,6 +331,22 @@ fn bad_keys_are_refused_before_connecting_without_showing_them() {
         command.args(extra);
         command.output().unwrap()
     };
+    // `dkim record` reads a key as signing does: the same words, and 78.
+    let record = |key: &Path| {
+        run_sendbox(
+            &[
+                "dkim",
+                "record",
+                "--selector",
+                "s",
+                "--domain",
+                "sendbox.test",
+                key.to_str().unwrap(),
+            ],
+            "",
+            None,
+        )
+    };
     for (name, content, words) in [
         ("small.pem", &small[..], "2048 bits or more"),
         ("ec.pem", &ec[..], "EC"),
@@ -303,7 +359,8 @@ fn bad_keys_are_refused_before_connecting_without_showing_them() {
             "neither an RSA nor an Ed25519",
         ),
     ] {
-        let refused = send_with(&write(name, content), &[]);
+        let file = write(name, content);
+        let refused = send_with(&file, &[]);
         assert_exit(&refused, 78, words);
         assert!(
             text(&refused).contains("the DKIM key"),
@@ -312,6 +369,13 @@ fn bad_keys_are_refused_before_connecting_without_showing_them() {
         );
         assert!(
             !text(&refused).contains("connect"),
+            "{name}: {}",
+            text(&refused)
+        );
+        let refused = record(&file);
+        assert_exit(&refused, 78, words);
+        assert!(
+            text(&refused).contains(&format!("{}: the DKIM key", file.display())),
             "{name}: {}",
             text(&refused)
         );
@@ -325,22 +389,25 @@ fn bad_keys_are_refused_before_connecting_without_showing_them() {
     };
     let mut prefixed = b"\xef\xbb\xbfa key for DKIM\n".to_vec();
     prefixed.extend_from_slice(&rsa);
+    let published = record(&rsa_file);
+    assert_exit(&published, 0, "v=DKIM1; k=rsa; p=");
     for (name, content) in [
         ("pkcs1.pem", pkcs1.clone()),
         ("pkcs1.der", der(&["rsa", "-traditional"])),
         ("pkcs8.der", der(&["pkcs8", "-topk8", "-nocrypt"])),
         ("prefixed.pem", prefixed),
     ] {
-        assert_exit(&send_with(&write(name, &content), &[]), 75, "connect");
+        let file = write(name, &content);
+        assert_exit(&send_with(&file, &[]), 75, "connect");
+        // The same record, whatever the key's shape.
+        assert_eq!(record(&file).stdout, published.stdout, "{name}");
     }
     assert_exit(&send_with(&rsa_file, &[]), 75, "connect");
     // Larger than ring signs with, and an encrypted PKCS#1 key.
     let large = genpkey("RSA", "rsa_keygen_bits:6144");
-    assert_exit(
-        &send_with(&write("large.pem", &large), &[]),
-        78,
-        "at most 4096 bits",
-    );
+    let large = write("large.pem", &large);
+    assert_exit(&send_with(&large, &[]), 78, "at most 4096 bits");
+    assert_exit(&record(&large), 78, "at most 4096 bits");
     let encrypted_pkcs1 = openssl(&[
         "rsa",
         "-in",
@@ -350,11 +417,9 @@ fn bad_keys_are_refused_before_connecting_without_showing_them() {
         "-passout",
         "pass:x",
     ]);
-    assert_exit(
-        &send_with(&write("encrypted-pkcs1.pem", &encrypted_pkcs1), &[]),
-        78,
-        "encrypted",
-    );
+    let encrypted_pkcs1 = write("encrypted-pkcs1.pem", &encrypted_pkcs1);
+    assert_exit(&send_with(&encrypted_pkcs1, &[]), 78, "encrypted");
+    assert_exit(&record(&encrypted_pkcs1), 78, "encrypted");
     // batch checks the key once, before it connects: 78, not 1000 network failures.
     let message = write("message.eml", b"Subject: x\r\n\r\nbody\r\n");
     let mut batch = sendbox_command(sendbox_bin(), Path::new("/nonexistent"), "");

@@ -88,7 +88,8 @@ pub enum DkimAction {
     Record {
         #[command(flatten)]
         name: DkimName,
-        /// The private key (PEM: PKCS#8 RSA or Ed25519, or PKCS#1 RSA).
+        /// The private key, PEM or DER (PKCS#8 RSA or Ed25519, or PKCS#1 RSA), read as
+        /// signing reads it.
         #[arg(value_name = "KEY")]
         key: PathBuf,
     },

@@ -691,8 +691,7 @@ impl RawAccount {
             sendbox_proto::dkim::Algorithm::RsaSha256,
         );
         if let Some(headers) = &self.dkim_headers {
-            request.headers = headers.clone();
-            request.headers.push("From".to_owned());
+            request.set_headers(headers.clone());
         }
         request.identity = self.dkim_identity.clone();
         request.check().map_err(|e| e.to_string())?;

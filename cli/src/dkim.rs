@@ -6,6 +6,7 @@ use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use sendbox::{DkimAlgorithm, DkimCanonicalization, DkimKey, DkimSigning};
+use sendbox_proto::dkim_key::SigningKey;
 
 use crate::args::{DkimAction, DkimArgs, DkimCommand, DkimName};
 use crate::config::{self, Account};
@@ -158,18 +159,24 @@ pub fn command(args: DkimCommand) -> Result<u8, Error> {
                 "ed25519" => ed25519_pem()?,
                 _ => rsa_pem(bits)?,
             };
+            let key = SigningKey::parse(&pem).map_err(|why| {
+                Error::Internal(format!("the key just made cannot be read back: {why}"))
+            })?;
             write_new_key(&output, &pem)?;
             println!("wrote {} (mode 600)", output.display());
-            (name, pem)
+            (name, key)
         }
         DkimAction::Record { name, key } => {
             check_name(&name)?;
-            let pem = read_key(&key)
+            let bytes = read_key(&key)
                 .map_err(|why| Error::Unusable(format!("the DKIM key {}: {why}", key.display())))?;
-            (name, pem)
+            // Read as the component reads it to sign, with the same words for a bad key.
+            let parsed = SigningKey::parse(&bytes)
+                .map_err(|why| Error::Unusable(format!("{}: {why}", key.display())))?;
+            (name, parsed)
         }
     };
-    let record = public_record(&key)?;
+    let record = key.public_record();
     println!(
         "\nPublish this TXT record in the DNS of {domain}:\n\n{selector}._domainkey.{domain}. 3600 IN TXT ( {quoted} )\n\n\
          The value alone, for a DNS provider's form:\n\n{record}\n\n\
@@ -263,75 +270,6 @@ fn write_new_key(path: &Path, pem: &[u8]) -> Result<(), Error> {
             let _ = std::fs::remove_file(path);
             Error::CannotCreate(format!("cannot write {}: {e}", path.display()))
         })
-}
-
-/// The TXT record's value for a private key: `v=DKIM1; k=...; p=...`.
-fn public_record(pem: &[u8]) -> Result<String, Error> {
-    use base64::Engine as _;
-    use rustls::pki_types::pem::PemObject as _;
-    let unusable = |why: &str| Error::Unusable(format!("the DKIM key: {why}"));
-    let der = rustls::pki_types::PrivateKeyDer::from_pem_slice(pem).map_err(|_| {
-        unusable("no unencrypted private key in PEM (PRIVATE KEY or RSA PRIVATE KEY)")
-    })?;
-    let base64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
-    let rsa = |key: ring::rsa::KeyPair| {
-        format!(
-            "v=DKIM1; k=rsa; p={}",
-            base64(&rsa_spki(key.public().as_ref()))
-        )
-    };
-    match der {
-        rustls::pki_types::PrivateKeyDer::Pkcs1(der) => {
-            ring::rsa::KeyPair::from_der(der.secret_pkcs1_der())
-                .map(rsa)
-                .map_err(|e| unusable(&format!("not a usable RSA key ({e})")))
-        }
-        rustls::pki_types::PrivateKeyDer::Pkcs8(der) => {
-            let der = der.secret_pkcs8_der();
-            if let Ok(key) = ring::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(der) {
-                use ring::signature::KeyPair as _;
-                return Ok(format!(
-                    "v=DKIM1; k=ed25519; p={}",
-                    base64(key.public_key().as_ref())
-                ));
-            }
-            ring::rsa::KeyPair::from_pkcs8(der)
-                .map(rsa)
-                .map_err(|e| unusable(&format!("neither Ed25519 nor a usable RSA key ({e})")))
-        }
-        _ => Err(unusable("an EC key; DKIM signs with RSA or Ed25519")),
-    }
-}
-
-/// An RSAPublicKey (PKCS#1) as the SubjectPublicKeyInfo that DKIM records carry (what
-/// `openssl rsa -pubout` writes).
-fn rsa_spki(pkcs1: &[u8]) -> Vec<u8> {
-    fn der(tag: u8, content: &[u8]) -> Vec<u8> {
-        let mut out = vec![tag];
-        let len = content.len();
-        if len < 0x80 {
-            out.push(len as u8);
-        } else {
-            let bytes: Vec<u8> = len
-                .to_be_bytes()
-                .into_iter()
-                .skip_while(|&b| b == 0)
-                .collect();
-            out.push(0x80 | bytes.len() as u8);
-            out.extend(bytes);
-        }
-        out.extend_from_slice(content);
-        out
-    }
-    // SEQUENCE { OID rsaEncryption, NULL }
-    const ALGORITHM: &[u8] = &[
-        0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00,
-    ];
-    let mut bits = vec![0];
-    bits.extend_from_slice(pkcs1);
-    let mut content = ALGORITHM.to_vec();
-    content.extend(der(0x03, &bits));
-    der(0x30, &content)
 }
 
 /// PEM with 64-column lines.

@@ -134,6 +134,16 @@ impl Request {
         }
     }
 
+    /// Signs the fields `names` instead of [`DEFAULT_HEADERS`], and From whatever the list
+    /// says: a signature without it verifies nowhere (RFC 6376 section 5.4), so From is
+    /// put first when the list lacks it.
+    pub fn set_headers(&mut self, names: Vec<String>) {
+        self.headers = names;
+        if !self.headers.iter().any(|h| h.eq_ignore_ascii_case("from")) {
+            self.headers.insert(0, "From".to_owned());
+        }
+    }
+
     /// Refuses settings that would make a signature nobody can verify, or a field that
     /// breaks the header: each error names the value.
     pub fn check(&self) -> Result<(), Error> {

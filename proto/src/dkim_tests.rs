@@ -693,6 +693,21 @@ fn names_too_long_for_one_line_keep_their_tags_whole() {
 }
 
 #[test]
+fn from_is_signed_whatever_the_header_list_says() {
+    let mut request = ed25519_request();
+    request.set_headers(vec!["Subject".to_owned(), "To".to_owned()]);
+    assert_eq!(request.headers, ["From", "Subject", "To"]);
+    assert_eq!(request.check(), Ok(()));
+    request.set_headers(vec!["Subject".to_owned(), "fROM".to_owned()]);
+    assert_eq!(request.headers, ["Subject", "fROM"]);
+    request.set_headers(Vec::new());
+    assert_eq!(request.headers, ["From"]);
+    // Set by hand, the list without From is refused, not signed.
+    request.headers = vec!["Subject".to_owned()];
+    assert_eq!(request.check(), Err(Error::FromNotSigned));
+}
+
+#[test]
 fn request_checks_name_the_value() {
     let refused = |change: &dyn Fn(&mut Request)| {
         let mut request = ed25519_request();

@@ -20,6 +20,8 @@
 //! - [`command`]: checks on addresses and names before they reach a command line.
 //! - [`dkim`]: DKIM signatures (RFC 6376, RFC 8463) up to the private-key operation,
 //!   which the caller does.
+//! - `dkim_key` (feature `dkim-key`): the private key that does it (ring), read from PEM or
+//!   DER, and its public record.
 //! - [`error`]: errors with phase, server reply and whether a retry can help.
 
 #![warn(missing_docs)]
@@ -30,6 +32,8 @@ pub mod command;
 pub mod connect;
 pub mod data;
 pub mod dkim;
+#[cfg(any(test, feature = "dkim-key"))]
+pub mod dkim_key;
 pub mod error;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
