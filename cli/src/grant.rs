@@ -119,6 +119,11 @@ pub fn compose(confined: &[u8], endpoints: &[SocketAddr]) -> anyhow::Result<Vec<
              that uses the network: give the sender (sendbox/sender), not sendbox/grant"
         );
     }
+    for name in &imports {
+        if reaches_network(name) && !SERVED.contains(&name.as_str()) {
+            bail!("the component imports {name}, which the grant cannot confine");
+        }
+    }
     if !imports
         .iter()
         .any(|name| name.starts_with("wasi:sockets/tcp@"))
@@ -127,11 +132,6 @@ pub fn compose(confined: &[u8], endpoints: &[SocketAddr]) -> anyhow::Result<Vec<
             "it imports no wasi:sockets/tcp, so there is nothing to grant: give the sender \
              component (sendbox/sender), not the WIT package (sendbox/mail)"
         );
-    }
-    for name in imports {
-        if reaches_network(&name) && !SERVED.contains(&name.as_str()) {
-            bail!("the component imports {name}, which the grant cannot confine");
-        }
     }
     let policy = policy_component(endpoints)?;
     let grant = plug(("sendbox:grant", GRANT), ("sendbox:policy", &policy))
