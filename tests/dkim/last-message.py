@@ -64,13 +64,16 @@ def field_matches(header_block, field, token):
     return False
 
 
-def find_last(data, field, token):
-    """The last message (bytes, mbox framing removed) whose field contains token, or None."""
+def find_last(data, field, token, floor=0):
+    """The last message (bytes, mbox framing removed) whose field contains token, or None.
+    Messages that start before floor are not looked at."""
     end = len(data)
-    while end > 0:
+    while end > floor:
         # Every line that starts "From " begins a message: Postfix quotes the others.
         start = data.rfind(b"\nFrom ", 0, max(end - 1, 0))
         start = 0 if start < 0 else start + 1
+        if start < floor:
+            return None  # looked at already, when the file ended at floor
         chunk = data[start:end]
         end = start
         if not chunk.startswith(b"From "):
@@ -90,9 +93,11 @@ def find_last(data, field, token):
     return None
 
 
-def search_locked(path, field, token, deadline):
-    """find_last over the file, read under a shared lock (mapped, not copied: bob's mailbox
-    is tens of MB)."""
+def search_locked(path, field, token, deadline, floor=0):
+    """find_last over the file from floor on, read under a shared lock (mapped, not copied:
+    bob's mailbox is tens of MB), and the size it had. While several tests wait on one
+    mailbox, each scan is of what arrived since its last: a whole scan under the lock, again
+    and again, kept Postfix from its exclusive lock until it deferred the delivery."""
     with open(path, "rb") as f:
         while True:
             try:
@@ -104,10 +109,13 @@ def search_locked(path, field, token, deadline):
                     break
                 time.sleep(0.05)
         try:
-            if os.fstat(f.fileno()).st_size == 0:
-                return None
+            size = os.fstat(f.fileno()).st_size
+            if size == 0:
+                return None, 0
+            if size < floor:
+                floor = 0  # the file was emptied: everything in it is new
             with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                return find_last(data, field, token)
+                return find_last(data, field, token, floor), size
         finally:
             fcntl.lockf(f, fcntl.LOCK_UN)
 
@@ -125,9 +133,11 @@ def main():
         ap.error("the token is empty")
 
     deadline = time.monotonic() + args.wait
+    scanned = 0
     while True:
         try:
-            message = search_locked(args.mbox, args.field.lower().encode(), args.token, deadline)
+            message, scanned = search_locked(args.mbox, args.field.lower().encode(), args.token,
+                                             deadline, scanned)
         except FileNotFoundError:
             message = None  # no mail delivered to it yet
         except OSError as e:

@@ -216,6 +216,12 @@ virtual_mailbox_limit = 0
 smtpd_reject_unlisted_recipient = yes
 transport_maps = texthash:/etc/postfix/sendbox-transport
 
+# A delivery deferred here (a mailbox a test is reading is locked) is tried again within
+# seconds, not the default minutes, which outlast any test's wait.
+queue_run_delay = 1s
+minimal_backoff_time = 1s
+maximal_backoff_time = 2s
+
 message_size_limit = 10240000
 mailbox_size_limit = 0
 smtputf8_enable = yes
