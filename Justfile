@@ -159,11 +159,12 @@ fuzz seconds="300":
         cargo +nightly fuzz run $target -- -max_total_time={{seconds}} -print_final_stats=1 2>&1 | tail -n 8; \
     done
 
-# Measure sendbox against curl, msmtp, swaks, smtplib and smtp-source on loopback (see
+# Measure sendbox against curl, msmtp, msmtpd, swaks, smtplib, lettre and Postfix on loopback (see
 # BENCHMARKS.md). Installs missing peers, starts Postfix, builds release. `just bench --quick`
 # for a smoke run.
 bench *args:
     command -v curl >/dev/null && command -v msmtp >/dev/null && command -v swaks >/dev/null && command -v python3 >/dev/null && test -x /usr/bin/time || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl msmtp swaks python3 time)
+    bash bench/peers/msmtpd.sh
     bash tests/postfix/setup.sh
     # Apart: built together, the bench's need for Cranelift would be compiled into sendbox too.
     cargo build --release -p sendbox-cli

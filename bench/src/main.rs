@@ -9,8 +9,9 @@
 //! [`footprint`] (size, compile and instantiation time), [`grant`] (a send through
 //! `sendbox grant`'s component against one without), [`outbox`] (`sendbox serve` taking
 //! messages into the outbox, and `sendbox queue flush` draining it), [`large`] (a 25 MB
-//! message, raw and composed, against curl) and [`dkim`] (a batch signed with RSA and with
-//! Ed25519 against the same batch unsigned).
+//! message, raw and composed, against curl), [`dkim`] (a batch signed with RSA and with
+//! Ed25519 against the same batch unsigned) and [`idle`] (`sendbox serve`'s memory with 16
+//! idle connections, against msmtpd).
 //!
 //! It needs the test Postfix (`bash tests/postfix/setup.sh`) and the release `sendbox`
 //! next to it (`cargo build --release -p sendbox-cli`). A peer that is missing or fails gets
@@ -22,6 +23,7 @@ mod footprint;
 mod grant;
 mod handshake;
 mod homeless;
+mod idle;
 mod large;
 mod machine;
 mod outbox;
@@ -53,7 +55,7 @@ struct Args {
     #[arg(long, default_value = "/var/lib/sendbox-postfix")]
     postfix_dir: PathBuf,
     /// Run only these workloads (repeatable): cold-start, homeless, throughput, tls-bulk,
-    /// handshake, grant, outbox, large, footprint, dkim.
+    /// handshake, grant, outbox, serve-idle, large, footprint, dkim.
     #[arg(long, value_name = "WORKLOAD")]
     only: Vec<String>,
 }
@@ -102,6 +104,9 @@ fn main() -> anyhow::Result<()> {
         if wanted("outbox") {
             outbox::run(&setup, &plan, &target, &mut table);
         }
+        if wanted("serve-idle") {
+            idle::run(&setup, &plan, &mut table);
+        }
         if wanted("dkim") {
             dkim::run(&setup, &plan, &target, &mut table);
         }
@@ -119,10 +124,16 @@ fn main() -> anyhow::Result<()> {
     );
     println!("{}", machine::describe(&setup));
     println!(
-        "Medians over: cold starts {}, throughput runs {}, TLS sessions {}, instantiations {}. \
+        "Medians over: cold starts {}, throughput runs {}, TLS bulk runs {} of {} messages, \
+         TLS sessions {}, instantiations {}. \
          ratio = sendbox / peer: above 1 means sendbox takes longer (ms), sends faster \
          (msg/s) or uses more memory (MiB).\n",
-        plan.cold_starts, plan.throughput_runs, plan.handshakes, plan.instantiations
+        plan.cold_starts,
+        plan.throughput_runs,
+        plan.tls_runs,
+        plan.tls_messages,
+        plan.handshakes,
+        plan.instantiations
     );
     print!("{table}");
     Ok(())

@@ -30,9 +30,11 @@ pub struct Plan {
     /// Alternating runs of the outbox workload, and the messages in each.
     pub outbox_runs: usize,
     pub outbox_messages: u32,
-    /// Messages in each run of the TLS bulk workload: fewer than `messages`, as lettre
-    /// waits some 40 ms on each (see `tls_bulk`).
+    /// Messages in each run of the TLS bulk workload, and the runs each way: fewer than
+    /// `messages` and `throughput_runs`, as lettre waits some 40 ms on each message over
+    /// one connection (see `tls_bulk`), 3.7 minutes a run at 5000.
     pub tls_messages: u32,
+    pub tls_runs: usize,
     /// Alternating runs of the large-message workload.
     pub large_runs: usize,
     /// Messages in each batch of the DKIM workload: RSA signing in the component takes
@@ -54,6 +56,7 @@ impl Plan {
                 outbox_runs: 1,
                 outbox_messages: 200,
                 tls_messages: 200,
+                tls_runs: 1,
                 large_runs: 1,
                 dkim_messages: 100,
             }
@@ -68,7 +71,8 @@ impl Plan {
                 grant_turns: 9,
                 outbox_runs: 5,
                 outbox_messages: 2000,
-                tls_messages: 1000,
+                tls_messages: 5000,
+                tls_runs: 3,
                 large_runs: 5,
                 dkim_messages: 1000,
             }
@@ -126,6 +130,10 @@ pub struct Peers {
     pub smtp_sink: Program,
     /// lettre's pooled async SMTP transport, in a program of this crate (src/bin).
     pub lettre: Program,
+    /// msmtp's minimal SMTP server. Debian ships it in msmtp-mta, which cannot be
+    /// installed beside Postfix (both provide mail-transport-agent): `just bench` unpacks
+    /// that package under `target/peers/` instead.
+    pub msmtpd: Program,
 }
 
 impl Peers {
@@ -162,9 +170,20 @@ impl Peers {
                         ))
                     }
                 }),
+            msmtpd: find_program("msmtpd", "msmtp-mta").or_else(|missing| {
+                // target/release/sendbox-bench -> target/peers/msmtpd/usr/bin/msmtpd
+                env::current_exe()
+                    .ok()
+                    .and_then(|exe| Some(exe.parent()?.parent()?.join(MSMTPD_UNPACKED)))
+                    .filter(|unpacked| unpacked.is_file())
+                    .ok_or(format!("{missing}, or run `just bench`, which unpacks it"))
+            }),
         }
     }
 }
+
+/// Where `just bench` unpacks msmtp-mta, under the target directory.
+const MSMTPD_UNPACKED: &str = "peers/msmtpd/usr/bin/msmtpd";
 
 /// Looks for `name` on PATH and in /usr/sbin (where Postfix keeps its tools).
 fn find_program(name: &str, package: &str) -> Program {
