@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::report::{Measure, Outcome, Row, Table, run_timed};
 use crate::setup::{POSTFIX_STARTTLS, Plan, Postfix, RECIPIENT, SENDER, Setup};
 
-const MESSAGE: &str = "From: alice@sendbox.test\r\nTo: bob@sendbox.test\r\n\
+const MESSAGE: &str = "From: alice@sendbox.test\r\nTo: sink@sendbox.test\r\n\
     Subject: sendbox-bench cold start\r\n\r\nOne small message.\r\n";
 
 /// smtplib with certificate checks against the CA (`create_default_context(cafile=…)`).

@@ -12,7 +12,7 @@ use crate::report::{Runs, Table, push_figures, run_measured};
 use crate::setup::{Plan, RECIPIENT, SENDER, Setup};
 
 const WORKLOAD: &str = "1 send without a home (HOME=/nonexistent), Postfix :25";
-const MESSAGE: &str = "From: alice@sendbox.test\r\nTo: bob@sendbox.test\r\n\
+const MESSAGE: &str = "From: alice@sendbox.test\r\nTo: sink@sendbox.test\r\n\
     Subject: sendbox-bench without a home\r\n\r\nOne small message.\r\n";
 
 pub fn run(setup: &Setup, plan: &Plan, table: &mut Table) {

@@ -14,12 +14,10 @@ use sendbox::{ComposedMessage, Envelope, Mailbox, SendOptions};
 use tokio::runtime::Runtime;
 
 use crate::report::{Runs, Table, push_figures, run_measured};
-use crate::setup::{Plan, SENDER, Setup};
+use crate::setup::{Plan, RECIPIENT, SENDER, Setup};
 
 /// Postfix's port for large messages (tests/postfix/setup.sh).
 const LARGE_PORT: &str = "127.0.0.1:2526";
-/// Taken by Postfix on that port and discarded.
-const SINK: &str = "sink@sendbox.test";
 /// The raw message's and the attachment's size.
 const SIZE: usize = 25_000_000;
 
@@ -62,7 +60,7 @@ struct Files {
 
 fn write_files(setup: &Setup, runtime: &Runtime) -> Result<Files, String> {
     let mut raw = format!(
-        "From: {SENDER}\r\nTo: {SINK}\r\nSubject: sendbox-bench large\r\n\
+        "From: {SENDER}\r\nTo: {RECIPIENT}\r\nSubject: sendbox-bench large\r\n\
          Date: Fri, 04 Dec 2026 12:00:00 +0000\r\nMessage-ID: <large@sendbox.test>\r\n\r\n"
     );
     let line = "The quick brown fox jumps over the lazy dog, again and again and again......\r\n";
@@ -97,7 +95,7 @@ fn write_files(setup: &Setup, runtime: &Runtime) -> Result<Files, String> {
 fn composed_bytes(runtime: &Runtime, content: Vec<u8>) -> Result<Vec<u8>, String> {
     let sandbox = sendbox::Sandbox::new().map_err(|e| format!("{e:#}"))?;
     let mut message = ComposedMessage::new(Mailbox::new(SENDER));
-    message.to.push(Mailbox::new(SINK));
+    message.to.push(Mailbox::new(RECIPIENT));
     message.subject = "large".into();
     message.text = Some("see attached".into());
     message.attachments.push(sendbox::Attachment {
@@ -130,7 +128,7 @@ fn measure(
             let mut command = Command::new(program);
             command
                 .args(["send", "--server", LARGE_PORT, "--tls", "none"])
-                .args(["--from", SENDER, "--to", SINK])
+                .args(["--from", SENDER, "--to", RECIPIENT])
                 .args(args);
             match run_measured(&mut command) {
                 Ok(usage) => runs.usages.push(usage),
@@ -141,7 +139,13 @@ fn measure(
             let mut command = Command::new(program);
             command
                 .args(["-sS", "--url", &format!("smtp://{LARGE_PORT}")])
-                .args(["--mail-from", SENDER, "--mail-rcpt", SINK, "--upload-file"])
+                .args([
+                    "--mail-from",
+                    SENDER,
+                    "--mail-rcpt",
+                    RECIPIENT,
+                    "--upload-file",
+                ])
                 .arg(upload);
             match run_measured(&mut command) {
                 Ok(usage) => runs.usages.push(usage),
