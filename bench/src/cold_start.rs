@@ -2,6 +2,9 @@
 //! 127.0.0.1:587 over STARTTLS with AUTH PLAIN, checking the server's certificate
 //! against the test CA. Every tool verifies. Runs go round-robin across the tools, after
 //! one unmeasured warm-up each; a row gives the median wall time and the fastest run.
+//! Each round also runs every tool once more under GNU time, for its CPU time and peak
+//! memory, which rows give against the two native clients, curl and msmtp (the
+//! interpreters' memory says little about sending mail).
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -9,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::report::{Measure, Outcome, Row, Table, run_timed};
+use crate::report::{Measure, Outcome, Row, Table, Unit, Usage, median, run_measured, run_timed};
 use crate::setup::{POSTFIX_STARTTLS, Plan, Postfix, RECIPIENT, SENDER, Setup};
 
 const MESSAGE: &str = "From: alice@sendbox.test\r\nTo: sink@sendbox.test\r\n\
@@ -28,8 +31,11 @@ with smtplib.SMTP(host, int(port), local_hostname="localhost") as smtp:
 /// How to launch a tool, or why it cannot run.
 type Launcher = Result<Launch, String>;
 
-/// A tool's launcher and its times so far, or why it stopped.
-type Runs = Result<(Launch, Vec<Duration>), String>;
+/// A tool's launcher, its wall times and its measured runs so far, or why it stopped.
+type Runs = Result<(Launch, Vec<Duration>, Vec<Usage>), String>;
+
+/// The peers whose CPU time and peak memory get rows of their own.
+const NATIVE: [&str; 2] = ["curl", "msmtp"];
 
 /// How to launch one tool: a fresh `Command` each run, as some read the message on stdin.
 struct Launch {
@@ -91,36 +97,68 @@ pub fn run(setup: &Setup, plan: &Plan, table: &mut Table) {
     };
     let mut tools: Vec<(&str, Runs)> = launchers
         .into_iter()
-        .map(|(name, launch)| (name, launch.map(|launch| (launch, Vec::new()))))
+        .map(|(name, launch)| (name, launch.map(|launch| (launch, Vec::new(), Vec::new()))))
         .collect();
     for round in 0..=plan.cold_starts {
         eprintln!("cold start: round {round} of {}", plan.cold_starts);
         for (_, state) in &mut tools {
-            let Ok((launch, times)) = state else {
+            let Ok((launch, times, usages)) = state else {
                 continue;
             };
-            match launch
+            let timed = launch
                 .command()
-                .and_then(|mut command| run_timed(&mut command))
-            {
-                Ok((elapsed, _)) if round > 0 => times.push(elapsed),
-                Ok(_) => {}
-                Err(reason) => *state = Err(reason),
+                .and_then(|mut command| run_timed(&mut command));
+            let measured = launch
+                .command()
+                .and_then(|mut command| run_measured(&mut command));
+            match (timed, measured) {
+                (Ok((elapsed, _)), Ok(usage)) if round > 0 => {
+                    times.push(elapsed);
+                    usages.push(usage);
+                }
+                (Ok(_), Ok(_)) => {}
+                (Err(reason), _) | (_, Err(reason)) => *state = Err(reason),
             }
         }
     }
-    let mut outcomes = tools.into_iter().map(|(name, state)| {
-        let outcome: Outcome = state.map(|(_, times)| Measure::millis_and_fastest(&times));
-        (name, outcome)
-    });
-    let (_, sendbox) = outcomes.next().expect("sendbox is the first tool");
-    for (peer, outcome) in outcomes {
+    let figures = |state: &Runs| -> [Outcome; 3] {
+        let of = |value: fn(&Usage) -> f64| -> Result<f64, String> {
+            let (_, _, usages) = state.as_ref().map_err(Clone::clone)?;
+            Ok(median(&usages.iter().map(value).collect::<Vec<_>>()))
+        };
+        [
+            state
+                .as_ref()
+                .map_err(Clone::clone)
+                .map(|(_, times, _)| Measure::millis_and_fastest(times)),
+            of(|u| u.cpu.as_secs_f64() * 1e3).map(|ms| Measure::new(ms, Unit::Millis)),
+            of(|u| u.peak_rss_kib as f64).map(|kib| Measure::new(kib / 1024.0, Unit::MiB)),
+        ]
+    };
+    let mut outcomes = tools.iter().map(|(name, state)| (*name, figures(state)));
+    let (_, [sendbox, sendbox_cpu, sendbox_rss]) =
+        outcomes.next().expect("sendbox is the first tool");
+    let outcomes: Vec<_> = outcomes.collect();
+    for (peer, [wall, _, _]) in &outcomes {
         table.rows.push(Row {
             workload: WORKLOAD.to_owned(),
             sendbox: sendbox.clone(),
-            peer: peer.to_owned(),
-            peer_value: Some(outcome),
+            peer: (*peer).to_owned(),
+            peer_value: Some(wall.clone()),
         });
+    }
+    for (peer, [_, cpu, rss]) in outcomes.iter().filter(|(peer, _)| NATIVE.contains(peer)) {
+        for (what, ours, theirs) in [
+            ("CPU time (under GNU time)", &sendbox_cpu, cpu),
+            ("peak RSS", &sendbox_rss, rss),
+        ] {
+            table.rows.push(Row {
+                workload: format!("{WORKLOAD}: {what}"),
+                sendbox: ours.clone(),
+                peer: (*peer).to_owned(),
+                peer_value: Some(theirs.clone()),
+            });
+        }
     }
 }
 
