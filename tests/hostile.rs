@@ -1061,7 +1061,7 @@ async fn a_batch_keeps_its_session_after_the_content_is_refused() {
             envelope: envelope("a@example.org", &["b@example.org"]),
             message: std::sync::Arc::from(MESSAGE),
         })
-        .collect();
+        .collect::<Vec<_>>();
     let summary = sendbox::batch::send_all(mailer, jobs, 1, Default::default(), |_| {}).await;
     let seen = server.seen();
     assert!(seen.stopped.is_none(), "{:?}", seen.stopped);

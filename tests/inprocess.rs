@@ -436,6 +436,37 @@ async fn a_batch_spreads_messages_over_concurrent_sessions() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_takes_its_jobs_as_sessions_are_ready_not_all_at_once() {
+    // A batch of a million messages must not hold a million jobs: `sendbox batch` makes
+    // them lazily, and `send_all` takes each only when a session is ready for it.
+    let server = loopback(ServerTls::StartTls);
+    let mailer = Arc::new(mailer(&server, TlsMode::Starttls, Some(PASSWORD)).await);
+    let (taken, done, most_ahead) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let counter = taken.clone();
+    let lazy = jobs(&["b@example.org"], 30).into_iter().inspect(move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+    });
+    let (seen_taken, seen_done, ahead) = (taken.clone(), done.clone(), most_ahead.clone());
+    let summary = batch::send_all(mailer, lazy, 3, Default::default(), move |_| {
+        let done = seen_done.fetch_add(1, Ordering::SeqCst) + 1;
+        let taken = seen_taken.load(Ordering::SeqCst);
+        ahead.fetch_max(taken.saturating_sub(done), Ordering::SeqCst);
+    })
+    .await;
+    assert_eq!(summary.sent, 30, "{:?}", summary.failures);
+    assert_eq!(taken.load(Ordering::SeqCst), 30);
+    let ahead = most_ahead.load(Ordering::SeqCst);
+    assert!(
+        ahead < 3,
+        "{ahead} jobs were taken beyond those done, with 3 sessions"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_message_does_not_cost_its_session() {
     // Without AUTH: mailin wrongly asks for AUTH again after RSET.
     let server = loopback_with(ServerTls::StartTls, Vec::new(), vec!["nobody@example.org"]);

@@ -36,14 +36,8 @@ pub async fn run(args: BatchArgs) -> Result<u8, Error> {
         recipients_from_headers: false,
         qualify_domain: None,
     };
-    let messages = messages(&args)?;
-    let jobs: Vec<Job> = messages
-        .into_iter()
-        .map(|message| Job {
-            envelope: envelope.clone(),
-            message,
-        })
-        .collect();
+    let mut messages = messages(&args)?.peekable();
+    let (count, first) = (messages.len(), messages.peek().cloned());
     // Room for every session at once, preallocated (plus one spare for a reconnect).
     let options = SandboxOptions {
         pooled_instances: Some(args.concurrency + 1),
@@ -57,7 +51,7 @@ pub async fn run(args: BatchArgs) -> Result<u8, Error> {
     let bar = if args.quiet {
         ProgressBar::hidden()
     } else {
-        ProgressBar::new(jobs.len() as u64).with_style(
+        ProgressBar::new(count as u64).with_style(
             ProgressStyle::with_template("{bar:40} {pos}/{len} {per_sec} eta {eta}")
                 .expect("a valid template"),
         )
@@ -74,9 +68,15 @@ pub async fn run(args: BatchArgs) -> Result<u8, Error> {
     };
     // The options (a DKIM key that does not parse, say) are checked once, before any
     // connection: otherwise each message would fail on its own, after connecting.
-    if let Some(job) = jobs.first() {
-        sendbox::prepare(mailer.sandbox(), &job.envelope, &job.message[..], &options).await?;
+    if let Some(message) = first {
+        sendbox::prepare(mailer.sandbox(), &envelope, &message[..], &options).await?;
     }
+    // Made as sessions take them: each job's copy of the envelope lives only while it is
+    // sent, so a batch's memory does not grow with its length.
+    let jobs = messages.map(move |message| Job {
+        envelope: envelope.clone(),
+        message,
+    });
     let summary = batch::send_all(
         mailer,
         jobs,
@@ -111,9 +111,12 @@ pub async fn run(args: BatchArgs) -> Result<u8, Error> {
     Ok(exit::combine(codes))
 }
 
-/// The message bytes: N copies of --raw (shared, not copied), each message of --mbox, or
-/// each file of --dir.
-fn messages(args: &BatchArgs) -> Result<Vec<Arc<[u8]>>, Error> {
+/// The messages of a batch, handed out one at a time as they are sent.
+type Messages = Box<dyn ExactSizeIterator<Item = Arc<[u8]>> + Send>;
+
+/// The message bytes: N copies of --raw (one buffer, and nothing per copy), each message
+/// of --mbox, or each file of --dir.
+fn messages(args: &BatchArgs) -> Result<Messages, Error> {
     let read = |option: &str, path: &Path| {
         std::fs::read(path).map_err(|e| {
             Error::NoInput(format!("{option} {}: cannot read it: {e}", path.display()))
@@ -121,7 +124,7 @@ fn messages(args: &BatchArgs) -> Result<Vec<Arc<[u8]>>, Error> {
     };
     if let Some(path) = &args.raw {
         let message: Arc<[u8]> = read("--raw", path)?.into();
-        return Ok(vec![message; args.count as usize]);
+        return Ok(Box::new(std::iter::repeat_n(message, args.count as usize)));
     }
     if let Some(path) = &args.mbox {
         let messages = split_mbox(&read("--mbox", path)?);
@@ -131,7 +134,8 @@ fn messages(args: &BatchArgs) -> Result<Vec<Arc<[u8]>>, Error> {
                 path.display()
             )));
         }
-        return Ok(messages.into_iter().map(Into::into).collect());
+        let messages: Vec<Arc<[u8]>> = messages.into_iter().map(Into::into).collect();
+        return Ok(Box::new(messages.into_iter()));
     }
     let dir = args
         .dir
@@ -143,10 +147,11 @@ fn messages(args: &BatchArgs) -> Result<Vec<Arc<[u8]>>, Error> {
         .filter(|path| path.is_file())
         .collect();
     paths.sort();
-    paths
+    let messages = paths
         .iter()
         .map(|path| read("--dir", path).map(Into::into))
-        .collect()
+        .collect::<Result<Vec<Arc<[u8]>>, Error>>()?;
+    Ok(Box::new(messages.into_iter()))
 }
 
 /// Splits an mbox file (RFC 4155). A message starts after a `From ` line at the start of

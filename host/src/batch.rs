@@ -4,7 +4,6 @@
 //! Each worker keeps one session (one connection) for as many messages as it can, and
 //! opens a new one only when the server or the network ended the old one.
 
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -56,19 +55,23 @@ impl Summary {
 const FAILURES_KEPT: usize = 10;
 
 /// Sends every job, with `options` (DSN, DKIM...), over `concurrency` sessions;
-/// `progress` is called after each job.
-pub async fn send_all(
+/// `progress` is called after each job. Jobs are taken from `jobs` one at a time, as a
+/// session is ready for the next, so a lazy iterator keeps only the jobs in flight in
+/// memory, however many it yields.
+pub async fn send_all<J>(
     mailer: Arc<Mailer>,
-    jobs: Vec<Job>,
+    jobs: J,
     concurrency: usize,
     options: SendOptions,
     progress: impl Fn(&Outcome) + Send + Sync + 'static,
-) -> Summary {
+) -> Summary
+where
+    J: IntoIterator<Item = Job>,
+    J::IntoIter: Send + 'static,
+{
     let options = Arc::new(options);
     let started = Instant::now();
-    let queue = Arc::new(Mutex::new(
-        jobs.into_iter().enumerate().collect::<VecDeque<_>>(),
-    ));
+    let queue = Arc::new(Mutex::new(jobs.into_iter().enumerate()));
     let summary = Arc::new(Mutex::new(Summary::default()));
     let progress = Arc::new(progress);
     let workers: Vec<_> = (0..concurrency.max(1))
@@ -83,7 +86,7 @@ pub async fn send_all(
             tokio::spawn(async move {
                 let mut session: Option<Session> = None;
                 loop {
-                    let Some((number, job)) = queue.lock().expect("queue lock").pop_front() else {
+                    let Some((number, job)) = queue.lock().expect("queue lock").next() else {
                         break;
                     };
                     let outcome = send_one(&mailer, &mut session, &job, &options).await;
