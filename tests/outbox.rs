@@ -1148,6 +1148,19 @@ fn files_that_are_not_messages_are_named_and_never_hang_a_runner() {
     setup.plant("notes.txt", "by hand");
     setup.plant("1796000000.3.1.0.state", "{}");
     std::fs::write(setup.outbox().join("tmp/1796000000.4.1.0"), "half written").unwrap();
+    // Left a while ago: younger, either could be a removal or a write in progress.
+    for left in [
+        queue.join("1796000000.3.1.0.state"),
+        setup.outbox().join("tmp/1796000000.4.1.0"),
+    ] {
+        let a_while_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(120);
+        std::fs::File::options()
+            .write(true)
+            .open(left)
+            .unwrap()
+            .set_modified(a_while_ago)
+            .unwrap();
+    }
     // In tmp/ too, where a crash leaves files: a FIFO and a link must not be opened.
     let tmp_fifo = Command::new("mkfifo")
         .arg(setup.outbox().join("tmp/fifo"))

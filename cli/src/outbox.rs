@@ -22,7 +22,7 @@ use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::dsn;
 use crate::escape::escaped;
@@ -232,7 +232,9 @@ impl Outbox {
             .open(&tmp)
             .map_err(|e| cannot_create(&tmp, e))?;
         let written = (|| {
-            file.try_lock().map_err(io::Error::other)?;
+            // Waits, briefly, rather than fails: `strays` may be holding it for a moment to
+            // see whether anyone is writing it (a 451 under load, before).
+            file.lock()?;
             // The envelope line alone, so that the message is written without a copy.
             file.write_all(&entry::encode_line(envelope, message.len())?)?;
             file.write_all(message)?;
@@ -270,18 +272,25 @@ impl Outbox {
     /// What the outbox holds that is not a message: names that are not ids, states
     /// without their message, and what is in `tmp/` but a file being written now (left by
     /// a crash before it was accepted), each as `folder/name`, escaped for a terminal.
+    /// A state without its message, or an unlocked file in `tmp/`, counts only once it is
+    /// [`SETTLING`] old: until then it may be a message being removed (its file goes
+    /// first), or a file just created and not locked yet.
     pub fn strays(&self) -> io::Result<Vec<String>> {
         let mut strays = Vec::new();
         for folder in ["queue", "failed"] {
             let dir = self.root.join(folder);
-            let ids = ids_in(&dir)?;
-            for name in names_in(&dir)? {
+            // One listing: a message arriving between two would look like a stray.
+            let names = names_in(&dir)?;
+            let is_message = |text: &str| is_id(text) && names.iter().any(|name| name == text);
+            for name in &names {
                 let text = name.to_str().unwrap_or_default();
-                let is_message = ids.iter().any(|id| id == text);
+                if is_message(text) {
+                    continue;
+                }
                 let is_state = text
                     .strip_suffix(".state")
-                    .is_some_and(|id| ids.iter().any(|known| known == id));
-                if !is_message && !is_state {
+                    .is_some_and(|id| is_message(id) || (is_id(id) && settling(&dir.join(name))));
+                if !is_state {
                     strays.push(format!("{folder}/{}", escaped(name.as_bytes())));
                 }
             }
@@ -290,9 +299,16 @@ impl Outbox {
         for name in names_in(&tmp)? {
             // A writer holds its file locked until it is renamed into `queue/`. Only a
             // regular file is opened (a FIFO would block, a link lead elsewhere).
-            let being_written = open_entry(&tmp.join(&name))
-                .is_ok_and(|file| matches!(file.try_lock(), Err(fs::TryLockError::WouldBlock)));
-            if !being_written {
+            let path = tmp.join(&name);
+            let stray = match open_entry(&path) {
+                Ok(file) => {
+                    !matches!(file.try_lock(), Err(fs::TryLockError::WouldBlock))
+                        && !settling(&path)
+                }
+                // Renamed into `queue/` since the listing.
+                Err(e) => e.kind() != io::ErrorKind::NotFound,
+            };
+            if stray {
                 strays.push(format!("tmp/{}", escaped(name.as_bytes())));
             }
         }
@@ -494,6 +510,23 @@ fn checked(id: &str) -> io::Result<&str> {
 }
 
 /// Every name in `dir`, sorted.
+/// How long a file that may be part of a write or a removal in progress is given before
+/// [`Outbox::strays`] names it.
+const SETTLING: Duration = Duration::from_secs(60);
+
+/// Whether `path` changed less than [`SETTLING`] ago, or is gone already.
+fn settling(path: &Path) -> bool {
+    match fs::symlink_metadata(path) {
+        Ok(metadata) => metadata
+            .modified()
+            .ok()
+            .and_then(|at| at.elapsed().ok())
+            // A time in the future, or none, does not hide a file.
+            .is_some_and(|age| age < SETTLING),
+        Err(e) => e.kind() == io::ErrorKind::NotFound,
+    }
+}
+
 fn names_in(dir: &Path) -> io::Result<Vec<OsString>> {
     let mut names = Vec::new();
     for entry in fs::read_dir(dir)? {
@@ -698,6 +731,29 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_write_or_a_removal_in_progress_is_not_named_a_stray_until_it_has_settled() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("outbox");
+        let outbox = Outbox::open(&root).unwrap();
+        // Created, not locked yet; and the state of a message whose file just went.
+        let (tmp, state) = (
+            root.join("tmp/1796000000.1.1.0"),
+            root.join("queue/1796000000.2.1.0.state"),
+        );
+        fs::write(&tmp, "being written").unwrap();
+        fs::write(&state, "{}").unwrap();
+        assert_eq!(outbox.strays().unwrap(), Vec::<String>::new());
+        let a_while_ago = SystemTime::now() - SETTLING - Duration::from_secs(1);
+        for file in [&tmp, &state] {
+            let file = File::options().write(true).open(file).unwrap();
+            file.set_modified(a_while_ago).unwrap();
+        }
+        assert_eq!(
+            outbox.strays().unwrap(),
+            ["queue/1796000000.2.1.0.state", "tmp/1796000000.1.1.0"]
+        );
+    }
     #[test]
     fn an_accepted_message_is_queued_whole_and_locked() {
         let dir = tempfile::tempdir().unwrap();
